@@ -1,0 +1,31 @@
+# primec: `make demo` sets up and runs the end-to-end demo; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint clean docs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/primec demo --out demo-out
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check primec passes backends tests bench
+	$(VENV)/bin/ruff format --check primec passes backends tests bench
+
+docs: $(STAMP)
+	$(PY) -m primec.cli_docs > docs/cli.md
+
+clean:
+	rm -rf $(VENV) demo-out

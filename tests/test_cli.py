@@ -1,0 +1,89 @@
+"""The command line: help with examples, inspect, compile of IR files, errors without tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from primec import __version__
+from primec.cli import main
+
+GOLDEN = Path(__file__).parent / "golden" / "ir"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.output
+
+
+def test_inspect_prints_the_canonical_form() -> None:
+    result = invoke("inspect", str(GOLDEN / "small_conv_snn.pir"))
+    assert result.exit_code == 0, result.output
+    assert result.output == (GOLDEN / "small_conv_snn.expected.pir").read_text()
+
+
+def test_inspect_use_before_def() -> None:
+    result = invoke("inspect", str(GOLDEN / "errors" / "use_before_def.pir"))
+    assert result.exit_code != 0
+    assert "%b is used before it is defined" in result.output
+    assert "use_before_def.pir:2" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("path", sorted((GOLDEN / "errors").glob("*.pir")), ids=lambda p: p.stem)
+def test_malformed_ir_gives_one_message(path: Path) -> None:
+    result = invoke("inspect", str(path))
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ")
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_inspect_binary_garbage(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pir"
+    bad.write_bytes(b"\xff\xfe\x00garbage")
+    result = invoke("inspect", str(bad))
+    assert result.exit_code == 2 and "cannot read IR file" in result.output
+
+
+def test_compile_ir_file_with_observability(tmp_path: Path) -> None:
+    out = tmp_path / "out.pir"
+    dump = tmp_path / "dump"
+    report = tmp_path / "r.json"
+    result = invoke(
+        "compile", str(GOLDEN / "small_conv_snn.pir"), "--emit", "ir", "-o", str(out),
+        "--dump-dir", str(dump), "--print-after", "dce", "--time-passes", "--report", str(report),
+    )
+    assert result.exit_code == 0, result.output
+    assert "// ----- IR after dce -----" in result.output
+    assert "pass dce:" in result.output
+    assert out.exists() and out.with_suffix(".npz").exists()
+    names = sorted(p.name for p in dump.glob("*.pir"))
+    assert names[0] == "00-import.pir" and "01-dce.pir" in names
+    assert report.exists()
+
+
+def test_compile_stop_after_import(tmp_path: Path) -> None:
+    result = invoke("compile", str(GOLDEN / "small_conv_snn.pir"), "--stop-after", "import", "--dump-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("*.pir")) == ["00-import.pir"]
+    assert "stopped after import" in result.output
+
+
+def test_compile_unknown_pass(tmp_path: Path) -> None:
+    out = tmp_path / "o.pir"
+    result = invoke("compile", str(GOLDEN / "small_conv_snn.pir"), "--stop-after", "nope", "--emit", "ir", "-o", str(out))
+    assert result.exit_code == 2 and "unknown pass nope" in result.output
+    assert not out.exists()
