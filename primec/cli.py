@@ -276,5 +276,36 @@ def demo(out_dir: str) -> None:
     run_demo(Path(out_dir), log=click.echo)
 
 
+@main.group()
+def datasets() -> None:
+    """Make the embedded datasets (no download needed).
+
+    \b
+    Example:
+      primec datasets ndigits --split test -o test.npz
+    """
+
+
+@datasets.command("ndigits")
+@click.option("--split", type=click.Choice(["train", "calibration", "test", "all"]), default="test", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the event sensor model.")
+@click.option("--timesteps", type=click.IntRange(1, 1000), default=10, show_default=True, help="Time bins T.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npz to write (x, y).")
+@user_errors
+def ndigits(split: str, seed: int, timesteps: int, output: str) -> None:
+    """N-MNIST-like events from scikit-learn's digits, in the simulator's input format.
+
+    \b
+    Writes x: float32 [N, T, 2, 34, 34] event counts and y: int64 [N] labels.
+    Example:
+      primec datasets ndigits --split calibration -o calibration.npz
+    """
+    from primec.datasets import load_split, make_ndigits, save_npz
+
+    x, y = make_ndigits(seed, timesteps) if split == "all" else load_split(split, seed, timesteps)
+    save_npz(output, x, y)
+    click.echo(f"wrote {output}: {len(y)} samples, x {list(x.shape)}")
+
+
 if __name__ == "__main__":
     main()
