@@ -6,8 +6,26 @@ ensures. The order in which they run is `primec.pipeline.PASS_PIPELINE`, nowhere
 
 from __future__ import annotations
 
-from primec.passes import dce
+from primec.passes import (
+    choose_drive,
+    dce,
+    fold_affine,
+    fold_masks,
+    lower_crossbar,
+    map_pairs,
+    place,
+    schedule,
+    tile,
+)
 
 PASSES = {
     "dce": dce.run,
+    "fold-masks": fold_masks.run,
+    "fold-affine": fold_affine.run,
+    "lower-crossbar": lower_crossbar.run,
+    "choose-drive": choose_drive.run,
+    "map-pairs": map_pairs.run,
+    "tile": tile.run,
+    "place": place.run,
+    "schedule": schedule.run,
 }

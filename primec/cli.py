@@ -115,6 +115,22 @@ MODEL_HELP = "A .pt state_dict (with --arch), .pt2, TorchScript archive, ONNX fi
 @click.option("--emit", type=click.Choice(["ir", "bytecode", "macro"]), help="What to write to -o.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write a JSON report to this file.")
+@click.option(
+    "--target",
+    "target_spec",
+    default="prime-40nm-256k",
+    show_default=True,
+    metavar="NAME|FILE",
+    help="Target: a built-in name (see `primec targets`) or a target .toml file.",
+)
+@click.option(
+    "--device-map",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Measured chip (.npz): place on its cells, avoid stuck cells, check bound weights.",
+)
+@click.option(
+    "--max-macros", type=click.IntRange(min=1), help="Use at most N macros of the target."
+)
 @observability
 @user_errors
 def compile(
@@ -124,6 +140,9 @@ def compile(
     emit: str | None,
     output: str | None,
     report: str | None,
+    target_spec: str,
+    device_map: str | None,
+    max_macros: int | None,
     **kwargs: Any,
 ) -> None:
     """Compile MODEL through the frontend and the passes.
@@ -133,8 +152,11 @@ def compile(
     Examples:
       primec compile model.pt --arch prime-nmnist --stop-after import --dump-dir ir/
       primec compile step.pir --emit ir -o out.pir --print-after dce
+      primec compile model.pt --arch prime-nmnist --device-map chip.npz --report r.json
     """
+    from primec.mapreport import mapping_report, mapping_table
     from primec.pipeline import compile_model
+    from primec.target import resolve_target
     from primec.text import save_graph
 
     if emit in ("bytecode", "macro"):
@@ -144,7 +166,10 @@ def compile(
         )
     if emit == "ir" and not output:
         raise PrimecError("--emit ir needs -o FILE.pir")
-    result = compile_model(Path(model), arch, trust_pickle, pass_options(kwargs), log=click.echo)
+    target = resolve_target(target_spec, device_map, max_macros)
+    options = pass_options(kwargs)
+    result = compile_model(Path(model), arch, trust_pickle, options, target, log=click.echo)
+    mapping = mapping_report(result.graph, target)
     if emit == "ir":
         save_graph(result.graph, output)
         click.echo(f"wrote {output} (weights in {Path(output).with_suffix('.npz')})")
@@ -153,7 +178,9 @@ def compile(
         f"ran: {stages}"
         + (f" (stopped after {result.stopped_after})" if result.stopped_after else "")
     )
-    write_report(report, compile_report(result))
+    if mapping:
+        click.echo(mapping_table(mapping))
+    write_report(report, compile_report(result) | mapping)
 
 
 def compile_report(result: Any) -> dict[str, Any]:
@@ -170,21 +197,63 @@ def compile_report(result: Any) -> dict[str, Any]:
 
 @main.command()
 @click.argument("artefact", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--input",
-    "input_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="data.npz with x [N,T,...] and optional y.",
-)
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False), help="data.npz with x [N,T,...] and optional labels y [N].")
+@click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1, ...")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Samples simulated together.")
+@click.option("--noise", default="", metavar="SPEC", help="Non-idealities, e.g. program=0.05,read=0.02,stuck=0.001,adc=8,input=8.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw (same seed, same numbers).")
+@click.option("--no-early-exit", is_flag=True, help="Run all T steps, ignoring the early-exit table.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Per-sample results .npz: pred, exit_step, readouts.")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report to this file.")
 @user_errors
-def simulate(artefact: str, input_path: str | None) -> None:
+def simulate(artefact: str, input_path: str, device: str, batch_size: int, noise: str, seed: int, no_early_exit: bool, output: str | None, report: str | None) -> None:
     """Run a compiled artefact (.pbc bytecode or .pmac macro file) on input data.
 
     \b
-    Example:
+    Reports accuracy (with labels), timesteps used, energy and latency per inference.
+    Examples:
       primec simulate model.pbc --input test.npz --report sim.json
+      primec simulate model.pmac --input test.npz --noise read=0.02,adc=8 --seed 1
     """
-    not_built("the simulator (primec simulate)", "Simulator bytecode")
+    from primec.backends.simulator import Noise
+    from primec.simdata import load_inputs
+    from primec.simulation import classes_of, load_artefact, write_outputs
+    from primec.simulation import simulate as run_simulation
+
+    program = load_artefact(artefact)
+    data = load_inputs(input_path, program.input_shape, program.timesteps, classes_of(program))
+    settings = Noise.parse(noise, seed)
+    _check_device(device)
+    with click.progressbar(length=len(data.x), label="simulating", file=sys.stderr) as bar:
+        result, summary = run_simulation(program, data, settings, device, batch_size, not no_early_exit, lambda done, _: bar.update(done - bar.pos))
+    if output:
+        write_outputs(output, result)
+    write_report(report, summary)
+    click.echo(simulation_summary(summary))
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise PrimecError(f"torch device {device!r} is not available: {exc}", hint="use --device cpu") from exc
+
+
+def simulation_summary(summary: dict[str, Any]) -> str:
+    """The simulation report as a few readable lines."""
+    lines = [f"{summary['samples']} samples of {summary['artefact']} on {summary['target']}"]
+    if "accuracy" in summary:
+        lines.append(f"accuracy            {summary['accuracy'] * 100:.2f}%")
+    lines.append(f"timesteps           {summary['avg_timesteps']:.2f} of {summary['timesteps']} on average ({summary['compute_savings'] * 100:.1f}% saved)")
+    lines.append(f"energy / inference  {summary['energy_per_inference_j'] * 1e9:.3f} nJ ({_ratio(summary['energy_efficiency_vs_gpu'])} vs the GPU baseline)")
+    lines.append(f"latency / inference {summary['latency_per_inference_s'] * 1e6:.2f} us")
+    return "\n".join(lines)
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}x"
 
 
 @main.command()
@@ -225,9 +294,15 @@ def check(model: str, arch: str | None, trust_pickle: bool) -> None:
       primec check model.pt --arch prime-nmnist
     """
     from primec.pipeline import frontend
+    from primec.verify import verify
 
+    # Loading, export and import each report all of their problems in one error.
     graph, kind = frontend(Path(model), arch, trust_pickle, click.echo)
-    click.echo(f"ok: {kind}, {len(graph.nodes)} nodes, {len(graph.states)} states")
+    verify(graph, source=model)
+    click.echo(
+        f"ok: {kind}; {len(graph.nodes)} nodes, {len(graph.states)} states, "
+        f"T={graph.meta_value('timesteps')}, readout {graph.meta_value('readout')}"
+    )
 
 
 @main.command()
@@ -251,7 +326,15 @@ def export(model: str, arch: str | None, trust_pickle: bool, output: str) -> Non
     Example:
       primec export model.pt --arch prime-nmnist -o step.onnx
     """
-    not_built("ONNX export", "Frontend")
+    from primec import frontend as fe
+
+    source = fe.load(Path(model), arch=arch, trust_pickle=trust_pickle)
+    click.echo(f"recognised {source.kind}")
+    onnx_model = fe.export(source)
+    # Never write a file that primec itself could not import back.
+    fe.import_onnx(onnx_model, source=model)
+    fe.save_onnx(onnx_model, output)
+    click.echo(f"wrote {output} ({len(onnx_model.graph.node)} nodes, primec ONNX convention)")
 
 
 @main.command()
@@ -305,6 +388,83 @@ def ndigits(split: str, seed: int, timesteps: int, output: str) -> None:
     x, y = make_ndigits(seed, timesteps) if split == "all" else load_split(split, seed, timesteps)
     save_npz(output, x, y)
     click.echo(f"wrote {output}: {len(y)} samples, x {list(x.shape)}")
+
+
+@main.command()
+@click.option("--show", metavar="NAME|FILE", help="Print every parameter of one target.")
+@user_errors
+def targets(show: str | None) -> None:
+    """List the built-in targets, or show one target's parameters and their provenance.
+
+    \b
+    Examples:
+      primec targets
+      primec targets --show prime-40nm-256k
+    """
+    from primec.target import describe_target, load_target, target_names
+
+    if show:
+        click.echo(describe_target(load_target(show)))
+        return
+    for name in target_names():
+        t = load_target(name)
+        click.echo(
+            f"{name}: {t.chip.macros} macros x {t.chip.arrays_per_macro} arrays of "
+            f"{t.array.rows} x {t.array.cols} cells - {t.description}"
+        )
+
+
+@main.group()
+def devicemap() -> None:
+    """Device maps: per-cell conductances and faults of a chip (format in docs/mapping.md).
+
+    \b
+    Example:
+      primec devicemap synth --target prime-40nm-256k --seed 7 --macros 1 -o chip.npz
+    """
+
+
+@devicemap.command("synth")
+@click.option(
+    "--target",
+    "target_spec",
+    default="prime-40nm-256k",
+    show_default=True,
+    metavar="NAME|FILE",
+    help="Target whose distribution to draw from.",
+)
+@click.option(
+    "--seed", type=int, required=True, help="Random seed (the same seed gives the same map)."
+)
+@click.option(
+    "--macros",
+    type=click.IntRange(min=1),
+    help="Macros to synthesise (default: all of the target's).",
+)
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npz to write."
+)
+@user_errors
+def devicemap_synth(target_spec: str, seed: int, macros: int | None, output: str) -> None:
+    """Synthesise a device map from the target's as-formed distribution and stuck-at rates.
+
+    \b
+    Example:
+      primec devicemap synth --target prime-40nm-256k --seed 7 --macros 1 -o chip.npz
+    """
+    from primec.devicemap import STUCK_HIGH, STUCK_LOW, save, synth
+    from primec.target import load_target
+
+    target = load_target(target_spec)
+    if macros is not None and macros > target.chip.macros:
+        raise PrimecError(f"--macros {macros} exceeds the target's {target.chip.macros} macros")
+    chip = synth(target, seed, macros)
+    save(chip, output)
+    low, high = int((chip.fault == STUCK_LOW).sum()), int((chip.fault == STUCK_HIGH).sum())
+    click.echo(
+        f"wrote {output}: {chip.macros} macro(s) of {target.name}, seed {seed}, "
+        f"{low} cells stuck low, {high} stuck high"
+    )
 
 
 if __name__ == "__main__":

@@ -164,6 +164,80 @@ def readout_exp_tanh(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array,
     return np.tanh(acc), acc
 
 
+# ---- mapping ops (docs/mapping.md) ----
+
+# x / input_quantum must be an integer level; a quantum such as 1/9 makes x*9 land within a few
+# ulps of one, never further.
+LEVEL_TOLERANCE = 1e-9
+
+
+def masked_weight(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array]:
+    return (_effective(attrs),)
+
+
+def _effective(attrs: dict[str, Any]) -> Array:
+    # The same operations, in the same order, as `supermask`: weight * gain * mask.
+    formed = attrs["formed"].array().astype(np.float64)
+    return formed * attrs["gain"] * attrs["mask"].array()
+
+
+def sum_pool2d(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array]:
+    (x,) = inputs
+    windows = _windows(_pad_hw(x, attrs["padding"]), attrs["kernel"], attrs["stride"])
+    return (windows.sum(axis=(4, 5)),)
+
+
+def im2col(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array]:
+    (x,) = inputs
+    sh, sw = attrs["input_dilation"]
+    batch, channels, height, width = x.shape
+    z = np.zeros((batch, channels, (height - 1) * sh + 1, (width - 1) * sw + 1))
+    z[:, :, ::sh, ::sw] = x
+    top, left, bottom, right = attrs["padding"]
+    z = np.pad(z, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    windows = _windows(z, attrs["kernel"], attrs["stride"], attrs["dilation"])
+    _, _, out_h, out_w, kh, kw = windows.shape
+    rows = windows.transpose(0, 2, 3, 1, 4, 5)
+    return (rows.reshape(batch, out_h * out_w, channels * kh * kw),)
+
+
+def crossbar(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array]:
+    (x,) = inputs
+    _check_levels(x, attrs)
+    weight = _effective(attrs)
+    product = _tiled_product(x, weight, attrs) if attrs["tile_rows"] else x @ weight
+    return (np.swapaxes(product, -1, -2) * attrs["input_scale"],)
+
+
+def _check_levels(x: Array, attrs: dict[str, Any]) -> None:
+    """The chosen drive must represent every input exactly: integer levels in [0, 2^planes)."""
+    if attrs["drive"] == "unset":
+        return
+    quantum, top = attrs["input_quantum"], 2 ** attrs["planes"] - 1
+    levels = x / quantum
+    off_grid = np.abs(levels - np.round(levels)) > LEVEL_TOLERANCE * np.maximum(1.0, levels)
+    bad = off_grid | (levels < 0) | (np.round(levels) > top)
+    if not bad.any():
+        return
+    raise PrimecError(
+        f"crossbar input {float(x[bad].flat[0])!r} is not an integer multiple of {quantum!r} in "
+        f"[0, {top * quantum!r}]: {attrs['planes']} bit plane(s) cannot drive it exactly",
+        hint="give the step input as integer counts (or set graph meta input_quantum)",
+    )
+
+
+def _tiled_product(x: Array, weight: Array, attrs: dict[str, Any]) -> Array:
+    """x @ weight tile by tile: each tile's rows and outputs; partials added in tile order."""
+    rows, cols = attrs["row_map"].array(), attrs["col_map"].array()
+    row_ranges, col_ranges = attrs["tile_rows"], attrs["tile_outputs"]
+    product = np.zeros((*x.shape[:-1], weight.shape[1]))
+    for t in range(len(row_ranges) // 2):
+        tile_rows = rows[row_ranges[2 * t] : row_ranges[2 * t + 1]]
+        tile_cols = cols[col_ranges[2 * t] : col_ranges[2 * t + 1]]
+        product[..., tile_cols] += x[..., tile_rows] @ weight[np.ix_(tile_rows, tile_cols)]
+    return product
+
+
 def _reshape(shape: tuple[int, ...]) -> Impl:
     return lambda inputs, attrs: (inputs[0].reshape((inputs[0].shape[0], *shape)),)
 
@@ -186,6 +260,10 @@ IMPLS: dict[str, Impl] = {
     "integrator": integrator,
     "readout_mean": readout_mean,
     "readout_exp_tanh": readout_exp_tanh,
+    "masked_weight": masked_weight,
+    "sum_pool2d": sum_pool2d,
+    "im2col": im2col,
+    "crossbar": crossbar,
 }
 
 

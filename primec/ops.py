@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from primec.ir import TensorType, Weight
 
 REQUIRED = object()
@@ -219,6 +221,73 @@ def _readout_exp_shape(types, attrs):
     return (x, x)
 
 
+# ---- mapping ops (docs/mapping.md): introduced by the passes between import and placement ----
+
+EMPTY_MAP = Weight.of(np.zeros(0, dtype=np.int64))  # a crossbar's row/col map before tiling
+DRIVES = ("unset", "binary", "bit_serial")
+TILE_FIELDS = ("tile_macro", "tile_array", "tile_row", "tile_col", "tile_slot")  # one per tile
+
+
+def _masked_weight_shape(types, attrs):
+    formed, mask = attrs["formed"].type, attrs["mask"].type
+    _require(mask.shape == formed.shape, f"masked_weight mask {mask} must match formed {formed}")
+    _require(mask.dtype == "bool", f"masked_weight mask must be bool, got {mask}")
+    return (formed,)
+
+
+def _im2col_shape(types, attrs):
+    (x,) = types
+    _require(len(x.shape) == 3, f"im2col input must be [C,H,W], got {x}")
+    _require(len(attrs["padding"]) == 4, "im2col padding is [top, left, bottom, right]")
+    _require(min(attrs["padding"]) >= 0, f"im2col padding must be >= 0, got {attrs['padding']}")
+    kernel, sizes = attrs["kernel"], []
+    for i in range(2):
+        dilated = (x.shape[1 + i] - 1) * attrs["input_dilation"][i] + 1
+        padded = dilated + attrs["padding"][i] + attrs["padding"][2 + i]
+        sizes.append(_conv_out(padded, kernel[i], attrs["stride"][i], 0, attrs["dilation"][i]))
+    _require(min(sizes) >= 1, f"im2col output would be empty ({sizes}) for input {x}")
+    return (TensorType((sizes[0] * sizes[1], x.shape[0] * kernel[0] * kernel[1]), x.dtype),)
+
+
+def _crossbar_shape(types, attrs):
+    (x,) = types
+    formed, mask = attrs["formed"].type, attrs["mask"].type
+    _require(len(x.shape) == 2, f"crossbar input must be [P,R] (positions x rows), got {x}")
+    _require(
+        len(formed.shape) == 2 and formed.shape[0] == x.shape[1],
+        f"crossbar matrix {formed} must be [R,O] with R = {x.shape[1]} rows",
+    )
+    _require(mask.shape == formed.shape and mask.dtype == "bool", f"crossbar mask {mask} bad")
+    _check_drive(attrs)
+    _check_tiles(attrs)
+    return (TensorType((formed.shape[1], x.shape[0]), x.dtype),)
+
+
+def _check_drive(attrs):
+    drive, planes = attrs["drive"], attrs["planes"]
+    _require(drive != "unset" or planes == 0, "crossbar planes are set only with a drive")
+    _require(drive == "unset" or planes >= 1, f"crossbar drive {drive} needs planes >= 1")
+    _require(drive != "binary" or planes == 1, "a binary crossbar drive has exactly 1 plane")
+    _require(attrs["input_quantum"] > 0, "crossbar input_quantum must be positive")
+    _require(attrs["us_per_unit"] > 0, "crossbar us_per_unit must be positive")
+
+
+def _check_ranges(attrs, name, length):
+    ranges = attrs[name]
+    _require(len(ranges) % 2 == 0, f"crossbar {name} holds (start, stop) pairs")
+    ok = all(0 <= a < b <= length for a, b in zip(ranges[::2], ranges[1::2], strict=True))
+    _require(ok, f"crossbar {name} ranges must lie in [0, {length}] and be non-empty")
+    return len(ranges) // 2
+
+
+def _check_tiles(attrs):
+    tiles = _check_ranges(attrs, "tile_rows", attrs["row_map"].type.size)
+    outputs = _check_ranges(attrs, "tile_outputs", attrs["col_map"].type.size)
+    _require(tiles == outputs, "crossbar tile_rows and tile_outputs need one range per tile")
+    for name in TILE_FIELDS:
+        _require(len(attrs[name]) in (0, tiles), f"crossbar {name} needs one entry per tile")
+
+
 _CONV_ATTRS = (
     Attr("stride", "ints", (1, 1)),
     Attr("padding", "ints", (0, 0)),
@@ -383,6 +452,75 @@ OPS: dict[str, OpDef] = {
             _readout_exp_shape,
             "Exponentially weighted sum: acc' = decay*acc + x; y = tanh(acc'). After T steps\n"
             "acc' = sum_t decay^(T-1-t) x_t (the FSVAE readout).",
+        ),
+        OpDef(
+            "masked_weight",
+            (),
+            ("y",),
+            (Attr("formed", "weight"), Attr("mask", "weight"), Attr("gain", "float")),
+            _masked_weight_shape,
+            "A pruned as-formed weight (fold-masks): y = formed * gain * mask.\n"
+            "  formed: the as-formed weight G+ - G- (device units, uS); mask: kept synapses (bool);\n"
+            "  gain: the periphery's scale. Pairs where mask is false are reset on the chip.",
+        ),
+        OpDef(
+            "sum_pool2d",
+            ("x",),
+            ("y",),
+            _POOL_ATTRS,
+            _pool_shape,
+            "y[c,i,j] = sum over the kernel window of x_pad (zero padding, floor mode): the window\n"
+            "count that a folded average pool leaves to the next layer's input (lower-crossbar).",
+        ),
+        OpDef(
+            "im2col",
+            ("x",),
+            ("y",),
+            (
+                Attr("kernel", "ints"),
+                Attr("stride", "ints", (1, 1)),
+                Attr("dilation", "ints", (1, 1)),
+                Attr("padding", "ints", (0, 0, 0, 0)),
+                Attr("input_dilation", "ints", (1, 1)),
+            ),
+            _im2col_shape,
+            "Crossbar row gather (docs/mapping.md): z = x with input_dilation-1 zeros between\n"
+            "  pixels, zero padded [top, left, bottom, right]; for output pixel (i, j) and row\n"
+            "  r = (c*kh + p)*kw + q: y[i*Wo + j, r] = z[c, i*stride + p*dilation, j*stride + q*dilation].",
+        ),
+        OpDef(
+            "crossbar",
+            ("x",),
+            ("y",),
+            (
+                Attr("formed", "weight"),
+                Attr("mask", "weight"),
+                Attr("gain", "float"),
+                Attr("mode", "str", choices=("as_formed", "programmed")),
+                Attr("kind", "str", choices=("conv2d", "conv_transpose2d", "linear")),
+                Attr("weight_shape", "ints"),
+                Attr("groups", "int", 1),
+                Attr("input_scale", "float", 1.0),
+                Attr("drive", "str", "unset", DRIVES),
+                Attr("planes", "int", 0),
+                Attr("input_quantum", "float", 1.0),
+                Attr("encoding", "str", "unset", ("unset", "differential")),
+                Attr("us_per_unit", "float", 1.0),
+                Attr("row_map", "weight", EMPTY_MAP),
+                Attr("col_map", "weight", EMPTY_MAP),
+                Attr("tile_rows", "ints", ()),
+                Attr("tile_outputs", "ints", ()),
+                *(Attr(name, "ints", ()) for name in TILE_FIELDS),
+                Attr("phase", "int", -1),
+            ),
+            _crossbar_shape,
+            "One layer's matrix-vector products on memristor crossbars (docs/mapping.md):\n"
+            "  W = formed * gain * mask  [R rows (inputs), O outputs];\n"
+            "  y[o, p] = input_scale * sum_r x[p, r] * W[r, o]   (x: [P positions, R rows]).\n"
+            "  With tiles, tile t holds rows row_map[tile_rows[2t]:tile_rows[2t+1]] and outputs\n"
+            "  col_map[tile_outputs[2t]:tile_outputs[2t+1]]; partial sums add in tile order.\n"
+            "  drive/planes/input_quantum: x / input_quantum are integers in [0, 2^planes), driven one\n"
+            "  bit plane per read. Output o is the pair of columns (2j, 2j+1) = (G+, G-) of its tile.",
         ),
     )
 }

@@ -15,6 +15,7 @@ from primec.errors import PrimecError
 from primec.ir import Graph
 from primec.passes import PASSES
 from primec.passmanager import PassManager, PassOptions, PassRecord
+from primec.target import DEFAULT_TARGET, Target, load_target
 from primec.text import read_graph_file
 from primec.verify import verify
 
@@ -25,7 +26,15 @@ FRONTEND_STAGES = (
 )
 
 PASS_PIPELINE = (
-    "dce",  # drop nodes whose results nothing reads
+    "fold-masks",  # supermask -> masked_weight {formed, mask, gain}
+    "fold-affine",  # BatchNorm and biases -> per-channel post-ADC affine
+    "lower-crossbar",  # conv, transposed conv, linear (+ flatten, pools) -> im2col + crossbar
+    "dce",  # drop nodes whose results nothing reads (the folded weights)
+    "choose-drive",  # binary spikes: one read; multi-level inputs: bit-serial planes
+    "map-pairs",  # signed weights -> differential conductance pairs
+    "tile",  # split matrices to the array size, drop rows/cols a mask empties
+    "place",  # tiles onto arrays and macros (device map: stuck cells, cell check)
+    "schedule",  # reads, partial sums and neuron updates of one timestep
 )
 
 
@@ -73,11 +82,15 @@ def compile_model(
     arch: str | None = None,
     trust_pickle: bool = False,
     options: PassOptions | None = None,
-    target: Any = None,
+    target: Target | None = None,
     log: Callable[[str], None] = print,
 ) -> CompileResult:
-    """Frontend, then every pass of `PASS_PIPELINE` (up to `options.stop_after`)."""
+    """Frontend, then every pass of `PASS_PIPELINE` (up to `options.stop_after`).
+
+    `target` defaults to `DEFAULT_TARGET`; the mapping passes read it (and its device map).
+    """
     options = options or PassOptions()
+    target = load_target(DEFAULT_TARGET) if target is None else target
     started = time.perf_counter()
     manager = PassManager(PASSES, options, log)
     manager.check_names(PASS_PIPELINE, FRONTEND_STAGES)

@@ -1,0 +1,255 @@
+"""primec's ONNX convention: the `primec` op domain, its function bodies and the metadata keys.
+
+Documented for other tools in docs/onnx.md. Each primec op carries an ONNX function body made
+of standard ops, so onnxruntime runs a primec ONNX file as it is; the body follows the IR op's
+equation (`primec/ops.py`) operation by operation, so float32 results match PyTorch's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+from onnx import AttributeProto, FunctionProto, NodeProto, TensorProto
+from onnx import helper as oh
+
+DOMAIN = "primec"
+DOMAIN_VERSION = 1
+OPSET = 21
+IR_VERSION = 10
+CONVENTION_VERSION = "1"
+
+META_CONVENTION = "primec.convention"
+META_TIMESTEPS = "primec.timesteps"
+META_READOUT = "primec.readout"
+META_ENCODING = "primec.input_encoding"
+META_STATES = "primec.states"
+NODE_LOC = "primec.loc"
+
+
+@dataclass(frozen=True)
+class PrimecOp:
+    """One op of the `primec` domain and the IR op it stands for."""
+
+    name: str
+    ir_op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: tuple[tuple[str, str], ...]  # (name, kind): kind is float, int or string
+
+
+PRIMEC_OPS: dict[str, PrimecOp] = {
+    op.name: op
+    for op in (
+        PrimecOp(
+            "LIF",
+            "lif",
+            ("current", "membrane", "spike"),
+            ("spike_out", "membrane_out"),
+            (
+                ("keep", "float"),
+                ("threshold", "float"),
+                ("strict", "int"),
+                ("reset", "string"),
+                ("reset_timing", "string"),
+                ("slope", "float"),
+            ),
+        ),
+        PrimecOp(
+            "Integrator",
+            "integrator",
+            ("current", "membrane"),
+            ("membrane_out",),
+            (("keep", "float"), ("slope", "float")),
+        ),
+        PrimecOp(
+            "Supermask",
+            "supermask",
+            ("weight", "scores"),
+            ("y",),
+            (("sparsity", "float"), ("gain", "float")),
+        ),
+        PrimecOp(
+            "ReadoutMean",
+            "readout_mean",
+            ("x", "sum", "count"),
+            ("mean", "sum_out", "count_out"),
+            (),
+        ),
+        PrimecOp(
+            "ReadoutExpTanh",
+            "readout_exp_tanh",
+            ("x", "acc"),
+            ("y", "acc_out"),
+            (("decay", "float"),),
+        ),
+    )
+}
+
+_ATTR_TYPES = {
+    "float": AttributeProto.FLOAT,
+    "int": AttributeProto.INT,
+    "string": AttributeProto.STRING,
+}
+
+
+def _ref(name: str, kind: str) -> NodeProto:
+    """A Constant node whose value is the function's attribute `name`."""
+    attribute = AttributeProto(name=f"value_{kind}", ref_attr_name=name, type=_ATTR_TYPES[kind])
+    node = oh.make_node("Constant", [], [name])
+    node.attribute.append(attribute)
+    return node
+
+
+def _const(name: str, value: float | str) -> NodeProto:
+    if isinstance(value, str):
+        return oh.make_node(
+            "Constant",
+            [],
+            [name],
+            value=oh.make_tensor(name, TensorProto.STRING, [], [value.encode()]),
+        )
+    return oh.make_node("Constant", [], [name], value_float=value)
+
+
+def _leaky(x: str, out: str) -> list[NodeProto]:
+    """out = x if x >= 0 else slope*x, with `slope` and `zero` already defined."""
+    return [
+        oh.make_node("GreaterOrEqual", [x, "zero"], [f"{x}_nonneg"]),
+        oh.make_node("Mul", [x, "slope"], [f"{x}_scaled"]),
+        oh.make_node("Where", [f"{x}_nonneg", x, f"{x}_scaled"], [out]),
+    ]
+
+
+def _lif_body() -> list[NodeProto]:
+    return [
+        *(_ref(name, kind) for name, kind in PRIMEC_OPS["LIF"].attrs),
+        _const("one", 1.0),
+        _const("zero", 0.0),
+        _const("after_leak", "after_leak"),
+        _const("zero_reset", "zero"),
+        _const("subtract_reset", "subtract"),
+        oh.make_node("Equal", ["reset_timing", "after_leak"], ["is_after"]),
+        oh.make_node("Mul", ["membrane", "keep"], ["leaked"]),
+        oh.make_node("Where", ["is_after", "leaked", "membrane"], ["base"]),
+        oh.make_node("Sub", ["one", "spike"], ["not_spiked"]),
+        oh.make_node("Mul", ["base", "not_spiked"], ["zeroed"]),
+        oh.make_node("Mul", ["threshold", "spike"], ["drop"]),
+        oh.make_node("Sub", ["base", "drop"], ["subtracted"]),
+        oh.make_node("Equal", ["reset", "subtract_reset"], ["is_subtract"]),
+        oh.make_node("Where", ["is_subtract", "subtracted", "base"], ["kept_or_subtracted"]),
+        oh.make_node("Equal", ["reset", "zero_reset"], ["is_zero"]),
+        oh.make_node("Where", ["is_zero", "zeroed", "kept_or_subtracted"], ["after_reset"]),
+        oh.make_node("Mul", ["after_reset", "keep"], ["reset_leaked"]),
+        oh.make_node("Where", ["is_after", "after_reset", "reset_leaked"], ["carried"]),
+        oh.make_node("Add", ["carried", "current"], ["integrated"]),
+        *_leaky("integrated", "membrane_out"),
+        oh.make_node("Cast", ["strict"], ["is_strict"], to=TensorProto.BOOL),
+        oh.make_node("Greater", ["membrane_out", "threshold"], ["above"]),
+        oh.make_node("GreaterOrEqual", ["membrane_out", "threshold"], ["reached"]),
+        # onnxruntime has no Where over booleans: choose between the spikes as floats.
+        oh.make_node("Cast", ["above"], ["above_f"], to=TensorProto.FLOAT),
+        oh.make_node("Cast", ["reached"], ["reached_f"], to=TensorProto.FLOAT),
+        oh.make_node("Where", ["is_strict", "above_f", "reached_f"], ["spike_out"]),
+    ]
+
+
+def _integrator_body() -> list[NodeProto]:
+    return [
+        _ref("keep", "float"),
+        _ref("slope", "float"),
+        _const("zero", 0.0),
+        oh.make_node("Mul", ["membrane", "keep"], ["leaked"]),
+        oh.make_node("Add", ["leaked", "current"], ["integrated"]),
+        *_leaky("integrated", "membrane_out"),
+    ]
+
+
+def _supermask_body() -> list[NodeProto]:
+    # k = 1 + round(sparsity*(n-1)) in double precision, Round being half-to-even as in Python.
+    return [
+        _ref("sparsity", "float"),
+        _ref("gain", "float"),
+        oh.make_node("Constant", [], ["flat_shape"], value_ints=[-1]),
+        oh.make_node(
+            "Constant", [], ["one_d"], value=oh.make_tensor("one_d", TensorProto.DOUBLE, [], [1.0])
+        ),
+        oh.make_node("Constant", [], ["one_i"], value_ints=[1]),
+        oh.make_node("Abs", ["scores"], ["magnitude"]),
+        oh.make_node("Reshape", ["magnitude", "flat_shape"], ["flat"]),
+        oh.make_node("Size", ["scores"], ["n"]),
+        oh.make_node("Cast", ["n"], ["n_d"], to=TensorProto.DOUBLE),
+        oh.make_node("Sub", ["n_d", "one_d"], ["n_minus_one"]),
+        oh.make_node("Cast", ["sparsity"], ["sparsity_d"], to=TensorProto.DOUBLE),
+        oh.make_node("Mul", ["sparsity_d", "n_minus_one"], ["position"]),
+        oh.make_node("Round", ["position"], ["rounded"]),
+        oh.make_node("Cast", ["rounded"], ["rounded_i"], to=TensorProto.INT64),
+        oh.make_node("Reshape", ["rounded_i", "one_i"], ["rounded_1"]),
+        oh.make_node("Add", ["rounded_1", "one_i"], ["k"]),
+        oh.make_node("TopK", ["flat", "k"], ["smallest", "smallest_at"], largest=0, sorted=1),
+        oh.make_node("ReduceMax", ["smallest"], ["kth"], keepdims=0),
+        oh.make_node("GreaterOrEqual", ["magnitude", "kth"], ["kept"]),
+        oh.make_node("Cast", ["kept"], ["mask"], to=TensorProto.FLOAT),
+        oh.make_node("Mul", ["weight", "gain"], ["scaled"]),
+        oh.make_node("Mul", ["scaled", "mask"], ["y"]),
+    ]
+
+
+def _readout_mean_body() -> list[NodeProto]:
+    # count is [N, 1]; it is reshaped to [N, 1, ..., 1] so that it divides an x of any rank.
+    return [
+        _const("one", 1.0),
+        oh.make_node("Constant", [], ["batch"], value_ints=[-1]),
+        oh.make_node("Constant", [], ["one_i"], value_ints=[1]),
+        oh.make_node("Add", ["sum", "x"], ["sum_out"]),
+        oh.make_node("Add", ["count", "one"], ["count_out"]),
+        oh.make_node("Shape", ["x"], ["x_shape"]),
+        oh.make_node("Size", ["x_shape"], ["rank"]),
+        oh.make_node("Sub", ["rank", "one_i"], ["ones_count"]),
+        oh.make_node(
+            "ConstantOfShape",
+            ["ones_count"],
+            ["ones"],
+            value=oh.make_tensor("one", TensorProto.INT64, [1], [1]),
+        ),
+        oh.make_node("Concat", ["batch", "ones"], ["count_shape"], axis=0),
+        oh.make_node("Reshape", ["count_out", "count_shape"], ["count_b"]),
+        oh.make_node("Div", ["sum_out", "count_b"], ["mean"]),
+    ]
+
+
+def _readout_exp_tanh_body() -> list[NodeProto]:
+    return [
+        _ref("decay", "float"),
+        oh.make_node("Mul", ["acc", "decay"], ["decayed"]),
+        oh.make_node("Add", ["decayed", "x"], ["acc_out"]),
+        oh.make_node("Tanh", ["acc_out"], ["y"]),
+    ]
+
+
+_BODIES = {
+    "LIF": _lif_body,
+    "Integrator": _integrator_body,
+    "Supermask": _supermask_body,
+    "ReadoutMean": _readout_mean_body,
+    "ReadoutExpTanh": _readout_exp_tanh_body,
+}
+
+
+def function(name: str) -> FunctionProto:
+    """The ONNX function that defines primec op `name` in standard ONNX ops."""
+    op = PRIMEC_OPS[name]
+    return oh.make_function(
+        DOMAIN,
+        name,
+        list(op.inputs),
+        list(op.outputs),
+        _BODIES[name](),
+        [oh.make_opsetid("", OPSET)],
+        attributes=[a for a, _ in op.attrs],
+    )
+
+
+def opset_imports() -> list[onnx.OperatorSetIdProto]:
+    """The opsets a primec ONNX file imports: standard ONNX and the primec domain."""
+    return [oh.make_opsetid("", OPSET), oh.make_opsetid(DOMAIN, DOMAIN_VERSION)]

@@ -1,0 +1,376 @@
+"""Load: recognise what a model file is and read it without running code from it.
+
+Accepted (docs/frontend.md):
+- a `state_dict` (torch.save) + `--arch NAME` (built-in) or `--arch FILE.py:factory`;
+- a `torch.export` archive (.pt2) of the step function (`primec.nn.save_step`);
+- a TorchScript archive: its weights and module tree, with the architecture from `--arch` or
+  the built-in whose tree matches (TorchScript code itself is not translated);
+- an ONNX file in primec's convention (docs/onnx.md);
+- a pickled whole `primec.nn.SNN`, only with `trust_pickle`.
+Everything is read on the CPU, with `weights_only=True` unless `trust_pickle` is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import pickle
+import re
+import sys
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+from google.protobuf.message import DecodeError
+from torch import nn
+
+from primec.errors import PrimecError
+from primec.frontend.inert import Archive, read_torchscript
+from primec.frontend.problems import first_line
+from primec.frontend.to_onnx import StepFacts
+from primec.nn import ARCHS, RELEASED_WEIGHTS, SNN
+from primec.nn.network import STEP_FACTS_FILE
+
+ACCEPTED = (
+    "a state_dict .pt (with --arch), a torch.export .pt2 of the step, a TorchScript archive, "
+    "an ONNX file in primec's convention, or a pickled primec.nn.SNN (with --trust-pickle)"
+)
+_CHECKPOINT_WRAPPERS = ("state_dict", "model_state_dict", "model")
+
+
+@dataclass
+class Source:
+    """A loaded model: the kind of input it was (said to the user) and what it holds."""
+
+    kind: str
+    path: Path
+    module: SNN | None = None
+    program: torch.export.ExportedProgram | None = None
+    facts: StepFacts | None = None
+    onnx: onnx.ModelProto | None = None
+
+
+def load(path: str | Path, arch: str | None = None, trust_pickle: bool = False) -> Source:
+    """Recognise and read a model file; raise one clear `PrimecError` on anything wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrimecError("no such file", where=str(path))
+    readers = {
+        "onnx": _read_onnx,
+        "pt2": _read_pt2,
+        "torchscript": _read_torchscript,
+        "torch": _read_torch,
+    }
+    return readers[_sniff(path)](path, arch, trust_pickle)
+
+
+def _sniff(path: Path) -> str:
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    # An ONNX ModelProto starts with field 1 (ir_version) as a varint: byte 0x08.
+    if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":
+        return "onnx"
+    if zipfile.is_zipfile(path):
+        return _zip_kind(path)
+    if head.startswith(b"PK"):
+        raise PrimecError(
+            "the file is truncated or damaged (a zip archive without its central directory)",
+            where=str(path),
+        )
+    if head[:1] == b"\x80":
+        return "torch"  # a pickle: torch.save's legacy format
+    raise PrimecError(f"not a model file; primec reads {ACCEPTED}", where=str(path))
+
+
+def _zip_kind(path: Path) -> str:
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    if any(n.endswith("archive_format") for n in names):
+        return "pt2"
+    if any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names):
+        return "torchscript"
+    if any(n.endswith("data.pkl") for n in names):
+        return "torch"
+    raise PrimecError(
+        f"a zip archive that is not a PyTorch file; primec reads {ACCEPTED}", where=str(path)
+    )
+
+
+# --- torch.save files ------------------------------------------------------------------------
+
+
+def _read_torch(path: Path, arch: str | None, trust_pickle: bool) -> Source:
+    content = _torch_load(path, trust_pickle)
+    if isinstance(content, nn.Module):
+        return _pickled_module(content, path)
+    state_dict, wrapper = _state_dict_of(content, path)
+    kind = "state_dict" + (f" (under key {wrapper!r})" if wrapper else "")
+    return _with_arch(state_dict, arch, path, kind)
+
+
+def _torch_load(path: Path, trust_pickle: bool) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as exc:
+        refused = _refused_global(str(exc))
+        if refused is None:
+            raise PrimecError(
+                f"the checkpoint is truncated or damaged: {first_line(exc)}", where=str(path)
+            ) from exc
+        raise _pickle_refusal(path, refused) from exc
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise PrimecError(
+            f"the checkpoint is truncated or damaged: {first_line(exc)}", where=str(path)
+        ) from exc
+
+
+def _refused_global(message: str) -> str | None:
+    if "Weights only load failed" not in message:
+        return None
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    return found.group(1) if found else "a non-tensor object"
+
+
+def _pickle_refusal(path: Path, refused: str) -> PrimecError:
+    return PrimecError(
+        f"refused: the file is a pickle that would run code ({refused}); nothing was executed",
+        where=str(path),
+        hint="save model.state_dict() and pass --arch; only if you trust the file, add --trust-pickle",
+    )
+
+
+def _pickled_module(module: nn.Module, path: Path) -> Source:
+    if not isinstance(module, SNN):
+        raise PrimecError(
+            f"the pickle holds a {type(module).__name__}, not a primec.nn.SNN",
+            where=str(path),
+            hint="build the network from primec.nn modules (docs/frontend.md)",
+        )
+    return Source(f"pickled module {type(module).__name__} (trusted)", path, module=module)
+
+
+def _state_dict_of(content: object, path: Path) -> tuple[Mapping[str, torch.Tensor], str]:
+    if _is_tensor_dict(content):
+        return content, ""
+    for key in _CHECKPOINT_WRAPPERS:
+        if isinstance(content, Mapping) and _is_tensor_dict(content.get(key)):
+            return content[key], key
+    raise PrimecError(
+        f"the file holds a {type(content).__name__}, not a state_dict of tensors",
+        where=str(path),
+        hint=f"primec reads {ACCEPTED}",
+    )
+
+
+def _is_tensor_dict(content: object) -> bool:
+    return (
+        isinstance(content, Mapping)
+        and bool(content)
+        and all(isinstance(v, torch.Tensor) for v in content.values())
+    )
+
+
+# --- architectures ---------------------------------------------------------------------------
+
+
+def _with_arch(
+    state_dict: Mapping[str, torch.Tensor], arch: str | None, path: Path, kind: str
+) -> Source:
+    if arch is None and _same_file(path, RELEASED_WEIGHTS):
+        arch, kind = "prime-nmnist", "state_dict (the released PRIME N-MNIST classifier)"
+    if arch is None:
+        raise PrimecError(
+            "a state_dict holds weights only: say which network they belong to with --arch",
+            where=str(path),
+            hint=f"built-in architectures: {', '.join(ARCHS)}; or --arch FILE.py:factory",
+        )
+    net = build_arch(arch)
+    problems = mismatches(net, state_dict)
+    if problems:
+        raise PrimecError(
+            f"the state_dict does not fit --arch {arch}: {len(problems)} mismatches:\n"
+            + "\n".join(f"  - {p}" for p in problems),
+            where=str(path),
+        )
+    net.load_state_dict(state_dict)
+    return Source(f"{kind} + --arch {arch}", path, module=net)
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    if path.stat().st_size != other.stat().st_size:
+        return False
+    return hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(other.read_bytes()).digest()
+
+
+def build_arch(arch: str) -> SNN:
+    """The network an --arch names: a built-in, or FILE.py:factory called without arguments."""
+    if arch in ARCHS:
+        return ARCHS[arch]()
+    file, _, factory = arch.rpartition(":")
+    if not file.endswith(".py") or not factory:
+        raise PrimecError(
+            f"unknown architecture {arch!r}",
+            hint=f"built-in architectures: {', '.join(ARCHS)}; or FILE.py:factory",
+        )
+    net = _call_factory(Path(file), factory)
+    if not isinstance(net, SNN):
+        raise PrimecError(
+            f"{factory}() returned a {type(net).__name__}, not a primec.nn.SNN",
+            where=file,
+            hint="build the network with primec.nn.SNN (docs/frontend.md)",
+        )
+    return net
+
+
+def _call_factory(file: Path, factory: str) -> object:
+    if not file.is_file():
+        raise PrimecError("no such architecture file", where=str(file))
+    name = f"primec_arch_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so that classes and dataclasses in the file resolve
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise PrimecError(
+            f"running it failed: {type(exc).__name__}: {exc}", where=str(file)
+        ) from exc
+    build = getattr(module, factory, None)
+    if not callable(build):
+        raise PrimecError(f"{file.name} has no factory {factory!r}", where=str(file))
+    try:
+        return build()
+    except Exception as exc:
+        raise PrimecError(
+            f"{factory}() failed: {type(exc).__name__}: {exc}", where=str(file)
+        ) from exc
+
+
+def mismatches(net: nn.Module, tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    """Every key missing, unexpected or of the wrong shape, compared with the network's state."""
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    given = {k: tuple(v.shape) for k, v in tensors.items()}
+    problems = [f"missing {k} {list(s)}" for k, s in expected.items() if k not in given]
+    problems += [f"unexpected {k} {list(s)}" for k, s in given.items() if k not in expected]
+    problems += [
+        f"shape of {k}: the file has {list(given[k])}, the architecture expects {list(s)}"
+        for k, s in expected.items()
+        if k in given and given[k] != s
+    ]
+    return problems
+
+
+# --- torch.export archives -------------------------------------------------------------------
+
+
+def _read_pt2(path: Path, arch: str | None, trust_pickle: bool) -> Source:
+    if not trust_pickle:
+        _refuse_pickles_in_pt2(path)
+    extra = {STEP_FACTS_FILE: ""}
+    try:
+        program = torch.export.load(path, extra_files=extra)
+    except Exception as exc:
+        raise PrimecError(
+            f"cannot read the torch.export archive: {first_line(exc)}", where=str(path)
+        ) from exc
+    facts = StepFacts.of(_json_object(extra[STEP_FACTS_FILE], path))
+    return Source("torch.export archive (.pt2) of the step", path, program=program, facts=facts)
+
+
+def _json_object(text: str, path: Path) -> dict:
+    """The time-loop facts saved with a .pt2 ({} when there are none)."""
+    try:
+        facts = json.loads(text) if text else {}
+    except ValueError as exc:
+        raise PrimecError(f"{STEP_FACTS_FILE} in the archive is not JSON", where=str(path)) from exc
+    if not isinstance(facts, dict):
+        raise PrimecError(f"{STEP_FACTS_FILE} in the archive is not a JSON object", where=str(path))
+    return facts
+
+
+def _refuse_pickles_in_pt2(path: Path) -> None:
+    """torch.export.load unpickles some members without weights_only: check them first."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                _check_pt2_member(path, name, archive.read(name))
+    except (zipfile.BadZipFile, ValueError, RuntimeError, EOFError) as exc:
+        raise PrimecError(
+            f"the archive is truncated or damaged: {first_line(exc)}", where=str(path)
+        ) from exc
+
+
+def _check_pt2_member(path: Path, name: str, data: bytes) -> None:
+    if name.endswith("_config.json"):
+        pickled = _pickled_entries(json.loads(data).get("config", {}))
+        if pickled:
+            raise _pickle_refusal(path, f"pickled objects {pickled} in {name}")
+    if name.endswith(".pt"):
+        try:
+            torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise _pickle_refusal(path, _refused_global(str(exc)) or name) from exc
+
+
+def _pickled_entries(config: Mapping[str, dict]) -> list[str]:
+    """Weights and constants stored as pickles or as custom objects rather than raw tensors."""
+    raw = ("weight_", "tensor_")
+    return [
+        key
+        for key, entry in config.items()
+        if entry.get("use_pickle") or not str(entry.get("path_name", "")).startswith(raw)
+    ]
+
+
+# --- TorchScript and ONNX --------------------------------------------------------------------
+
+
+def _read_torchscript(path: Path, arch: str | None, trust_pickle: bool) -> Source:
+    try:
+        archive = read_torchscript(str(path))
+    except pickle.UnpicklingError as exc:
+        raise _pickle_refusal(path, str(exc)) from exc
+    except (KeyError, StopIteration, ValueError, TypeError, EOFError) as exc:
+        raise PrimecError(
+            f"cannot read the TorchScript archive: {first_line(exc)}", where=str(path)
+        ) from exc
+    candidates = [arch] if arch else list(ARCHS)
+    report: list[str] = []
+    for name in candidates:
+        net = build_arch(name)
+        problems = mismatches(net, archive.tensors) + _class_mismatches(net, archive)
+        if not problems:
+            net.load_state_dict(archive.tensors)
+            return Source(
+                f"TorchScript archive (weights and module tree) + --arch {name}", path, module=net
+            )
+        report += [f"  - --arch {name}: {p}" for p in problems]
+    raise PrimecError(
+        "TorchScript archive: primec reads its weights and module tree, not its TorchScript code, "
+        "and no architecture matches them:\n" + "\n".join(report),
+        where=str(path),
+        hint="give --arch NAME or FILE.py:factory for the network it was made from, "
+        "or save a state_dict or primec.nn.save_step(net, 'step.pt2') instead",
+    )
+
+
+def _class_mismatches(net: nn.Module, archive: Archive) -> list[str]:
+    found = {path: qualname.rsplit(".", 1)[-1] for path, qualname in archive.classes.items()}
+    return [
+        f"module {path or '(root)'} is a {found[path]} in the archive, a {type(m).__name__} in the architecture"
+        for path, m in net.named_modules()
+        if path and path in found and found[path] != type(m).__name__
+    ]
+
+
+def _read_onnx(path: Path, arch: str | None, trust_pickle: bool) -> Source:
+    try:
+        model = onnx.load(str(path))
+    except (DecodeError, ValueError, OSError) as exc:
+        raise PrimecError(f"not a readable ONNX file: {first_line(exc)}", where=str(path)) from exc
+    return Source("ONNX model", path, onnx=model)

@@ -1,0 +1,138 @@
+"""Spiking neurons and the non-spiking integrator, one timestep per call.
+
+Every stateful module follows one protocol, `forward(x, *state) -> (out, new_state)`, with the
+state a tuple of tensors that starts at zero (`zero_state`). The parameters use the IR's words
+(`primec/ops.py`): `keep` is the fraction of the membrane kept per timestep, `slope` the
+LeakyReLU slope applied to the membrane (1.0: none).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from primec.nn import functional as F
+
+
+class Stateful(nn.Module):
+    """A module whose state is carried from one timestep to the next (zero at the start)."""
+
+    state_names: tuple[str, ...] = ()
+
+    def zero_state(self, x: Tensor) -> tuple[Tensor, ...]:
+        """The state at the first timestep for a step input shaped like `x` ([B, ...])."""
+        return tuple(torch.zeros_like(x) for _ in self.state_names)
+
+
+class LIF(Stateful):
+    """Leaky integrate-and-fire neuron (the IR's `lif` op); emits spikes, state (membrane, spike)."""
+
+    state_names = ("membrane", "spike")
+
+    def __init__(
+        self,
+        keep: float,
+        threshold: float,
+        strict: bool = True,
+        reset: str = "zero",
+        reset_timing: str = "before_leak",
+        slope: float = 1.0,
+        sharpness: float = 25.0,
+    ) -> None:
+        super().__init__()
+        if reset not in F.RESETS:
+            raise ValueError(f"reset must be one of {F.RESETS}, got {reset!r}")
+        if reset_timing not in F.RESET_TIMINGS:
+            raise ValueError(f"reset_timing must be one of {F.RESET_TIMINGS}, got {reset_timing!r}")
+        self.keep, self.threshold, self.strict = float(keep), float(threshold), bool(strict)
+        self.reset, self.reset_timing, self.slope = reset, reset_timing, float(slope)
+        self.sharpness = float(sharpness)
+
+    def extra_repr(self) -> str:
+        """The parameters, shown by print(module)."""
+        return (
+            f"keep={self.keep}, threshold={self.threshold}, strict={self.strict}, "
+            f"reset={self.reset}, reset_timing={self.reset_timing}, slope={self.slope}"
+        )
+
+    def forward(
+        self, current: Tensor, membrane: Tensor, spike: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """One timestep: (spikes, (membrane', spikes))."""
+        if torch.compiler.is_exporting():
+            fired, updated = torch.ops.primec.lif(
+                current,
+                membrane,
+                spike,
+                self.keep,
+                self.threshold,
+                self.strict,
+                self.reset,
+                self.reset_timing,
+                self.slope,
+            )
+            return fired, (updated, fired)
+        updated = F.lif_membrane(
+            current,
+            membrane,
+            spike,
+            self.keep,
+            self.threshold,
+            self.reset,
+            self.reset_timing,
+            self.slope,
+        )
+        fired = F.fire(updated, self.threshold, self.strict, self.sharpness)
+        return fired, (updated, fired)
+
+
+class PrimeCell(LIF):
+    """PRIME's hidden cell: keep 0.2, hard reset before the leak, LeakyReLU 0.1, U > threshold."""
+
+    def __init__(self, threshold: float = 0.2, sharpness: float = 25.0) -> None:
+        super().__init__(0.2, threshold, True, "zero", "before_leak", 0.1, sharpness)
+
+
+class FSVAELIF(LIF):
+    """The FSVAE neuron of PRIME's inpainting model: u <- 0.25*u*(1-o) + x; o = u > 0.2."""
+
+    def __init__(self, threshold: float = 0.2, sharpness: float = 25.0) -> None:
+        super().__init__(0.25, threshold, True, "zero", "before_leak", 1.0, sharpness)
+
+
+class Leaky(LIF):
+    """snnTorch-style Leaky: U <- beta*U - threshold*s + I (subtract reset after the leak)."""
+
+    def __init__(self, beta: float, threshold: float = 1.0, sharpness: float = 25.0) -> None:
+        super().__init__(beta, threshold, True, "subtract", "after_leak", 1.0, sharpness)
+
+
+class IF(LIF):
+    """Plain integrate-and-fire: no leak, reset to zero (or by subtraction) after a spike."""
+
+    def __init__(
+        self, threshold: float = 1.0, reset: str = "zero", sharpness: float = 25.0
+    ) -> None:
+        super().__init__(1.0, threshold, True, reset, "before_leak", 1.0, sharpness)
+
+
+class Integrator(Stateful):
+    """Non-spiking integrator (the IR's `integrator` op): U <- LeakyReLU(keep*U + I); emits U."""
+
+    state_names = ("membrane",)
+
+    def __init__(self, keep: float = 1.0, slope: float = 1.0) -> None:
+        super().__init__()
+        self.keep, self.slope = float(keep), float(slope)
+
+    def extra_repr(self) -> str:
+        """The parameters, shown by print(module)."""
+        return f"keep={self.keep}, slope={self.slope}"
+
+    def forward(self, current: Tensor, membrane: Tensor) -> tuple[Tensor, tuple[Tensor]]:
+        """One timestep: (membrane', (membrane',))."""
+        if torch.compiler.is_exporting():
+            updated = torch.ops.primec.integrator(current, membrane, self.keep, self.slope)
+        else:
+            updated = F.integrator_membrane(current, membrane, self.keep, self.slope)
+        return updated, (updated,)

@@ -1,0 +1,362 @@
+"""Target descriptions: the hardware parameters of a memristor macro system, in one frozen `Target`.
+
+A target is a TOML file with one table per section below (`[array]`, `[chip]`, ...). Every
+parameter is required and checked (type, range); a `[provenance]` table says, per `section.key`,
+whether a number is a published fact, our assumption or a placeholder, and where it comes from.
+Built-in targets are registered in `BUILTIN_TARGETS`; any other target is given as a file
+(`--target FILE.toml`), so users add targets without touching code. See docs/targets.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from primec.errors import PrimecError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 needs the `tomli` backport
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
+
+TARGET_DIR = Path(__file__).resolve().parent / "targets"
+BUILTIN_TARGETS = {
+    "prime-40nm-256k": "prime-40nm-256k.toml",
+}
+DEFAULT_TARGET = "prime-40nm-256k"
+PROVENANCE_KINDS = ("fact", "assumption", "placeholder", "derived")
+
+
+def _p(unit: str, low: float | None = None, high: float | None = None, **extra: Any) -> Any:
+    """A dataclass field with its unit and allowed range (checked when a file is loaded)."""
+    return field(metadata={"unit": unit, "low": low, "high": high, **extra})
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One crossbar array: rows (inputs) x columns (cells per row)."""
+
+    rows: int = _p("rows", 1)
+    cols: int = _p("columns", 2)
+
+
+@dataclass(frozen=True)
+class ChipSpec:
+    """How arrays group into macros, and how many macros the system has."""
+
+    arrays_per_macro: int = _p("arrays", 1)
+    macros: int = _p("macros", 1)
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Cell conductances, the weight encoding, noise and faults."""
+
+    encoding: str = _p("", choices=("differential",))
+    g_off_us: float = _p("uS", 0.0)
+    g_max_us: float = _p("uS", 0.0)
+    formed_distribution: str = _p("", choices=("normal",))
+    formed_mean_us: float = _p("uS", 0.0)
+    formed_std_us: float = _p("uS", 0.0)
+    read_noise: float = _p("relative std", 0.0, 1.0)
+    stuck_low_rate: float = _p("fraction of cells", 0.0, 1.0)
+    stuck_high_rate: float = _p("fraction of cells", 0.0, 1.0)
+    write_verify_tolerance_us: float = _p("uS", 0.0)
+    map_tolerance_us: float = _p("uS", 0.0)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The row drivers: bits of a multi-level input and how they are driven."""
+
+    bits: int = _p("bits", 1, 32)
+    driver: str = _p("", choices=("bit_serial",))
+
+
+@dataclass(frozen=True)
+class AdcSpec:
+    """The column ADCs."""
+
+    bits: int = _p("bits", 1, 32)
+    full_scale_ua: float = _p("uA", 0.0)
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """One crossbar read: voltage and latency."""
+
+    voltage_v: float = _p("V", 0.0)
+    latency_ns: float = _p("ns", 0.0)
+
+
+@dataclass(frozen=True)
+class EnergySpec:
+    """Energy per operation class."""
+
+    cell_read_pj: float = _p("pJ per cell per read", 0.0)
+    row_drive_pj: float = _p("pJ per row per read", 0.0)
+    adc_conversion_pj: float = _p("pJ per conversion", 0.0)
+    digital_add_pj: float = _p("pJ per add", 0.0)
+    digital_multiply_pj: float = _p("pJ per multiply", 0.0)
+    lif_update_pj: float = _p("pJ per neuron update", 0.0)
+    controller_pj: float = _p("pJ per timestep", 0.0)
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """The GPU that energy-efficiency ratios are taken against."""
+
+    name: str = _p("")
+    energy_per_mac_pj: float = _p("pJ per multiply-accumulate", 0.0)
+
+
+SECTIONS: dict[str, type] = {
+    "array": ArraySpec,
+    "chip": ChipSpec,
+    "cells": CellSpec,
+    "input": InputSpec,
+    "adc": AdcSpec,
+    "read": ReadSpec,
+    "energy": EnergySpec,
+    "baseline": BaselineSpec,
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A memristor macro system, plus what one compile adds: a measured chip, a macro limit."""
+
+    name: str
+    description: str
+    process_nm: int
+    array: ArraySpec
+    chip: ChipSpec
+    cells: CellSpec
+    input: InputSpec
+    adc: AdcSpec
+    read: ReadSpec
+    energy: EnergySpec
+    baseline: BaselineSpec
+    provenance: tuple[tuple[str, str], ...] = ()
+    source: str = ""
+    device_map: Any = field(default=None, compare=False, repr=False)
+    max_macros: int | None = None
+
+    @property
+    def cells_per_array(self) -> int:
+        """Cells in one array."""
+        return self.array.rows * self.array.cols
+
+    @property
+    def pairs_per_row(self) -> int:
+        """Differential pairs (signed weights) one array row holds."""
+        return self.array.cols // 2
+
+    @property
+    def arrays(self) -> int:
+        """Arrays available in all (macros x arrays per macro)."""
+        return self.chip.macros * self.chip.arrays_per_macro
+
+    @property
+    def macro_limit(self) -> int:
+        """Macros a placement may use: the target's, capped by --max-macros and the device map."""
+        limits = [self.chip.macros, self.max_macros, self.map_macros]
+        return min(limit for limit in limits if limit is not None)
+
+    @property
+    def map_macros(self) -> int | None:
+        """Macros the bound device map covers (None without one)."""
+        return None if self.device_map is None else self.device_map.macros
+
+    def limit_reason(self) -> str:
+        """What sets `macro_limit`, in words."""
+        if self.max_macros is not None and self.max_macros == self.macro_limit:
+            return f"--max-macros {self.max_macros}"
+        if self.map_macros is not None and self.map_macros == self.macro_limit:
+            return f"the device map's {self.map_macros} macro(s)"
+        return f"the target's chip.macros = {self.chip.macros}"
+
+    def parameters(self) -> list[tuple[str, Any, str]]:
+        """Every parameter as (section.key, value, unit), in file order."""
+        rows = []
+        for section in SECTIONS:
+            spec = getattr(self, section)
+            for f in dataclasses.fields(spec):
+                rows.append((f"{section}.{f.name}", getattr(spec, f.name), f.metadata["unit"]))
+        return rows
+
+
+def target_names() -> list[str]:
+    """The names of the built-in targets."""
+    return sorted(BUILTIN_TARGETS)
+
+
+def load_target(spec: str | Path) -> Target:
+    """A built-in target by name, or a target file by path."""
+    text = str(spec)
+    if text in BUILTIN_TARGETS:
+        return load_target_file(TARGET_DIR / BUILTIN_TARGETS[text])
+    path = Path(text)
+    if path.suffix == ".toml" or path.exists():
+        return load_target_file(path)
+    close = difflib.get_close_matches(text, target_names(), n=1)
+    raise PrimecError(
+        f"unknown target {text!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+        hint=f"known targets: {', '.join(target_names())}; or give a target file FILE.toml",
+    )
+
+
+def resolve_target(
+    spec: str | Path, device_map: str | Path | None = None, max_macros: int | None = None
+) -> Target:
+    """The target of a compile: loaded, limited to `max_macros`, with its device map bound."""
+    target = dataclasses.replace(load_target(spec), max_macros=max_macros)
+    if device_map is None:
+        return target
+    from primec.devicemap import load
+
+    return dataclasses.replace(target, device_map=load(device_map, target))
+
+
+def describe_target(target: Target) -> str:
+    """Every parameter of a target with its unit and provenance, one per line."""
+    notes = dict(target.provenance)
+    lines = [f"{target.name}: {target.description}", f"  from {target.source}"]
+    rows = [("target.process_nm", target.process_nm, "nm"), *target.parameters()]
+    for key, value, unit in rows:
+        lines.append(
+            f"  {key} = {value!r} {unit}".rstrip() + f"    [{notes.get(key, 'no provenance')}]"
+        )
+    return "\n".join(lines)
+
+
+def load_target_file(path: Path) -> Target:
+    """Read and check a target TOML file."""
+    if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
+        raise PrimecError("reading target files needs Python 3.11 or the `tomli` package")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PrimecError(f"cannot read target file: {exc.strerror}", where=str(path)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise PrimecError(f"malformed TOML: {exc}", where=str(path)) from exc
+    return _Loader(path).target(data)
+
+
+class _Loader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, problem: str, hint: str = "") -> None:
+        raise PrimecError(f"{key}: {problem}", where=str(self.path), hint=hint)
+
+    def target(self, data: dict[str, Any]) -> Target:
+        self.no_unknown("", data, ["target", *SECTIONS, "provenance"])
+        head = self.table("target", data)
+        self.no_unknown("target", head, ["name", "description", "process_nm"])
+        sections = {name: self.section(name, spec, data) for name, spec in SECTIONS.items()}
+        target = Target(
+            name=self.typed("target.name", head, str),
+            description=self.typed("target.description", head, str),
+            process_nm=self.typed("target.process_nm", head, int),
+            provenance=self.provenance(data.get("provenance", {})),
+            source=str(self.path),
+            **sections,
+        )
+        self.cross_checks(target)
+        return target
+
+    def table(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        value = data.get(name)
+        if value is None:
+            self.fail(f"[{name}]", "missing table", f"add a [{name}] table (see docs/targets.md)")
+        if not isinstance(value, dict):
+            self.fail(f"[{name}]", f"must be a table, got {type(value).__name__}")
+        return value
+
+    def no_unknown(self, where: str, data: dict[str, Any], known: list[str]) -> None:
+        for key in data:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key, known, n=1)
+            name = f"{where}.{key}" if where else f"[{key}]"
+            self.fail(
+                name,
+                "unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""),
+                f"known keys here: {', '.join(known)}",
+            )
+
+    def section(self, name: str, spec: type, data: dict[str, Any]) -> Any:
+        table = self.table(name, data)
+        fields = dataclasses.fields(spec)
+        self.no_unknown(name, table, [f.name for f in fields])
+        values = {f.name: self.checked(f"{name}.{f.name}", table, f) for f in fields}
+        return spec(**values)
+
+    def checked(self, key: str, table: dict[str, Any], spec_field: dataclasses.Field) -> Any:
+        kind = {"int": int, "float": float, "str": str}[str(spec_field.type)]
+        value = self.typed(key, table, kind)
+        meta = spec_field.metadata
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
+        low, high = meta["low"], meta["high"]
+        if low is not None and value < low:
+            self.fail(key, f"must be at least {low} {meta['unit']}, got {value}")
+        if high is not None and value >= high and kind is float:
+            self.fail(key, f"must be below {high} {meta['unit']}, got {value}")
+        if high is not None and value > high and kind is int:
+            self.fail(key, f"must be at most {high} {meta['unit']}, got {value}")
+        return value
+
+    def typed(self, key: str, table: dict[str, Any], kind: type) -> Any:
+        short = key.split(".")[-1]
+        if short not in table:
+            self.fail(key, f"missing key ({kind.__name__})")
+        value = table[short]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            self.fail(key, f"must be {_KIND_WORDS[kind]}, got {type(value).__name__} {value!r}")
+        return value
+
+    def provenance(self, table: Any) -> tuple[tuple[str, str], ...]:
+        if not isinstance(table, dict):
+            self.fail("[provenance]", "must be a table of 'section.key' = 'kind: source'")
+        known = ["target.process_nm"] + [
+            f"{s}.{f.name}" for s, spec in SECTIONS.items() for f in dataclasses.fields(spec)
+        ]
+        self.no_unknown("provenance", table, known)
+        for key, note in table.items():
+            kind = str(note).split(":", 1)[0]
+            if not isinstance(note, str) or kind not in PROVENANCE_KINDS:
+                self.fail(
+                    f"provenance.{key}",
+                    f"must start with one of {', '.join(PROVENANCE_KINDS)} and a colon, got {note!r}",
+                )
+        return tuple(sorted(table.items()))
+
+    def cross_checks(self, target: Target) -> None:
+        cells = target.cells
+        if cells.g_max_us <= cells.g_off_us:
+            self.fail(
+                "cells.g_max_us",
+                f"must exceed cells.g_off_us ({cells.g_off_us} uS), got {cells.g_max_us}",
+            )
+        if not cells.g_off_us <= cells.formed_mean_us <= cells.g_max_us:
+            self.fail(
+                "cells.formed_mean_us",
+                f"must lie between g_off_us and g_max_us, got {cells.formed_mean_us}",
+            )
+        if cells.stuck_low_rate + cells.stuck_high_rate >= 1.0:
+            self.fail("cells.stuck_high_rate", "stuck-at rates must add up to less than 1")
+
+
+_KIND_WORDS = {int: "an integer", float: "a number", str: "a string"}

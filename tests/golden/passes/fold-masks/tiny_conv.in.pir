@@ -1,0 +1,24 @@
+graph @tiny_conv(%x: f32[1,6,6], %lif0.membrane: f32[3,6,6], %lif0.spike: f32[3,6,6], %out.membrane: f32[5], %readout.sum: f32[5], %readout.count: f32[1]) -> (%readout_mean.mean: f32[5], %lif0.membrane_out: f32[3,6,6], %lif0.spike_out: f32[3,6,6], %out: f32[5], %readout_mean.sum_out: f32[5], %readout_mean.count_out: f32[1]) {
+  meta input_encoding = "event_counts"
+  meta readout = "mean"
+  meta timesteps = 4
+  state %lif0.membrane <- %lif0.membrane_out
+  state %lif0.spike <- %lif0.spike_out
+  state %out.membrane <- %out
+  state %readout.sum <- %readout_mean.sum_out
+  state %readout.count <- %readout_mean.count_out
+  %conv0.weight = weight() {value = weight<f32[3,1,3,3] #10a4990d778d6ca6>} : f32[3,1,3,3] loc("conv0")
+  %conv0.scores = weight() {value = weight<f32[3,1,3,3] #f49542c8c5e0660a>} : f32[3,1,3,3] loc("conv0")
+  %supermask = supermask(%conv0.weight, %conv0.scores) {gain = 0.05, sparsity = 0.5} : f32[3,1,3,3] loc("conv0")
+  %conv0 = conv2d(%x, %supermask) {dilation = [1, 1], groups = 1, padding = [1, 1], stride = [1, 1]} : f32[3,6,6] loc("conv0")
+  %lif0.spike_out, %lif0.membrane_out = lif(%conv0, %lif0.membrane, %lif0.spike) {keep = 0.2, reset = "zero", reset_timing = "before_leak", slope = 0.1, strict = true, threshold = 0.2} : f32[3,6,6], f32[3,6,6] loc("lif0")
+  %avg_pool2d = avg_pool2d(%lif0.spike_out) {kernel = [2, 2], padding = [0, 0], stride = [2, 2]} : f32[3,3,3] loc("pool0")
+  %flatten = flatten(%avg_pool2d) : f32[27] loc("flatten")
+  %fc.weight = weight() {value = weight<f32[5,27] #cef40be085ec4b1b>} : f32[5,27] loc("fc")
+  %fc.scores = weight() {value = weight<f32[5,27] #15f117beb60e23e1>} : f32[5,27] loc("fc")
+  %supermask_1 = supermask(%fc.weight, %fc.scores) {gain = 0.05, sparsity = 0.5} : f32[5,27] loc("fc")
+  %linear = linear(%flatten, %supermask_1) : f32[5] loc("fc")
+  %out = integrator(%linear, %out.membrane) {keep = 1.0, slope = 0.1} : f32[5] loc("out")
+  %readout_mean.mean, %readout_mean.sum_out, %readout_mean.count_out = readout_mean(%out, %readout.sum, %readout.count) : f32[5], f32[5], f32[1] loc("readout")
+  return %readout_mean.mean, %lif0.membrane_out, %lif0.spike_out, %out, %readout_mean.sum_out, %readout_mean.count_out
+}

@@ -1,0 +1,146 @@
+"""Golden tests of the mapping passes: tests/golden/passes/<pass>/<case>.in.pir (weights in
+<case>.in.npz) is run through <pass> on the small golden target; the result must print exactly as
+<case>.out.pir, or, for an error case, fail with exactly the message in <case>.err.txt.
+
+`pytest --update-golden` rewrites the inputs (from the builders below) and the expected files;
+review the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ir_zoo import Net, tiny_conv, tiny_deconv, tiny_mlp
+from primec.passes import PASSES
+
+from primec.errors import PrimecError
+from primec.ir import Graph
+from primec.pipeline import PASS_PIPELINE
+from primec.target import Target, load_target
+from primec.text import print_graph, read_graph_file, save_graph
+from primec.verify import verify
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "passes"
+TARGET = load_target(GOLDEN / "small-target.toml")
+
+
+def before(name: str, graph: Graph, target: Target = TARGET) -> Graph:
+    """The graph as pass `name` receives it: every earlier pass of the pipeline applied."""
+    for earlier in PASS_PIPELINE[: PASS_PIPELINE.index(name)]:
+        graph = PASSES[earlier](graph, target)
+    return graph
+
+
+def weight_from_input() -> Graph:
+    net = Net("weight_from_input")
+    w = net.b.input("w", (2, 3))
+    s = net.b.weight(np.ones((2, 3), np.float32), loc="fc", name="fc.scores")
+    masked = net.b.op("supermask", w, s, loc="fc", sparsity=0.5, gain=0.1)
+    net.b.output(net.b.op("linear", net.b.input("x", (3,)), masked, loc="fc"))
+    return net.b.build()
+
+
+def batch_norm_of_input() -> Graph:
+    net = Net("batch_norm_of_input")
+    x = net.b.input("x", (2,))
+    mean = net.b.input("mean", (2,))
+    ones = net.b.weight(np.ones(2, np.float32), loc="bn", name="bn.weight")
+    net.b.output(net.b.op("batch_norm", x, ones, ones, mean, ones, loc="bn"))
+    return net.b.build()
+
+
+def cropping_deconv() -> Graph:
+    net = Net("cropping_deconv")
+    x = net.b.input("x", (1, 4, 4))
+    w = net.plain("deconv", (1, 1, 3, 3), 0.5)
+    attrs = {"stride": (2, 2), "padding": (3, 3)}
+    net.b.output(net.b.op("conv_transpose2d", x, w, loc="deconv", **attrs))
+    return net.b.build()
+
+
+def conv_of_conv() -> Graph:
+    net = Net("conv_of_conv")
+    x = net.b.input("x", (1, 4, 4))
+    c0 = net.conv(x, net.plain("conv0", (2, 1, 3, 3), 0.5), "conv0")
+    net.b.output(
+        net.conv(net.bias("conv0", c0, 0.1), net.plain("conv1", (1, 2, 1, 1), 0.5), "conv1")
+    )
+    return net.b.build()
+
+
+def oversized_weight() -> Graph:
+    net = Net("oversized_weight")
+    formed = np.full((2, 3), 5.0, np.float32)
+    formed[1, 2] = 500.0
+    scores = np.arange(6, dtype=np.float32).reshape(2, 3)
+    w = net.supermask("fc", (2, 3), 0.1, 0.5, (formed, scores))
+    net.b.output(net.b.op("linear", net.b.input("x", (3,)), w, loc="fc"))
+    return net.b.build()
+
+
+def oversized_layer() -> Graph:
+    net = Net("oversized_layer")
+    x = net.b.input("x", (64,))
+    s = net.lif("lif", x, keep=0.5, threshold=0.5)
+    net.b.output(net.b.op("linear", s, net.supermask("fc", (8, 64), 0.1), loc="fc"))
+    return net.b.build()
+
+
+ONE_MACRO = dataclasses.replace(TARGET, max_macros=1)
+
+# (pass, case) -> (input graph builder, target)
+CASES: dict[tuple[str, str], tuple[Callable[[], Graph], Target]] = {
+    ("fold-masks", "tiny_conv"): (lambda: before("fold-masks", tiny_conv()), TARGET),
+    ("fold-masks", "weight_from_input"): (weight_from_input, TARGET),
+    ("fold-affine", "tiny_mlp"): (lambda: before("fold-affine", tiny_mlp()), TARGET),
+    ("fold-affine", "batch_norm_of_input"): (batch_norm_of_input, TARGET),
+    ("lower-crossbar", "tiny_conv"): (lambda: before("lower-crossbar", tiny_conv()), TARGET),
+    ("lower-crossbar", "tiny_deconv"): (lambda: before("lower-crossbar", tiny_deconv()), TARGET),
+    ("lower-crossbar", "cropping_deconv"): (cropping_deconv, TARGET),
+    ("choose-drive", "tiny_conv"): (lambda: before("choose-drive", tiny_conv()), TARGET),
+    ("choose-drive", "tiny_mlp"): (lambda: before("choose-drive", tiny_mlp()), TARGET),
+    ("choose-drive", "conv_of_conv"): (lambda: before("choose-drive", conv_of_conv()), TARGET),
+    ("map-pairs", "tiny_mlp"): (lambda: before("map-pairs", tiny_mlp()), TARGET),
+    ("map-pairs", "oversized_weight"): (lambda: before("map-pairs", oversized_weight()), TARGET),
+    ("tile", "tiny_conv"): (lambda: before("tile", tiny_conv()), TARGET),
+    ("tile", "tiny_mlp"): (lambda: before("tile", tiny_mlp()), TARGET),
+    ("tile", "oversized_layer"): (lambda: before("tile", oversized_layer()), TARGET),
+    ("place", "tiny_conv"): (lambda: before("place", tiny_conv()), TARGET),
+    ("place", "tiny_mlp"): (lambda: before("place", tiny_mlp()), TARGET),
+    ("place", "one_macro"): (lambda: before("place", tiny_conv()), ONE_MACRO),
+    ("schedule", "tiny_conv"): (lambda: before("schedule", tiny_conv()), TARGET),
+    ("schedule", "not_placed"): (lambda: before("place", tiny_conv()), TARGET),
+}
+
+
+def run_case(pass_name: str, graph: Graph, target: Target) -> str:
+    """The pass's printed result, or its error message."""
+    try:
+        return print_graph(verify(PASSES[pass_name](verify(graph), target)))
+    except PrimecError as exc:
+        return f"error: {exc}\n"
+
+
+@pytest.mark.parametrize("pass_name,case", sorted(CASES), ids=lambda v: v)
+def test_golden(pass_name: str, case: str, update_golden: bool) -> None:
+    folder = GOLDEN / pass_name
+    source = folder / f"{case}.in.pir"
+    build, target = CASES[(pass_name, case)]
+    if update_golden:
+        save_graph(build(), source)
+    graph, _, _ = read_graph_file(source)
+    got = run_case(pass_name, graph, target)
+    expected = folder / f"{case}.{'err.txt' if got.startswith('error:') else 'out.pir'}"
+    if update_golden:
+        expected.write_text(got, encoding="utf-8")
+    assert expected.exists(), f"{expected} is missing: run pytest --update-golden and review it"
+    assert got == expected.read_text(encoding="utf-8")
+
+
+def test_every_mapping_pass_has_golden_cases() -> None:
+    mapping = PASS_PIPELINE[: PASS_PIPELINE.index("schedule") + 1]
+    assert {p for p in mapping if p != "dce"} <= {p for p, _ in CASES}
