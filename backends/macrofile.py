@@ -326,14 +326,15 @@ def summary(path: str | Path) -> str:
         f"  ADC {adc['bits']} bits, full scale {adc['full_scale_ua']:g} uA at {adc['read_voltage_v']:g} V read"
     )
     table = program.exit_table
-    lines.append(f"  early exit: {_describe(table)}")
+    lines.append(f"  early exit: {describe_table(table)}")
     lines.append(
         f"  schedule: {len(program.instrs)} instructions per timestep, {math.fsum(1 for i in program.instrs if isinstance(i, Read)):.0f} tile reads"
     )
     return "\n".join(lines)
 
 
-def _describe(table: ExitTable | None) -> str:
+def describe_table(table: ExitTable | None) -> str:
+    """An early-exit table in words."""
     if table is None:
         return "none (all T steps)"
     return f"{table.rule}, threshold {table.threshold:.4g}, temperature {table.temperature:g}, min steps {table.min_steps}, max steps {table.max_steps or 'T'}"

@@ -6,8 +6,9 @@ synapse (mask false) is a pair reset to the off state on both cells, so it adds 
     as_formed   the formed weight *is* G+ - G- in uS (us_per_unit = 1): kept pairs keep their
                 as-formed conductances, nothing is programmed. A weight beyond the pair window
                 g_max_us - g_off_us cannot come from any pair and is refused.
-    programmed  weights are scaled so that the largest |w| spans the window: us_per_unit =
-                (g_max_us - g_off_us) / max |w|; G+ = g_off + max(w, 0) us_per_unit, G- alike.
+    programmed  weights are scaled so that the largest |w| fills as much of the window as a
+                power-of-two scale allows: us_per_unit = 2^floor(log2((g_max_us - g_off_us) /
+                max |w|)); G+ = g_off + max(w, 0) us_per_unit, G- alike.
 
 Requires: a verified graph after choose-drive (every crossbar has a drive).
 Ensures: every crossbar has encoding "differential" and its us_per_unit; outputs are unchanged
@@ -15,6 +16,8 @@ Ensures: every crossbar has encoding "differential" and its us_per_unit; outputs
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -42,7 +45,9 @@ def _pairs(node: Node, window: float) -> Node:
     kept = np.abs(node.attr("formed").array()) * node.attr("mask").array()
     largest = float(kept.max(initial=0.0))
     if node.attr("mode") == "programmed":
-        scale = window / largest if largest > 0 else 1.0
+        # A power of two: scaling to conductance and back is then exact, so an ideal read of a
+        # programmed pair gives the weight bit for bit.
+        scale = 2.0 ** math.floor(math.log2(window / largest)) if largest > 0 else 1.0
         return with_attrs(node, encoding="differential", us_per_unit=scale)
     if largest > window:
         _too_large(node, kept, window)

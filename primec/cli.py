@@ -131,6 +131,14 @@ MODEL_HELP = "A .pt state_dict (with --arch), .pt2, TorchScript archive, ONNX fi
 @click.option(
     "--max-macros", type=click.IntRange(min=1), help="Use at most N macros of the target."
 )
+@click.option("--exit-rule", type=click.Choice(["max-softmax", "margin", "entropy", "convergence"]), help="Early-exit rule of the control table (docs/early-exit.md).")
+@click.option("--exit-threshold", type=float, help="Early-exit threshold, set by hand.")
+@click.option("--exit-temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Softmax temperature of the exit rule (PRIME: 2).")
+@click.option("--exit-min-steps", type=click.IntRange(min=1), default=1, show_default=True, help="Never exit before this step.")
+@click.option("--exit-max-steps", type=click.IntRange(min=0), default=0, show_default=True, help="Always stop at this step (0: T).")
+@click.option("--calibrate", type=click.Path(exists=True, dir_okay=False), help="Calibrate the exit threshold on this data.npz (x, y).")
+@click.option("--accuracy-budget", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Percentage points of accuracy calibration may give up.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="With --calibrate: write the accuracy-vs-timesteps curve as PNG.")
 @observability
 @user_errors
 def compile(
@@ -143,6 +151,14 @@ def compile(
     target_spec: str,
     device_map: str | None,
     max_macros: int | None,
+    exit_rule: str | None,
+    exit_threshold: float | None,
+    exit_temperature: float,
+    exit_min_steps: int,
+    exit_max_steps: int,
+    calibrate: str | None,
+    accuracy_budget: float,
+    plot: str | None,
     **kwargs: Any,
 ) -> None:
     """Compile MODEL through the frontend and the passes.
@@ -153,23 +169,33 @@ def compile(
       primec compile model.pt --arch prime-nmnist --stop-after import --dump-dir ir/
       primec compile step.pir --emit ir -o out.pir --print-after dce
       primec compile model.pt --arch prime-nmnist --device-map chip.npz --report r.json
+      primec compile model.pt --emit macro -o m.pmac --calibrate cal.npz --accuracy-budget 0.5
+      primec compile model.pt --emit bytecode -o m.pbc --exit-threshold 0.8 --exit-temperature 2
     """
+    from primec.artefacts import ExitOptions, build_program, write_artefact
     from primec.mapreport import mapping_report, mapping_table
     from primec.pipeline import compile_model
     from primec.target import resolve_target
     from primec.text import save_graph
 
-    if emit in ("bytecode", "macro"):
-        not_built(
-            f"--emit {emit}",
-            "Simulator bytecode" if emit == "bytecode" else "Macro programming file",
-        )
-    if emit == "ir" and not output:
-        raise PrimecError("--emit ir needs -o FILE.pir")
+    if emit and not output:
+        raise PrimecError(f"--emit {emit} needs -o FILE")
+    exits = ExitOptions(exit_rule, exit_threshold, exit_temperature, exit_min_steps, exit_max_steps, calibrate, accuracy_budget, plot)
+    exits.base_table()  # bad early-exit options fail before any work
     target = resolve_target(target_spec, device_map, max_macros)
     options = pass_options(kwargs)
     result = compile_model(Path(model), arch, trust_pickle, options, target, log=click.echo)
     mapping = mapping_report(result.graph, target)
+    extra: dict[str, Any] = {}
+    if emit in ("bytecode", "macro") or calibrate:
+        program, calibration = build_program(result.graph, target, exits)
+        extra["early_exit"] = program.exit_table.to_dict() if program.exit_table else None
+        if calibration:
+            extra["calibration"] = calibration
+            click.echo(calibration_summary(calibration))
+        if emit in ("bytecode", "macro"):
+            write_artefact(program, emit, output)
+            click.echo(f"wrote {output} ({emit})")
     if emit == "ir":
         save_graph(result.graph, output)
         click.echo(f"wrote {output} (weights in {Path(output).with_suffix('.npz')})")
@@ -180,7 +206,18 @@ def compile(
     )
     if mapping:
         click.echo(mapping_table(mapping))
-    write_report(report, compile_report(result) | mapping)
+    write_report(report, compile_report(result) | mapping | extra)
+
+
+def calibration_summary(calibration: dict[str, Any]) -> str:
+    """One line on what early-exit calibration chose."""
+    table = calibration["table"]
+    return (
+        f"early exit calibrated: {table['rule']} threshold {table['threshold']:.4g} -> "
+        f"{calibration['avg_timesteps']:.2f} steps on average ({calibration['compute_savings'] * 100:.1f}% saved), "
+        f"accuracy {calibration['accuracy'] * 100:.2f}% vs {calibration['accuracy_all_steps'] * 100:.2f}% with all steps; "
+        f"oracle {calibration['oracle_avg_timesteps']:.2f} steps"
+    )
 
 
 def compile_report(result: Any) -> dict[str, Any]:
@@ -260,23 +297,18 @@ def _ratio(value: float | None) -> str:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @user_errors
 def inspect(file: str) -> None:
-    """Show a file: IR text (.pir) verified and in canonical form.
+    """Show a file: IR text (.pir) verified and canonical, bytecode (.pbc) disassembled,
+    a macro file (.pmac) summarised, an ONNX step graph (.onnx) summarised.
 
     \b
-    Example:
+    Examples:
       primec inspect ir/00-import.pir
+      primec inspect model.pbc
+      primec inspect model.pmac
     """
-    from primec.pipeline import read_ir
-    from primec.text import print_graph
+    from primec.inspection import describe
 
-    path = Path(file)
-    if path.suffix != ".pir":
-        raise PrimecError(
-            f"cannot inspect {path.suffix or 'this'} files yet",
-            where=file,
-            hint="primec inspect reads .pir IR files",
-        )
-    click.echo(print_graph(read_ir(path)), nl=False)
+    click.echo(describe(Path(file)), nl=False)
 
 
 @main.command()
@@ -287,15 +319,23 @@ def inspect(file: str) -> None:
 )
 @user_errors
 def check(model: str, arch: str | None, trust_pickle: bool) -> None:
-    """Check that MODEL goes through the frontend; list every problem at once.
+    """Check that MODEL goes through the frontend, listing every problem at once; or validate a
+    compiled artefact (.pbc, .pmac: structure, checksums, cross-references).
 
     \b
-    Example:
+    Examples:
       primec check model.pt --arch prime-nmnist
+      primec check model.pmac
     """
     from primec.pipeline import frontend
     from primec.verify import verify
 
+    if Path(model).suffix in (".pbc", ".pmac"):
+        from primec.simulation import load_artefact
+
+        program = load_artefact(model)  # reading validates structure, checksums, cross-references
+        click.echo(f"ok: {Path(model).suffix[1:]} artefact {program.name} for {program.meta['target']}: {len(program.instrs)} instructions, {len(program.arrays)} arrays")
+        return
     # Loading, export and import each report all of their problems in one error.
     graph, kind = frontend(Path(model), arch, trust_pickle, click.echo)
     verify(graph, source=model)
