@@ -4,8 +4,9 @@ JSON manifest and `.npy` arrays (`docs/macro-format.md`), readable with standard
 It carries the same `Program` as the bytecode (so `primec simulate` runs this very file), plus
 what the chip's programmer needs per array: the operation on every cell pair (keep, reset,
 program) and, for programmed pairs, target conductances, the write-verify tolerance and an
-estimated pulse count. Every member's sha256 is in the manifest; `validate` checks structure,
-checksums and cross-references before anything trusts the file.
+estimated pulse count. Every other member's sha256 is in the manifest (and every member has the
+zip's CRC-32); reading checks structure, checksums and cross-references before anything trusts
+the file, and writing checks the cross-references, so no file is written that would not read.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import zipfile
+import zlib
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from primec.backends.isa import INSTRUCTIONS, Instr, Read
+from primec.backends.lower import NEURON_FIELDS
 from primec.backends.program import DebugEntry, Program
 
 from primec.earlyexit import ExitTable
@@ -38,6 +40,10 @@ PAIR_CODES = {
     "program": PAIR_PROGRAM,
 }
 _OPCODE_OF_NAME = {cls.__name__.lower(): cls for cls in INSTRUCTIONS.values()}
+# Integer instruction fields that are no buffer numbers.
+_NOT_BUFFERS = {"macro", "array", "row0", "col0", "planes", "outputs", "params"}
+_KINDS = {"pool": ("avg", "sum", "max"), "binary": ("add", "mul")}
+_NEURON_FIELDS = {"lif": NEURON_FIELDS, "integrate": ("keep", "slope")}
 
 
 class MacroFileError(PrimecError):
@@ -54,13 +60,35 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _instruction(record: dict[str, Any]) -> Instr:
-    cls = _OPCODE_OF_NAME[record["op"]]
-    values = {
-        f.name: tuple(record[f.name]) if f.type.startswith("tuple") else record[f.name]
-        for f in fields(cls)
-    }
+def _instruction(index: int, record: Any, where: str) -> Instr:
+    """Schedule entry `index` as an instruction, every field of the type the ISA declares."""
+    cls = _OPCODE_OF_NAME.get(record.get("op")) if isinstance(record, dict) else None
+    if cls is None:
+        raise MacroFileError(
+            f"schedule entry {index} is not a known instruction: {str(record)[:80]}",
+            where=where,
+            hint=f"known ops: {', '.join(sorted(_OPCODE_OF_NAME))}",
+        )
+    values = {}
+    for f in fields(cls):
+        value = record.get(f.name)
+        if not _has_type(value, f.type):
+            raise MacroFileError(
+                f"schedule entry {index} ({record['op']}): field {f.name} must be {f.type}, got {value!r}",
+                where=where,
+            )
+        values[f.name] = tuple(value) if f.type.startswith("tuple") else value
     return cls(**values)
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    """Whether a JSON value has an instruction field's type (`int`, `float`, `str`, `tuple[...]`)."""
+    if kind.startswith("tuple["):
+        element = kind.removeprefix("tuple[").removesuffix(", ...]")
+        return isinstance(value, list) and all(_has_type(v, element) for v in value)
+    if isinstance(value, bool):  # JSON true/false are no numbers here
+        return False
+    return isinstance(value, {"int": int, "float": int | float, "str": str}[kind])
 
 
 def pair_operations(program: Program) -> dict[tuple[int, int], np.ndarray]:
@@ -81,11 +109,30 @@ def pair_operations(program: Program) -> dict[tuple[int, int], np.ndarray]:
         ]
         reset = (block[:, 0::2] == off) & (block[:, 1::2] == off)
         kept = PAIR_KEEP if modes[program.debug[index].value] == "as_formed" else PAIR_PROGRAM
-        region = ops[(instr.macro, instr.array)][
-            instr.row0 : instr.row0 + rows, instr.col0 // 2 : instr.col0 // 2 + cols
-        ]
-        region[...] = np.where(reset, PAIR_RESET, kept)
+        ops[(instr.macro, instr.array)][_pair_region(program, instr)] = np.where(
+            reset, PAIR_RESET, kept
+        )
     return ops
+
+
+def _pair_region(program: Program, read: Read) -> tuple[slice, slice]:
+    """The rows and pair columns of an array's pair grid that a tile occupies."""
+    rows, pairs = len(program.tensors[read.rows]), len(program.tensors[read.cols])
+    return slice(read.row0, read.row0 + rows), slice(read.col0 // 2, read.col0 // 2 + pairs)
+
+
+def layer_pairs(program: Program) -> dict[str, dict[str, int]]:
+    """Per layer (its IR value): how many of its pairs are kept, reset and programmed."""
+    operations = pair_operations(program)
+    counts: dict[str, dict[str, int]] = {}
+    for index, instr in enumerate(program.instrs):
+        if not isinstance(instr, Read):
+            continue
+        region = operations[(instr.macro, instr.array)][_pair_region(program, instr)]
+        layer = counts.setdefault(program.debug[index].value, dict.fromkeys(PAIR_CODES, 0))
+        for name, code in PAIR_CODES.items():
+            layer[name] += int((region == code).sum())
+    return counts
 
 
 def estimated_pulses(
@@ -100,6 +147,7 @@ def estimated_pulses(
 
 def encode(program: Program) -> bytes:
     """The bytes of a .pmac file (deterministic)."""
+    validate(program, "the macro file being written")  # never write a file that reads back wrong
     params = program.meta["target_parameters"]
     members: dict[str, bytes] = {}
     arrays = []
@@ -159,6 +207,7 @@ def decode(data: bytes, where: str = "<bytes>") -> Program:
     manifest = _manifest(members, where)
     program = _program(manifest, members, where)
     validate(program, where)
+    _check_pair_members(manifest, members, program, where)
     return program
 
 
@@ -166,8 +215,23 @@ def _members(data: bytes, where: str) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return {name: archive.read(name) for name in archive.namelist()}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
-        raise MacroFileError(f"not a readable macro file (zip): {exc}", where=where) from exc
+    # A damaged deflate stream raises zlib.error, a damaged method field NotImplementedError and
+    # a damaged flag bit RuntimeError ("encrypted"): each is a corrupted file, not a crash.
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        NotImplementedError,
+        RuntimeError,
+        OSError,
+        EOFError,
+        ValueError,
+    ) as exc:
+        raise MacroFileError(
+            f"not a readable macro file (corrupted, or not a zip): {exc}",
+            where=where,
+            hint="recompile the model or copy the file again",
+        ) from exc
 
 
 def _manifest(members: dict[str, bytes], where: str) -> dict[str, Any]:
@@ -177,21 +241,29 @@ def _manifest(members: dict[str, bytes], where: str) -> dict[str, Any]:
         manifest = json.loads(members["manifest.json"])
     except ValueError as exc:
         raise MacroFileError(f"manifest.json is not valid JSON: {exc}", where=where) from exc
-    if manifest.get("format") != FORMAT:
-        raise MacroFileError(
-            f"not a primec macro file (format {manifest.get('format')!r})", where=where
-        )
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise MacroFileError(f"not a primec macro file (format {found!r})", where=where)
     if manifest.get("version") != VERSION:
         raise MacroFileError(
             f"macro file version {manifest.get('version')} is not supported (this primec reads {VERSION})",
             where=where,
             hint="recompile the model",
         )
-    for name, digest in manifest["checksums"].items():
+    checksums = manifest.get("checksums")
+    if not isinstance(checksums, dict):
+        raise MacroFileError("manifest.json has no checksums table", where=where)
+    for name, digest in checksums.items():
         if name not in members:
             raise MacroFileError(f"member {name} listed in the manifest is missing", where=where)
         if hashlib.sha256(members[name]).hexdigest() != digest:
             raise MacroFileError(f"checksum mismatch in {name}: the file is corrupted", where=where)
+    # Whatever the manifest does not vouch for must not reach a chip.
+    unlisted = sorted(set(members) - set(checksums) - {"manifest.json"})
+    if unlisted:
+        raise MacroFileError(
+            f"member {unlisted[0]} is not listed in the manifest's checksums", where=where
+        )
     return manifest
 
 
@@ -200,7 +272,7 @@ def _npy(members: dict[str, bytes], name: str, where: str) -> np.ndarray:
         raise MacroFileError(f"member {name} is missing", where=where)
     try:
         return np.load(io.BytesIO(members[name]), allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise MacroFileError(
             f"member {name} is not a valid .npy array: {exc}", where=where
         ) from exc
@@ -209,12 +281,11 @@ def _npy(members: dict[str, bytes], name: str, where: str) -> np.ndarray:
 def _program(manifest: dict[str, Any], members: dict[str, bytes], where: str) -> Program:
     try:
         head = manifest["program"]
-        instrs = tuple(_instruction(record) for record in manifest["schedule"])
+        instrs = tuple(_instruction(n, r, where) for n, r in enumerate(manifest["schedule"]))
         arrays = {
             (a["macro"], a["array"]): _npy(members, f"{a['prefix']}.conductance_us.npy", where)
             for a in manifest["arrays"]
         }
-        table = manifest["early_exit"]
         return Program(
             name=head["name"],
             timesteps=head["timesteps"],
@@ -230,25 +301,119 @@ def _program(manifest: dict[str, Any], members: dict[str, bytes], where: str) ->
             arrays=arrays,
             neurons=tuple(manifest["neurons"]),
             meta=head["meta"],
-            exit_table=ExitTable.from_dict(table) if table else None,
+            exit_table=_exit_table(manifest["early_exit"], where),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MacroFileError(
             f"malformed manifest: {type(exc).__name__}: {exc}", where=where
         ) from exc
 
 
+def _exit_table(record: Any, where: str) -> ExitTable | None:
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise MacroFileError(
+            f"early-exit table must be an object or null, got {record!r}", where=where
+        )
+    try:
+        return ExitTable.from_dict(record)
+    except PrimecError as exc:
+        raise MacroFileError(
+            f"early-exit table: {exc.message}", where=where, hint=exc.hint
+        ) from exc
+
+
 def validate(program: Program, where: str) -> None:
-    """Cross-references: every read names an existing array, its rows and pairs fit inside it,
-    and its row and column maps point into the buffers it reads and writes."""
+    """Cross-references: buffers, tensors, neuron records and arrays that instructions name exist;
+    every read's rows and pairs fit inside its array and its row and column maps point into the
+    buffers it reads and writes; the early-exit table fits the readout."""
     if len(program.debug) != len(program.instrs):
         raise MacroFileError(
             f"debug table has {len(program.debug)} entries for {len(program.instrs)} instructions",
             where=where,
         )
+    _check_header(program, where)
+    _check_arrays(program, where)
     for index, instr in enumerate(program.instrs):
+        _check_operands(program, index, instr, where)
         if isinstance(instr, Read):
             _check_read(program, index, instr, where)
+    if program.exit_table is not None:
+        classes = int(np.prod(program.buffers[program.readout]))
+        try:
+            program.exit_table.check(classes)
+        except PrimecError as exc:
+            raise MacroFileError(f"early-exit table: {exc.message}", where=where) from exc
+
+
+def _check_header(program: Program, where: str) -> None:
+    if not isinstance(program.timesteps, int) or program.timesteps < 1:
+        raise MacroFileError(
+            f"timesteps must be a positive integer, got {program.timesteps!r}", where=where
+        )
+    for number, shape in enumerate(program.buffers):
+        if not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise MacroFileError(
+                f"buffer {number} has a malformed shape {list(shape)}", where=where
+            )
+    named = (*program.inputs, *program.outputs, *(b for pair in program.states for b in pair))
+    bad = [b for b in named if not (isinstance(b, int) and 0 <= b < len(program.buffers))]
+    if bad or not program.inputs or not program.outputs:
+        raise MacroFileError(
+            f"program inputs, outputs and states must name some of its {len(program.buffers)} buffers, found {bad or 'none'}",
+            where=where,
+        )
+
+
+def _check_arrays(program: Program, where: str) -> None:
+    params = program.meta.get("target_parameters", {}) if isinstance(program.meta, dict) else {}
+    shape = (params.get("array.rows"), params.get("array.cols"))
+    for (macro, array), cells in sorted(program.arrays.items()):
+        if cells.shape != shape or cells.dtype != np.float64:
+            raise MacroFileError(
+                f"macro {macro} array {array} holds {cells.dtype} {list(cells.shape)} conductances; the target's arrays are float64 {list(shape)}",
+                where=where,
+            )
+
+
+def _check_operands(program: Program, index: int, instr: Instr, where: str) -> None:
+    """Every buffer number, tensor name and neuron record an instruction names exists."""
+    op = type(instr).__name__.lower()
+    at = f"instruction {index} ({op})"
+    if op in _KINDS and instr.kind not in _KINDS[op]:
+        raise MacroFileError(
+            f"{at}: kind {instr.kind!r} is not one of {', '.join(_KINDS[op])}", where=where
+        )
+    for f in fields(instr):
+        value = getattr(instr, f.name)
+        if f.name == "params":
+            _check_neuron(program, at, op, value, where)
+        if f.type == "int" and f.name not in _NOT_BUFFERS and not 0 <= value < len(program.buffers):
+            raise MacroFileError(
+                f"{at}: {f.name} names buffer {value}, but the program has {len(program.buffers)}",
+                where=where,
+            )
+        if f.type == "str" and f.name != "kind" and value not in program.tensors:
+            raise MacroFileError(
+                f"{at} refers to tensor {value!r}, which the file does not contain", where=where
+            )
+
+
+def _check_neuron(program: Program, at: str, op: str, record: int, where: str) -> None:
+    if not 0 <= record < len(program.neurons):
+        raise MacroFileError(
+            f"{at} uses neuron record {record}, but the file has {len(program.neurons)}",
+            where=where,
+        )
+    found = program.neurons[record]
+    missing = [
+        name for name in _NEURON_FIELDS[op] if not isinstance(found, dict) or name not in found
+    ]
+    if missing:
+        raise MacroFileError(
+            f"{at}: neuron record {record} lacks {', '.join(missing)}", where=where
+        )
 
 
 def _check_read(program: Program, index: int, read: Read, where: str) -> None:
@@ -259,12 +424,26 @@ def _check_read(program: Program, index: int, read: Read, where: str) -> None:
             f"{at} reads macro {read.macro} array {read.array}, which the file does not contain",
             where=where,
         )
-    for name in (read.rows, read.cols):
-        if name not in program.tensors:
-            raise MacroFileError(
-                f"{at} refers to map {name!r}, which the file does not contain", where=where
-            )
     rows, cols = program.tensors[read.rows], program.tensors[read.cols]
+    source, target = program.buffers[read.src], program.buffers[read.dst]
+    if rows.ndim != 1 or cols.ndim != 1 or rows.dtype.kind != "i" or cols.dtype.kind != "i":
+        raise MacroFileError(f"{at}: row and column maps must be 1-D integer arrays", where=where)
+    if len(source) != 2 or len(target) != 2:
+        raise MacroFileError(
+            f"{at} reads buffer {read.src} {list(source)} into buffer {read.dst} {list(target)}; a tile reads [positions, rows] into [outputs, positions]",
+            where=where,
+        )
+    if read.planes < 1 or not read.quantum > 0:
+        raise MacroFileError(
+            f"{at}: needs at least one bit plane and a positive quantum, got {read.planes} and {read.quantum}",
+            where=where,
+        )
+    if read.col0 % 2:
+        # The periphery pairs columns (2k, 2k + 1); a tile off that grid has no pairs to read.
+        raise MacroFileError(
+            f"{at}: tile starts at column {read.col0}, off the pair grid (pairs are columns 2k, 2k + 1)",
+            where=where,
+        )
     height, width = program.arrays[key].shape
     if (
         read.row0 < 0
@@ -277,18 +456,48 @@ def _check_read(program: Program, index: int, read: Read, where: str) -> None:
             f"fall outside the {height} x {width} array",
             where=where,
         )
-    source_rows = program.buffers[read.src][-1]
-    outputs = program.buffers[read.dst][0]
-    if rows.size and (rows.min() < 0 or rows.max() >= source_rows):
+    if rows.size and (rows.min() < 0 or rows.max() >= source[-1]):
         raise MacroFileError(
-            f"{at}: row map points outside the layer's {source_rows} input rows (found {rows.min()}..{rows.max()})",
+            f"{at}: row map points outside the layer's {source[-1]} input rows (found {rows.min()}..{rows.max()})",
             where=where,
         )
-    if cols.size and (cols.min() < 0 or cols.max() >= outputs):
+    if cols.size and (cols.min() < 0 or cols.max() >= target[0]):
         raise MacroFileError(
-            f"{at}: column map points outside the layer's {outputs} outputs (found {cols.min()}..{cols.max()})",
+            f"{at}: column map points outside the layer's {target[0]} outputs (found {cols.min()}..{cols.max()})",
             where=where,
         )
+
+
+def _check_pair_members(
+    manifest: dict[str, Any], members: dict[str, bytes], program: Program, where: str
+) -> None:
+    """What the programmer is told to do (pairs, pulses) is what the conductances and the schedule
+    imply, so the chip gets what the simulator runs."""
+    try:
+        expected = pair_operations(program)
+        params = program.meta["target_parameters"]
+    except (KeyError, TypeError) as exc:
+        raise MacroFileError(
+            f"malformed manifest: cannot derive pair operations ({exc})", where=where
+        ) from exc
+    for entry in manifest["arrays"]:
+        key, stem = (entry["macro"], entry["array"]), entry["prefix"]
+        operations = _npy(members, f"{stem}.pairs.npy", where)
+        pulses = _npy(members, f"{stem}.pulses.npy", where)
+        if not np.array_equal(operations, expected[key]) or operations.dtype != np.uint8:
+            raise MacroFileError(
+                f"{stem}.pairs.npy disagrees with the conductances and the schedule", where=where
+            )
+        if not np.array_equal(pulses, estimated_pulses(program.arrays[key], operations, params)):
+            raise MacroFileError(
+                f"{stem}.pulses.npy disagrees with the pair operations", where=where
+            )
+        counts = {name: int((operations == code).sum()) for name, code in PAIR_CODES.items()}
+        if entry.get("pairs") != counts:
+            raise MacroFileError(
+                f"manifest pair counts of macro {key[0]} array {key[1]} are {entry.get('pairs')}, the file holds {counts}",
+                where=where,
+            )
 
 
 def write(program: Program, path: str | Path) -> None:
@@ -317,9 +526,12 @@ def summary(path: str | Path) -> str:
         lines.append(
             f"  macro {array['macro']} array {array['array']}: keep {pairs['keep']:,}, reset {pairs['reset']:,}, program {pairs['program']:,}, unused {pairs['unused']:,} pairs"
         )
+    per_layer = layer_pairs(program)
     for layer in program.meta["layers"]:
+        pairs = per_layer.get(layer["value"], dict.fromkeys(PAIR_CODES, 0))
         lines.append(
-            f"  layer {layer['layer']}: {layer['kind']} {layer['mode']}, drive {layer['drive']} x{layer['planes']}, quantum {layer['input_quantum']:g}, gain {layer['gain']:g}"
+            f"  layer {layer['layer']}: {layer['kind']} {layer['mode']}, drive {layer['drive']} x{layer['planes']}, quantum {layer['input_quantum']:g}, gain {layer['gain']:g}; "
+            f"pairs keep {pairs['keep']:,}, reset {pairs['reset']:,}, program {pairs['program']:,}"
         )
     adc = manifest["adc"]
     lines.append(
@@ -328,7 +540,7 @@ def summary(path: str | Path) -> str:
     table = program.exit_table
     lines.append(f"  early exit: {describe_table(table)}")
     lines.append(
-        f"  schedule: {len(program.instrs)} instructions per timestep, {math.fsum(1 for i in program.instrs if isinstance(i, Read)):.0f} tile reads"
+        f"  schedule: {len(program.instrs)} instructions per timestep, {sum(isinstance(i, Read) for i in program.instrs)} tile reads"
     )
     return "\n".join(lines)
 

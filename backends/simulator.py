@@ -2,15 +2,21 @@
 
 Ideal mode reproduces the model exactly: partial sums of (integer-level inputs) x (float32
 conductance differences) are exact in float64, so summation order cannot matter, and the scale
-steps round in the same order as the model (`docs/simulator.md`). Non-idealities are opt-in,
+steps round in the same order as the model (`docs/simulator.md`). The same argument lets a tile
+that drives every row of a gather run as one float64 convolution of the gather's (much smaller)
+source map instead of a matrix product of the materialised rows. Non-idealities are opt-in,
 seeded and replayable: every random draw is keyed by (seed, sample index, timestep) or by
-(seed, macro, array), never by batch position, so batch size and order do not change results.
+(seed, macro, array), never by batch position, and perturbed conductances and read-noise
+variances sit on a fixed-point grid fine enough to be physically irrelevant and coarse enough
+for their sums to stay exact, so batch size and order do not change results.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -51,6 +57,7 @@ COUNTERS = (
     "neuron_updates",
     "steps",
 )
+FLOAT64_BITS = 53
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,75 @@ def _stream_seed(*keys: int) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
+@dataclass
+class _Tile:
+    """What one Read needs at run time, prepared once."""
+
+    rows: torch.Tensor  # indices into the source's last axis
+    cols: torch.Tensor  # indices into the accumulator's outputs
+    row_span: slice | None  # `rows` as a slice when consecutive (a view, not a gather)
+    out_span: slice | None
+    outputs: int
+    weights: torch.Tensor  # [rows, outputs] G+ - G- (uS); with read noise, then the variances
+    gather: Gather | None  # the gather that feeds the tile, if one does
+    coverage: torch.Tensor | None  # [C*Hp*Wp]: the tile's (row, position) pairs on each pixel
+    conv: torch.Tensor | None  # `weights` as [outputs', C, kh, kw] when every row is driven
+    writes_all: bool  # the tile's outputs are all of its accumulator's, in order
+
+
+class _Env(dict):
+    """One step's buffers by number. Gathered rows and cleared accumulators are made on first
+    read, so a conv tile (which reads the gather's source) or a tile that writes every output of
+    its accumulator never pays for them."""
+
+    def __init__(self, values: dict[int, torch.Tensor]) -> None:
+        super().__init__(values)
+        self.lazy: dict[int, Callable[[], torch.Tensor]] = {}
+
+    def __missing__(self, buffer: int) -> torch.Tensor:
+        self[buffer] = self.lazy.pop(buffer)()
+        return self[buffer]
+
+
+class _Normals:
+    """Read-noise normals of one step: one stream per (sample, step), drawn a bit plane at a time.
+
+    Block k holds plane k of every read, in program order. Blocks are drawn in order and only as
+    far as a read needs, and block k's values depend on (seed, sample, step, k) alone, so a batch
+    whose inputs use fewer planes draws less without changing any sample's numbers.
+    """
+
+    def __init__(
+        self, seed: int, samples: np.ndarray, t: int, sizes: list[int], device: torch.device
+    ) -> None:
+        self.generators = [
+            torch.Generator().manual_seed(_stream_seed(seed, 2, sample, t))
+            for sample in samples.tolist()
+        ]
+        self.sizes = sizes
+        self.device = device
+        self.blocks: list[torch.Tensor] = []
+
+    def block(self, k: int) -> torch.Tensor:
+        """[samples, size of block k] standard normals (float32)."""
+        while len(self.blocks) <= k:
+            size = self.sizes[len(self.blocks)]
+            draws = torch.empty((len(self.generators), size), dtype=torch.float32)
+            for row, generator in zip(draws, self.generators, strict=True):
+                torch.randn(size, generator=generator, out=row)
+            self.blocks.append(draws.to(self.device))
+        return self.blocks[k]
+
+
+@dataclass
+class _Step:
+    """What one timestep of one batch keeps between instructions."""
+
+    sources: dict[int, tuple[torch.Tensor, Gather]]  # gather dst -> (padded source map, gather)
+    cache: dict[tuple[Any, ...], torch.Tensor]  # per source and quantum: levels, set bits
+    normals: _Normals | None
+
+
 class Simulator:
     """Executes a program on batches of samples."""
 
@@ -135,11 +211,13 @@ class Simulator:
         self.cells = {
             key: self._chip_cells(key, cells, params) for key, cells in program.arrays.items()
         }
-        self.gathered: dict[int, tuple[torch.Tensor, Gather]] = {}
-        self.row_bits: dict[tuple[int, float], torch.Tensor] = {}
-        self.popcount = torch.tensor([bin(v).count("1") for v in range(2**16)], device=self.device)
+        values = torch.arange(2**16)
+        self.popcount = sum((values >> k) & 1 for k in range(16)).to(self.device, torch.float64)
+        gathers = {ins.dst: ins for ins in program.instrs if isinstance(ins, Gather)}
         self.reads = {
-            i: self._tile(ins) for i, ins in enumerate(program.instrs) if isinstance(ins, Read)
+            i: self._tile(ins, gathers.get(ins.src))
+            for i, ins in enumerate(program.instrs)
+            if isinstance(ins, Read)
         }
         self.constants = {
             ins.dst: self._tensor(program.tensors[ins.tensor])
@@ -152,11 +230,37 @@ class Simulator:
             for ins in affines
             for name in (ins.scale, ins.shift)
         }
-        self.per_plane = bool(self.noise.read or self.noise.adc or self.noise.input)
-        self.noise_layout = self._noise_layout()
+        self.accumulators = {ins.dst for ins in program.instrs if isinstance(ins, Zero)}
+        self.own_states = self._own_states()
+        self.schedule = [
+            (i, ins, EXECUTE[type(ins)])
+            for i, ins in enumerate(program.instrs)
+            if not isinstance(ins, ExitTest | EndStep | Const)
+        ]
+        # Only noise and the ADC act on each bit plane; otherwise one product is the same sum.
+        self.per_plane = bool(self.noise.read or self.noise.adc)
+        self.noise_layout, self.noise_blocks = self._noise_layout()
+        self.step = _Step({}, {}, None)
+
+    def _own_states(self) -> set[int]:
+        """Lif instructions whose state tensors are theirs alone (no other instruction or trace
+        reads them, and their next values are this Lif's outputs): they update them in place."""
+        next_value = dict(self.program.states)
+        readers = Counter(
+            getattr(ins, name) for ins in self.program.instrs for name in INPUTS.get(type(ins), ())
+        )
+        return {
+            i
+            for i, ins in enumerate(self.program.instrs)
+            if isinstance(ins, Lif)
+            and next_value.get(ins.membrane) == ins.membrane_out
+            and next_value.get(ins.spike) == ins.spike_out
+            and readers[ins.membrane] == readers[ins.spike] == 1
+            and not {ins.membrane, ins.spike} & set(self.trace)
+        }
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(array, dtype=np.float64)).to(self.device)
+        return torch.tensor(np.asarray(array, dtype=np.float64), device=self.device)
 
     def _chip_cells(self, key: tuple[int, int], cells: np.ndarray, params: dict) -> np.ndarray:
         """The cells as the chip has them: static programming error and stuck cells applied."""
@@ -173,38 +277,79 @@ class Simulator:
             chip,
         )
 
-    def _tile(self, read: Read) -> dict[str, Any]:
+    def _tile(self, read: Read, gather: Gather | None) -> _Tile:
         rows, cols = self.program.tensors[read.rows], self.program.tensors[read.cols]
         cells = self.cells[(read.macro, read.array)]
         block = cells[read.row0 : read.row0 + len(rows), read.col0 : read.col0 + 2 * len(cols)]
         g_pos, g_neg = block[:, 0::2], block[:, 1::2]
-        tile: dict[str, Any] = {
-            "rows": torch.from_numpy(rows.copy()).to(self.device),
-            "cols": torch.from_numpy(cols.copy()).to(self.device),
-            "diff": self._tensor(g_pos - g_neg),
-        }
-        # Contiguous maps become slices: views instead of gathers on the hot path.
-        if _is_range(rows):
-            tile["span"] = slice(int(rows[0]), int(rows[0]) + len(rows))
-        if _is_range(cols):
-            tile["out_span"] = slice(int(cols[0]), int(cols[0]) + len(cols))
+        diff = g_pos - g_neg
+        # As formed, G+ - G- is the float32 weight and sums are exact; perturbed cells need the grid.
+        if self.noise.program or self.noise.stuck:
+            diff = _on_grid(diff, len(rows), read.planes)
+        columns = [diff]
         if self.noise.read:
-            tile["variance"] = self._tensor(self.noise.read**2 * (g_pos**2 + g_neg**2))
+            variance = self.noise.read**2 * (g_pos**2 + g_neg**2)
+            columns.append(_on_grid(variance, len(rows), 1))
+        weights = self._tensor(np.concatenate(columns, axis=1))
+        outputs = self.program.buffers[read.dst][0]
+        tile = _Tile(
+            rows=torch.from_numpy(rows.copy()).to(self.device),
+            cols=torch.from_numpy(cols.copy()).to(self.device),
+            row_span=_span(rows),
+            out_span=_span(cols),
+            outputs=len(cols),
+            weights=weights,
+            gather=gather,
+            coverage=None,
+            conv=None,
+            writes_all=_span(cols) == slice(0, outputs),
+        )
+        if gather is None:
+            return tile
+        channels = self.program.buffers[gather.src][0]
+        tile.coverage = self._coverage(gather, rows)
+        if np.array_equal(rows, np.arange(self.program.buffers[gather.dst][1])):
+            tile.conv = weights.T.reshape(weights.shape[1], channels, *gather.kernel).contiguous()
         return tile
 
-    def _noise_layout(self) -> dict[int, tuple[int, int]]:
-        """Offsets of each read's noise draws in a sample's per-step stream."""
-        layout, offset = {}, 0
-        for i, read in self.reads_in_order():
-            size = (
-                read.planes
-                * self.program.buffers[read.src][0]
-                * len(self.program.tensors[read.cols])
-            )
-            layout[i] = (offset, size)
-            offset += size
-        self.noise_per_step = offset
-        return layout
+    def _coverage(self, gather: Gather, rows: np.ndarray) -> torch.Tensor:
+        """For each pixel of the padded source map: how many (tile row, position) pairs drive it.
+
+        Row drives are then counted on the source map (set bits x coverage), not on the rows.
+        """
+        channels, height, width = self.program.buffers[gather.src]
+        positions, total_rows = self.program.buffers[gather.dst]
+        top, left, bottom, right = gather.padding
+        size = (
+            (height - 1) * gather.input_dilation[0] + 1 + top + bottom,
+            (width - 1) * gather.input_dilation[1] + 1 + left + right,
+        )
+        driven = torch.zeros(total_rows, dtype=torch.float64)
+        driven[torch.from_numpy(rows.copy())] = 1.0
+        folded = F.fold(
+            driven[None, :, None].expand(1, total_rows, positions).contiguous(),
+            size,
+            tuple(gather.kernel),
+            dilation=tuple(gather.dilation),
+            stride=tuple(gather.stride),
+        )
+        return folded.reshape(-1).to(self.device)
+
+    def _noise_layout(self) -> tuple[dict[tuple[int, int], tuple[int, int]], list[int]]:
+        """Where each (read, bit plane)'s draws sit in its plane's block, and the block sizes."""
+        layout: dict[tuple[int, int], tuple[int, int]] = {}
+        sizes: list[int] = []
+        planes = max((read.planes for _, read in self.reads_in_order()), default=0)
+        for k in range(planes if self.noise.read else 0):
+            offset = 0
+            for i, read in self.reads_in_order():
+                if k >= read.planes:
+                    continue
+                size = self.program.buffers[read.src][0] * self.reads[i].outputs
+                layout[(i, k)] = (offset, size)
+                offset += size
+            sizes.append(offset)
+        return layout, sizes
 
     def reads_in_order(self) -> list[tuple[int, Read]]:
         """Every Read with its instruction index."""
@@ -251,186 +396,183 @@ class Simulator:
         controller = ExitController(table, steps, len(samples))
         active = samples
         for t in range(1, steps + 1):
-            env = dict(self.constants) | states | {self.program.inputs[0]: data[:, t - 1]}
-            counts = {
-                name: torch.zeros(len(active), dtype=torch.int64, device=self.device)
-                for name in COUNTERS
-            }
-            noise = self._step_noise(active, t) if self.noise.read else None
-            self.gathered, self.row_bits = {}, {}  # per step: gather sources, row bit counts
-            for i, ins in enumerate(self.program.instrs):
-                if isinstance(ins, ExitTest | EndStep | Const):
-                    continue
-                EXECUTE[type(ins)](self, i, ins, env, counts, noise)
+            env = _Env(self.constants | states | {self.program.inputs[0]: data[:, t - 1]})
+            counts: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
+            normals = (
+                _Normals(self.noise.seed, active, t, self.noise_blocks, self.device)
+                if self.noise.read
+                else None
+            )
+            self.step = _Step({}, {}, normals)
+            for i, ins, execute in self.schedule:
+                execute(self, i, ins, env, counts)
             counts["steps"] += 1
-            readout = env[self.program.readout]
-            out.readouts[active, t - 1] = readout.cpu().numpy()
+            readout = env[self.program.readout].cpu().numpy()
+            out.readouts[active, t - 1] = readout
             for b in self.trace:
                 out.spikes[b][active, t - 1] = env[b].cpu().numpy()
             for name, value in counts.items():
-                out.counts[name][active] += value.cpu().numpy()
-            stop = controller.step(t, readout.cpu().numpy())
+                out.counts[name][active] += _numpy(value)
+            stop = controller.step(t, readout)
             out.exit_step[active[stop]] = t
+            states = {s: env[nxt] for s, nxt in self.program.states}
+            if not stop.any():
+                continue
             keep = torch.from_numpy(~stop).to(self.device)
-            states = {s: env[nxt][keep] for s, nxt in self.program.states}
+            states = {s: value[keep] for s, value in states.items()}
             data, active = data[keep], active[~stop]
             controller.keep(~stop)
             if active.size == 0:
                 return
 
-    def _step_noise(self, active: np.ndarray, t: int) -> torch.Tensor:
-        """Standard normals for every read of this step, one stream per (sample, step)."""
-        draws = []
-        for sample in active.tolist():
-            generator = torch.Generator().manual_seed(_stream_seed(self.noise.seed, 2, sample, t))
-            draws.append(torch.randn(self.noise_per_step, generator=generator, dtype=torch.float32))
-        return torch.stack(draws).to(self.device, torch.float64)
-
     # ---- instructions ------------------------------------------------------------------------
 
-    def gather(
-        self, i: int, ins: Gather, env: dict, counts: dict, noise: torch.Tensor | None
-    ) -> None:
+    def gather(self, i: int, ins: Gather, env: _Env, counts: dict) -> None:
         x = env[ins.src]
         if ins.input_dilation != (1, 1):
             x = _dilate(x, ins.input_dilation)
         top, left, bottom, right = ins.padding
-        x = F.pad(x, (left, right, top, bottom))
-        (kh, kw), (sh, sw), (dh, dw) = ins.kernel, ins.stride, ins.dilation
-        # Strided views, then one copy: far faster than F.unfold for float64 on CPU.
-        windows = x.unfold(2, (kh - 1) * dh + 1, sh).unfold(3, (kw - 1) * dw + 1, sw)[
-            ..., ::dh, ::dw
-        ]
-        b, c, ho, wo = windows.shape[:4]
-        env[ins.dst] = windows.permute(0, 2, 3, 1, 4, 5).reshape(b, ho * wo, c * kh * kw)
-        self.gathered[ins.dst] = (x, ins)
+        source = F.pad(x, (left, right, top, bottom)) if any(ins.padding) else x
+        self.step.sources[ins.dst] = (source, ins)
+        env.lazy[ins.dst] = lambda: _im2col(source, ins)
 
-    def zero(self, i: int, ins: Zero, env: dict, counts: dict, noise: torch.Tensor | None) -> None:
-        batch = env[self.program.inputs[0]].shape[0]
-        env[ins.dst] = torch.zeros(
-            (batch, *self.program.buffers[ins.dst]), dtype=torch.float64, device=self.device
-        )
+    def zero(self, i: int, ins: Zero, env: _Env, counts: dict) -> None:
+        shape = (env[self.program.inputs[0]].shape[0], *self.program.buffers[ins.dst])
+        env.lazy[ins.dst] = lambda: torch.zeros(shape, dtype=torch.float64, device=self.device)
 
-    def read(self, i: int, ins: Read, env: dict, counts: dict, noise: torch.Tensor | None) -> None:
+    def read(self, i: int, ins: Read, env: _Env, counts: dict) -> None:
         tile = self.reads[i]
-        x = env[ins.src]
-        x = (
-            x[..., tile["span"]] if "span" in tile else x.index_select(-1, tile["rows"])
-        )  # [b, P, rows]
-        levels = x / ins.quantum if ins.quantum != 1.0 else x
-        if self.noise.input:
-            levels = levels.round().clamp(0, 2**self.noise.input - 1)
-        driven = self._driven_bits(ins, tile, levels)
-        outputs = len(tile["cols"])
-        positions = x.shape[1]
+        source = self._source_levels(ins) if tile.gather is not None else None
+        levels = source if tile.conv is not None else self._row_levels(ins, tile, env)
+        driven = self._driven(ins, tile, levels if source is None else source)
+        positions = self.program.buffers[ins.src][0]
         counts["row_drives"] += driven
-        counts["cell_reads"] += driven * 2 * outputs
-        counts["adc_conversions"] += ins.planes * positions * outputs
-        counts["digital_adds"] += ins.planes * positions * outputs
-        if self.per_plane:
-            partial = self._planes(i, ins, levels, tile, noise)
-        else:
-            partial = (levels @ tile["diff"]) * ins.quantum  # [b, P, outputs]
-        accumulator = env[ins.dst]
-        if "out_span" in tile:
-            accumulator[:, tile["out_span"]] += partial.transpose(1, 2)
-        else:
-            accumulator.index_add_(1, tile["cols"], partial.transpose(1, 2))
+        counts["cell_reads"] += driven * 2 * tile.outputs
+        counts["adc_conversions"] += ins.planes * positions * tile.outputs
+        counts["digital_adds"] += ins.planes * positions * tile.outputs
+        partial = (
+            self._planes(i, ins, tile, levels) if self.per_plane else self._product(tile, levels)
+        )
+        if ins.quantum != 1.0:
+            partial = partial * ins.quantum
+        self._accumulate(env, ins.dst, tile, partial.transpose(1, 2))
 
-    def _driven_bits(self, ins: Read, tile: dict[str, Any], levels: torch.Tensor) -> torch.Tensor:
+    def _accumulate(self, env: _Env, dst: int, tile: _Tile, partial: torch.Tensor) -> None:
+        """Add a tile's [b, outputs, P] partial sums into its accumulator."""
+        if tile.writes_all and dst in env.lazy:
+            # 0 + x is x: the first tile that covers every output is the accumulator.
+            del env.lazy[dst]
+            env[dst] = partial
+            return
+        accumulator = env[dst]
+        if tile.out_span is not None:
+            accumulator[:, tile.out_span] += partial
+            return
+        accumulator.index_add_(1, tile.cols, partial)
+
+    def _source_levels(self, ins: Read) -> torch.Tensor:
+        """The gather's padded source map in input levels, shared by the tiles of a layer."""
+        key = ("levels", ins.src, ins.quantum)
+        if key not in self.step.cache:
+            source, _ = self.step.sources[ins.src]
+            levels = source / ins.quantum if ins.quantum != 1.0 else source
+            self.step.cache[key] = self._quantise(levels)
+        return self.step.cache[key]
+
+    def _row_levels(self, ins: Read, tile: _Tile, env: _Env) -> torch.Tensor:
+        """The tile's rows of src in input levels: [b, P, rows]."""
+        x = env[ins.src]
+        x = x[..., tile.row_span] if tile.row_span is not None else x.index_select(-1, tile.rows)
+        return self._quantise(x / ins.quantum if ins.quantum != 1.0 else x)
+
+    def _quantise(self, levels: torch.Tensor) -> torch.Tensor:
+        if not self.noise.input:
+            return levels
+        return levels.round().clamp(0, 2**self.noise.input - 1)
+
+    def _driven(self, ins: Read, tile: _Tile, levels: torch.Tensor) -> torch.Tensor:
         """Per sample, the read pulses the row drivers send: the set bits of every driven level."""
-        if ins.src in self.gathered and not self.noise.input:
-            per_row = self._row_bits(ins.src, ins.quantum)
-            rows = (
-                per_row[:, tile["span"]]
-                if "span" in tile
-                else per_row.index_select(1, tile["rows"])
-            )
-            return rows.sum(dim=1)
-        return self._bits(levels).sum(dim=(1, 2))
+        if tile.coverage is None:
+            return self._bits(levels, ins.planes).sum(dim=(1, 2)).to(torch.int64)
+        key = ("bits", ins.src, ins.quantum)
+        if key not in self.step.cache:
+            self.step.cache[key] = self._bits(levels, ins.planes).flatten(1)
+        return (self.step.cache[key] @ tile.coverage).to(torch.int64)
 
-    def _bits(self, levels: torch.Tensor) -> torch.Tensor:
-        """Set bits of each integer level (popcount by table)."""
-        integer = levels.round().to(torch.int64).clamp(0, len(self.popcount) - 1)
-        return self.popcount[integer]
+    def _bits(self, levels: torch.Tensor, planes: int) -> torch.Tensor:
+        """Set bits of each integer level (a binary drive is its own count; else a table)."""
+        if planes == 1 and not self.noise.input:
+            return levels
+        integer = levels.round().to(torch.int64).clamp_(0, len(self.popcount) - 1)
+        return self.popcount.index_select(0, integer.flatten()).view(integer.shape)
 
-    def _row_bits(self, buffer: int, quantum: float) -> torch.Tensor:
-        """[b, R] set bits summed over positions, for the rows of a gathered buffer.
+    def _product(self, tile: _Tile, x: torch.Tensor) -> torch.Tensor:
+        """[n, P, outputs'] = the tile's rows of x times its weights (exact sums in float64)."""
+        if tile.conv is None:
+            return x @ tile.weights
+        g = tile.gather
+        product = F.conv2d(x, tile.conv, stride=tuple(g.stride), dilation=tuple(g.dilation))
+        return product.flatten(2).transpose(1, 2)
 
-        Counted on the (much smaller) map before the gather: row (c, p, q) sees pixel
-        (c, i*s + p*d, j*s + q*d) at every position (i, j).
+    def _planes(self, i: int, ins: Read, tile: _Tile, levels: torch.Tensor) -> torch.Tensor:
+        """One read per bit plane, each through read noise and the ADC, then shift-add.
+
+        Planes above the batch's largest level are all zero: they add exactly nothing (no
+        current, no noise, ADC of zero), so they are not read.
         """
-        key = (buffer, quantum)
-        if key not in self.row_bits:
-            source, g = self.gathered[buffer]
-            bits = self._bits(source / quantum) if quantum != 1.0 else self._bits(source)
-            (kh, kw), (sh, sw), (dh, dw) = g.kernel, g.stride, g.dilation
-            windows = bits.unfold(2, (kh - 1) * dh + 1, sh).unfold(3, (kw - 1) * dw + 1, sw)[
-                ..., ::dh, ::dw
-            ]
-            self.row_bits[key] = windows.sum(dim=(2, 3)).reshape(bits.shape[0], -1)
-        return self.row_bits[key]
-
-    def _planes(
-        self, i: int, ins: Read, levels: torch.Tensor, tile: dict, noise: torch.Tensor | None
-    ) -> torch.Tensor:
-        """One read per bit plane, each through read noise and the ADC, then shift-add."""
         integer = levels.round().to(torch.int64)
-        total = None
-        for k in range(ins.planes):
-            plane = ((integer >> k) & 1).to(torch.float64)
-            current = plane @ tile["diff"]  # uS x (drive units): [b, P, outputs]
-            if noise is not None:
-                offset, size = self.noise_layout[i]
-                per_plane = size // ins.planes
-                z = noise[:, offset + k * per_plane : offset + (k + 1) * per_plane].reshape(
-                    current.shape
-                )
-                current = current + torch.sqrt(plane @ tile["variance"]) * z
-            if self.noise.adc:
-                current = self._adc(current)
-            total = current * 2**k if total is None else total + current * 2**k
-        return total * ins.quantum
+        used = max(1, min(ins.planes, int(integer.max()).bit_length()))
+        bits = torch.stack([(integer >> k) & 1 for k in range(used)]).to(torch.float64)
+        product = self._product(tile, bits.flatten(0, 1)).unflatten(0, (used, len(levels)))
+        total = self._plane_read(i, 0, tile, product[0])
+        for k in range(1, used):
+            total += self._plane_read(i, k, tile, product[k]).mul_(2**k)
+        return total
 
-    def _adc(self, conductance_sum: torch.Tensor) -> torch.Tensor:
-        """Clip the differential current to full scale and quantise it to the ADC's bits."""
-        current = (conductance_sum * self.volts).clamp(-self.full_scale_ua, self.full_scale_ua)
-        return torch.round(current / self.adc_lsb_ua) * self.adc_lsb_ua / self.volts
+    def _plane_read(self, i: int, k: int, tile: _Tile, product: torch.Tensor) -> torch.Tensor:
+        """Plane k's [b, P, outputs] currents (uS x drive units) after read noise and the ADC.
 
-    def scale(
-        self, i: int, ins: Scale, env: dict, counts: dict, noise: torch.Tensor | None
-    ) -> None:
+        Works in place on `product` (the plane's fresh conductance sums and variances).
+        """
+        current = product[..., : tile.outputs]
+        if self.noise.read:
+            offset, size = self.noise_layout[(i, k)]
+            normals = self.step.normals.block(k)[:, offset : offset + size]
+            spread = product[..., tile.outputs :].sqrt_()
+            # Two roundings, never a fused multiply-add, whose use could vary with the layout.
+            current = spread.mul_(normals.view(spread.shape)).add_(current)
+        if self.noise.adc:
+            current = self._adc(current)
+        return current
+
+    def _adc(self, current: torch.Tensor) -> torch.Tensor:
+        """Clip the differential current (in place) to full scale and quantise it to the ADC's bits."""
+        scale = self.volts / self.adc_lsb_ua  # conductance sum (uS) -> ADC levels
+        top = self.full_scale_ua / self.adc_lsb_ua
+        return current.mul_(scale).clamp_(-top, top).round_().div_(scale)
+
+    def scale(self, i: int, ins: Scale, env: _Env, counts: dict) -> None:
         value = env[ins.src]
-        for factor in ins.factors:
+        factors = _exact_product(ins.factors)
+        # An accumulator is read by its layer's Scale alone, so it can be scaled in place.
+        if ins.src in self.accumulators and factors:
+            value.mul_(factors[0])
+            factors = factors[1:]
+        for factor in factors:
             value = value * factor
         env[ins.dst] = value
         counts["digital_multiplies"] += value[0].numel() * len(ins.factors)
 
-    def reshape(
-        self, i: int, ins: Reshape, env: dict, counts: dict, noise: torch.Tensor | None
-    ) -> None:
+    def reshape(self, i: int, ins: Reshape, env: _Env, counts: dict) -> None:
         src = env[ins.src]
         env[ins.dst] = src.reshape(src.shape[0], *ins.shape)
 
-    def pool(self, i: int, ins: Pool, env: dict, counts: dict, noise: torch.Tensor | None) -> None:
-        x, kernel, stride, padding = (
-            env[ins.src],
-            tuple(ins.kernel),
-            tuple(ins.stride),
-            tuple(ins.padding),
-        )
-        if ins.kind == "max":
-            env[ins.dst] = F.max_pool2d(x, kernel, stride, padding)
-        else:
-            divisor = None if ins.kind == "avg" else 1
-            env[ins.dst] = F.avg_pool2d(
-                x, kernel, stride, padding, count_include_pad=True, divisor_override=divisor
-            )
-        counts["digital_adds"] += env[ins.dst][0].numel() * (kernel[0] * kernel[1] - 1)
+    def pool(self, i: int, ins: Pool, env: _Env, counts: dict) -> None:
+        env[ins.dst] = _pool(env[ins.src], ins)
+        (kh, kw) = ins.kernel
+        counts["digital_adds"] += env[ins.dst][0].numel() * (kh * kw - 1)
 
-    def affine(
-        self, i: int, ins: Affine, env: dict, counts: dict, noise: torch.Tensor | None
-    ) -> None:
+    def affine(self, i: int, ins: Affine, env: _Env, counts: dict) -> None:
         x = env[ins.src]
         shape = (1, -1) + (1,) * (x.dim() - 2)
         scale, shift = (self.periphery[name].reshape(shape) for name in (ins.scale, ins.shift))
@@ -438,62 +580,97 @@ class Simulator:
         counts["digital_multiplies"] += x[0].numel()
         counts["digital_adds"] += x[0].numel()
 
-    def binary(
-        self, i: int, ins: Binary, env: dict, counts: dict, noise: torch.Tensor | None
-    ) -> None:
+    def binary(self, i: int, ins: Binary, env: _Env, counts: dict) -> None:
         a, b = env[ins.a], env[ins.b]
         env[ins.dst] = a + b if ins.kind == "add" else a * b
         counts["digital_adds" if ins.kind == "add" else "digital_multiplies"] += a[0].numel()
 
-    def leaky_relu(
-        self, i: int, ins: LeakyRelu, env: dict, counts: dict, noise: torch.Tensor | None
-    ) -> None:
+    def leaky_relu(self, i: int, ins: LeakyRelu, env: _Env, counts: dict) -> None:
         env[ins.dst] = _leaky(env[ins.src], ins.slope)
 
-    def lif(self, i: int, ins: Lif, env: dict, counts: dict, noise: torch.Tensor | None) -> None:
+    def lif(self, i: int, ins: Lif, env: _Env, counts: dict) -> None:
         p = self.program.neurons[ins.params]
-        u, s, current = env[ins.membrane], env[ins.spike], env[ins.current]
-        threshold = p["threshold"]
-        resets = {
-            "zero": lambda v: v * (1.0 - s),
-            "subtract": lambda v: v - threshold * s,
-            "none": lambda v: v,
-        }
-        if p["reset_timing"] == "before_leak":
-            u = p["keep"] * resets[p["reset"]](u) + current
-        else:
-            u = resets[p["reset"]](p["keep"] * u) + current
-        u = _leaky(u, p["slope"])
-        env[ins.membrane_out] = u
-        env[ins.spike_out] = (u > threshold if p["strict"] else u >= threshold).to(torch.float64)
+        in_place = i in self.own_states
+        s = env[ins.spike]
+        u = _membrane(p, env[ins.membrane], s, env[ins.current], in_place)
+        if p["slope"] != 1.0:
+            F.leaky_relu_(u, p["slope"])
+        spikes = s if in_place else torch.empty_like(u)
+        (torch.gt if p["strict"] else torch.ge)(u, p["threshold"], out=spikes)
+        env[ins.membrane_out], env[ins.spike_out] = u, spikes
         counts["neuron_updates"] += u[0].numel()
 
-    def integrate(
-        self, i: int, ins: Integrate, env: dict, counts: dict, noise: torch.Tensor | None
-    ) -> None:
+    def integrate(self, i: int, ins: Integrate, env: _Env, counts: dict) -> None:
         p = self.program.neurons[ins.params]
-        env[ins.membrane_out] = _leaky(p["keep"] * env[ins.membrane] + env[ins.current], p["slope"])
-        counts["neuron_updates"] += env[ins.membrane_out][0].numel()
+        u, current = env[ins.membrane], env[ins.current]
+        # keep x U is U exactly when keep is 1 (the usual integrator): skip the multiply.
+        u = u + current if p["keep"] == 1.0 else p["keep"] * u + current
+        env[ins.membrane_out] = F.leaky_relu_(u, p["slope"]) if p["slope"] != 1.0 else u
+        counts["neuron_updates"] += u[0].numel()
 
-    def readout_mean(
-        self, i: int, ins: ReadoutMean, env: dict, counts: dict, noise: torch.Tensor | None
-    ) -> None:
+    def readout_mean(self, i: int, ins: ReadoutMean, env: _Env, counts: dict) -> None:
         total, count = env[ins.sum] + env[ins.x], env[ins.count] + 1.0
         env[ins.sum_out], env[ins.count_out] = total, count
         env[ins.mean] = total / count.reshape((-1,) + (1,) * (total.dim() - 1))
         counts["digital_adds"] += total[0].numel()
 
-    def readout_exp(
-        self, i: int, ins: ReadoutExp, env: dict, counts: dict, noise: torch.Tensor | None
-    ) -> None:
+    def readout_exp(self, i: int, ins: ReadoutExp, env: _Env, counts: dict) -> None:
         acc = ins.decay * env[ins.acc] + env[ins.x]
         env[ins.acc_out], env[ins.y] = acc, torch.tanh(acc)
         counts["digital_adds"] += acc[0].numel()
         counts["digital_multiplies"] += acc[0].numel()
 
 
+def _membrane(
+    p: dict[str, Any], u: torch.Tensor, s: torch.Tensor, current: torch.Tensor, in_place: bool
+) -> torch.Tensor:
+    """The LIF membrane before its LeakyReLU, in the model's operation order.
+
+    A new tensor, or U itself updated when `in_place`.
+    """
+    keep, threshold = p["keep"], p["threshold"]
+    if p["reset"] == "zero":
+        # keep (U (1 - s)) and (keep U) - (keep U) s are both keep U or 0 exactly (s is 0 or 1),
+        # so the one rounding is on adding the current, where the model rounds.
+        kept = u.mul_(keep) if in_place else u * keep
+        return kept.addcmul_(kept, s, value=-1.0).add_(current)
+    if p["reset"] == "none":
+        return keep * u + current
+    if p["reset_timing"] == "before_leak":
+        return keep * (u - threshold * s) + current
+    return keep * u - threshold * s + current
+
+
 def _leaky(x: torch.Tensor, slope: float) -> torch.Tensor:
-    return x if slope == 1.0 else torch.where(x >= 0, x, slope * x)
+    return x if slope == 1.0 else F.leaky_relu(x, slope)
+
+
+def _pool(x: torch.Tensor, ins: Pool) -> torch.Tensor:
+    """Pooling as a sum (or max) of strided views in window order, which is how torch's pools
+    sum too (bitwise the same) but faster for the small windows of SNNs."""
+    (kh, kw), (sh, sw), (ph, pw) = ins.kernel, ins.stride, ins.padding
+    if ph or pw:
+        x = F.pad(x, (pw, pw, ph, ph), value=-math.inf if ins.kind == "max" else 0.0)
+    height, width = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
+    views = [
+        x[:, :, p : p + (height - 1) * sh + 1 : sh, q : q + (width - 1) * sw + 1 : sw]
+        for p in range(kh)
+        for q in range(kw)
+    ]
+    if ins.kind == "max":
+        return torch.stack(views).amax(dim=0)
+    total = views[0].clone() if len(views) == 1 else views[0] + views[1]
+    for view in views[2:]:
+        total += view
+    return total / (kh * kw) if ins.kind == "avg" else total
+
+
+def _im2col(x: torch.Tensor, ins: Gather) -> torch.Tensor:
+    """[b, P, R] rows of a padded map; strided views, then one copy (faster than F.unfold)."""
+    (kh, kw), (sh, sw), (dh, dw) = ins.kernel, ins.stride, ins.dilation
+    windows = x.unfold(2, (kh - 1) * dh + 1, sh).unfold(3, (kw - 1) * dw + 1, sw)[..., ::dh, ::dw]
+    b, c, ho, wo = windows.shape[:4]
+    return windows.permute(0, 2, 3, 1, 4, 5).reshape(b, ho * wo, c * kh * kw)
 
 
 def _dilate(x: torch.Tensor, factor: tuple[int, ...]) -> torch.Tensor:
@@ -504,10 +681,52 @@ def _dilate(x: torch.Tensor, factor: tuple[int, ...]) -> torch.Tensor:
     return out
 
 
-def _is_range(indices: np.ndarray) -> bool:
-    """Whether indices are consecutive and ascending (a slice can stand for them)."""
-    return len(indices) > 0 and bool(np.all(np.diff(indices) == 1))
+def _span(indices: np.ndarray) -> slice | None:
+    """A slice standing for consecutive ascending indices (a view instead of a gather), if any."""
+    if len(indices) == 0 or not np.all(np.diff(indices) == 1):
+        return None
+    return slice(int(indices[0]), int(indices[0]) + len(indices))
 
+
+def _on_grid(values: np.ndarray, terms: int, level_bits: int) -> np.ndarray:
+    """values on a power-of-two grid on which a sum of `terms` of them times levels of
+    `level_bits` bits is exact in float64 (a change of about 2^-40 of the largest value)."""
+    largest = float(np.abs(values).max(initial=0.0))
+    if largest == 0.0:
+        return values
+    bits = FLOAT64_BITS - 1 - level_bits - math.ceil(math.log2(terms + 1))
+    quantum = 2.0 ** (math.floor(math.log2(largest)) + 1 - bits)
+    return np.round(values / quantum) * quantum
+
+
+def _exact_product(factors: tuple[float, ...]) -> tuple[float, ...]:
+    """The factors as one when that rounds the same: all but one are powers of two."""
+    inexact = [f for f in factors if math.frexp(f)[0] not in (0.5, -0.5)]
+    if len(factors) < 2 or len(inexact) > 1:
+        return factors
+    return (math.prod(factors),)
+
+
+def _numpy(value: int | torch.Tensor) -> int | np.ndarray:
+    return value.cpu().numpy() if isinstance(value, torch.Tensor) else value
+
+
+# The buffers each instruction reads.
+INPUTS: dict[type[Instr], tuple[str, ...]] = {
+    Gather: ("src",),
+    Read: ("src",),
+    Scale: ("src",),
+    Reshape: ("src",),
+    Pool: ("src",),
+    Affine: ("src",),
+    Binary: ("a", "b"),
+    LeakyRelu: ("src",),
+    Lif: ("current", "membrane", "spike"),
+    Integrate: ("current", "membrane"),
+    ReadoutMean: ("x", "sum", "count"),
+    ReadoutExp: ("x", "acc"),
+    ExitTest: ("readout",),
+}
 
 EXECUTE: dict[type[Instr], Callable] = {
     Gather: Simulator.gather,

@@ -50,10 +50,15 @@ def build_program(graph: Graph, target: Target, exits: ExitOptions) -> tuple[Pro
     """The program of a placed graph with its exit table; the calibration report if calibrated."""
     base = exits.base_table()
     program = lower(graph, target)
+    if exits.plot and not exits.calibrate and base is None:
+        raise PrimecError("--plot draws the calibration curve: it needs --calibrate data.npz")
     if base is None:
         return program, None
     if not exits.calibrate:
-        return lower(graph, target, base.check(_classes(program))), None
+        table = base.check(_classes(program))
+        if exits.plot:
+            raise PrimecError("--plot draws the calibration curve: it needs --calibrate data.npz")
+        return lower(graph, target, table), None
     data = load_inputs(exits.calibrate, program.input_shape, program.timesteps, _classes(program))
     program, result = calibrate_program(program, data, base, exits.budget_points)
     if exits.plot:

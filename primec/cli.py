@@ -131,6 +131,7 @@ MODEL_HELP = "A .pt state_dict (with --arch), .pt2, TorchScript archive, ONNX fi
 @click.option(
     "--max-macros", type=click.IntRange(min=1), help="Use at most N macros of the target."
 )
+@click.option("--input-bits", type=click.IntRange(1, 16), help="Bits of the step input's drivers (default: the target's); fewer bits, fewer bit-plane reads.")
 @click.option("--exit-rule", type=click.Choice(["max-softmax", "margin", "entropy", "convergence"]), help="Early-exit rule of the control table (docs/early-exit.md).")
 @click.option("--exit-threshold", type=float, help="Early-exit threshold, set by hand.")
 @click.option("--exit-temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Softmax temperature of the exit rule (PRIME: 2).")
@@ -151,6 +152,7 @@ def compile(
     target_spec: str,
     device_map: str | None,
     max_macros: int | None,
+    input_bits: int | None,
     exit_rule: str | None,
     exit_threshold: float | None,
     exit_temperature: float,
@@ -182,7 +184,7 @@ def compile(
         raise PrimecError(f"--emit {emit} needs -o FILE")
     exits = ExitOptions(exit_rule, exit_threshold, exit_temperature, exit_min_steps, exit_max_steps, calibrate, accuracy_budget, plot)
     exits.base_table()  # bad early-exit options fail before any work
-    target = resolve_target(target_spec, device_map, max_macros)
+    target = resolve_target(target_spec, device_map, max_macros, input_bits)
     options = pass_options(kwargs)
     result = compile_model(Path(model), arch, trust_pickle, options, target, log=click.echo)
     mapping = mapping_report(result.graph, target)
@@ -386,8 +388,9 @@ def export(model: str, arch: str | None, trust_pickle: bool, output: str) -> Non
     type=click.Path(file_okay=False),
     help="Folder for the demo's outputs.",
 )
+@click.option("--samples", type=click.IntRange(min=10), help="Use only the first N samples of each split (a quick look).")
 @user_errors
-def demo(out_dir: str) -> None:
+def demo(out_dir: str, samples: int | None) -> None:
     """Run primec's main job end to end on the embedded default (the released PRIME classifier).
 
     \b
@@ -396,7 +399,7 @@ def demo(out_dir: str) -> None:
     """
     from primec.demo import run_demo
 
-    run_demo(Path(out_dir), log=click.echo)
+    run_demo(Path(out_dir), log=click.echo, samples=samples)
 
 
 @main.group()

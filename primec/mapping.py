@@ -352,7 +352,10 @@ class _Packer:
         for rank, fit in enumerate(fits):
             _, _, array, row, col, index = fit
             _, _, h, w = self.free[array][index]
-            counts = self.windows(array, row, col, h, w, tile)
+            counts = self.windows(array, row, col, h, w, tile).astype(np.int64)
+            # A pair is two adjacent columns (2k, 2k+1): tiles start on even columns only.
+            odd = (col + np.arange(counts.shape[1])) % 2 == 1
+            counts[:, odd] = np.iinfo(np.int64).max // 4
             least = int(counts.min())
             distance = np.add.outer(np.arange(counts.shape[0]), np.arange(counts.shape[1]))
             nearest = np.argmin(np.where(counts == least, distance, h + w))

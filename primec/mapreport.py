@@ -65,7 +65,7 @@ def mapping_table(report: dict[str, Any]) -> str:
         f"target {report['target']}: {report['macros_used']} macro(s), {report['arrays_used']} "
         f"array(s) used (lower bound {report['arrays_lower_bound']}), {report['cells_used']:,} "
         f"cells, {report['pairs_reset']:,} pairs reset, {report['cells_programmed']:,} cells "
-        "programmed"
+        "written (resets and programmed pairs)"
     )
     columns = ("layer", "matrix R x O", "tiles", "drive", "reads/step", "weights kept/total")
     rows = [

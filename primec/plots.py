@@ -21,10 +21,10 @@ def pyplot() -> Any:
     return plt
 
 
-def save_figure(figure: Any, path: str | Path) -> None:
+def save_figure(figure: Any, path: str | Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> None:
     """Write a figure as PNG atomically (fixed metadata, so the same plot gives the same bytes)."""
     buffer = io.BytesIO()
-    figure.tight_layout()
+    figure.tight_layout(rect=rect)
     figure.savefig(buffer, format="png", metadata={"Software": None})
     pyplot().close(figure)
     atomic_write_bytes(path, buffer.getvalue())
@@ -85,10 +85,9 @@ def occupancy(
     handles = [
         plt.matplotlib.patches.Patch(color=colours(i), label=labels[i]) for i in sorted(labels)
     ]
-    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
+    figure.legend(handles=handles, loc="lower center", ncol=2, fontsize=8)
     figure.suptitle(title)
-    figure.subplots_adjust(bottom=0.15)
-    save_figure(figure, path)
+    save_figure(figure, path, rect=(0, 0.12, 1, 1))
 
 
 def energy_breakdown(breakdowns: dict[str, dict[str, float]], path: str | Path, title: str) -> None:

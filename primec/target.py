@@ -214,10 +214,15 @@ def load_target(spec: str | Path) -> Target:
 
 
 def resolve_target(
-    spec: str | Path, device_map: str | Path | None = None, max_macros: int | None = None
+    spec: str | Path,
+    device_map: str | Path | None = None,
+    max_macros: int | None = None,
+    input_bits: int | None = None,
 ) -> Target:
     """The target of a compile: loaded, limited to `max_macros`, with its device map bound."""
     target = dataclasses.replace(load_target(spec), max_macros=max_macros)
+    if input_bits is not None:
+        target = dataclasses.replace(target, input=dataclasses.replace(target.input, bits=input_bits))
     if device_map is None:
         return target
     from primec.devicemap import load
