@@ -35,6 +35,8 @@ class ExitOptions:
 
     def base_table(self) -> ExitTable | None:
         """The table set by hand, or the one calibration starts from (threshold swept)."""
+        if self.plot and not self.calibrate:
+            raise PrimecError("--plot draws the calibration curve: it needs --calibrate data.npz")
         if self.calibrate and self.threshold is not None:
             raise PrimecError("--exit-threshold and --calibrate both set the threshold", hint="give one of them")
         if self.threshold is None and not self.calibrate:
@@ -50,15 +52,10 @@ def build_program(graph: Graph, target: Target, exits: ExitOptions) -> tuple[Pro
     """The program of a placed graph with its exit table; the calibration report if calibrated."""
     base = exits.base_table()
     program = lower(graph, target)
-    if exits.plot and not exits.calibrate and base is None:
-        raise PrimecError("--plot draws the calibration curve: it needs --calibrate data.npz")
     if base is None:
         return program, None
     if not exits.calibrate:
-        table = base.check(_classes(program))
-        if exits.plot:
-            raise PrimecError("--plot draws the calibration curve: it needs --calibrate data.npz")
-        return lower(graph, target, table), None
+        return lower(graph, target, base.check(_classes(program))), None
     data = load_inputs(exits.calibrate, program.input_shape, program.timesteps, _classes(program))
     program, result = calibrate_program(program, data, base, exits.budget_points)
     if exits.plot:

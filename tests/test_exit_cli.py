@@ -181,6 +181,7 @@ BAD_OPTIONS = {
     "rule without threshold": (("--exit-rule", "margin",), "--exit-rule margin needs --exit-threshold X or --calibrate data.npz"),
     "threshold and calibration": (("--exit-threshold", "0.5", "--calibrate", "{calibration}"), "--exit-threshold and --calibrate both set the threshold"),
     "calibration data without labels": (("--calibrate", "{unlabelled}"), "calibration data needs labels"),
+    "plot without calibration": (("--exit-threshold", "0.5", "--plot", "{plot}"), "--plot draws the calibration curve"),
 }  # fmt: skip
 
 
@@ -189,13 +190,11 @@ def test_bad_early_exit_option_gets_one_clear_error(
     folder: Path, ndigits: dict, tmp_path: Path, case: str
 ) -> None:
     flags, message = BAD_OPTIONS[case]
-    files = {"calibration": folder / "calibration.npz", "unlabelled": without_labels(folder)}
+    files = {"calibration": folder / "calibration.npz", "unlabelled": without_labels(folder), "plot": tmp_path / "c.png"}
     flags = tuple(flag.format(**files) for flag in flags)
-    outputs = {
-        "-o": tmp_path / "m.pmac",
-        "--report": tmp_path / "r.json",
-        "--plot": tmp_path / "c.png",
-    }
+    outputs: dict[str, Path] = {"-o": tmp_path / "m.pmac", "--report": tmp_path / "r.json"}
+    if "--calibrate" in flags:
+        outputs["--plot"] = tmp_path / "c.png"
     result = invoke(
         "compile", MODEL, "--emit", "macro", *(v for pair in outputs.items() for v in pair), *flags
     )
