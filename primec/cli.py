@@ -39,11 +39,6 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def not_built(capability: str, issue: str) -> None:
-    """Say that a stage does not exist yet, and exit non-zero: no fake output."""
-    fail(f"{capability} is not built yet (issue: {issue}); nothing was written")
-
-
 def write_report(path: str | None, report: dict[str, Any]) -> None:
     """Write a JSON report atomically, if asked for."""
     if path:

@@ -59,9 +59,7 @@ def ndigits_splits(seed: int = 0) -> dict[str, Split]:
     return {name: (x[indices[name]], y[indices[name]]) for name in ("train", "calibration")}
 
 
-def build_model(
-    arch: str, seed: int, target: Target, device_map: str | Path | None = None
-) -> SNN:
+def build_model(arch: str, seed: int, target: Target, device_map: str | Path | None = None) -> SNN:
     """A fresh `arch` with as-formed weights: drawn from the target with `seed`, or bound from a chip."""
     if arch not in ARCHS:
         raise PrimecError(
@@ -87,6 +85,33 @@ def _bind(model: SNN, arch: str, device_map: str | Path, target: Target) -> None
         ) from exc
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: epochs, batch size, learning rate, seed, loss and CPU threads."""
+
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 0.1
+    seed: int = 0
+    loss: str = "all_steps"
+    threads: int = 1
+
+    def check(self) -> Recipe:
+        """Raise a `PrimecError` for a setting out of range; return self."""
+        if min(self.epochs, self.batch_size, self.threads) < 1:
+            raise PrimecError(
+                "epochs, batch size and threads must be at least 1, got "
+                f"{self.epochs}, {self.batch_size}, {self.threads}"
+            )
+        if not self.lr > 0:
+            raise PrimecError(f"learning rate must be positive, got {self.lr}")
+        if self.loss not in LOSSES:
+            raise PrimecError(
+                f"unknown loss {self.loss!r}", hint=f"known losses: {', '.join(LOSSES)}"
+            )
+        return self
+
+
 def train(
     arch: str,
     epochs: int = 15,
@@ -98,30 +123,19 @@ def train(
     log: Callable[[str], None] = print,
     *,
     loss: str = "all_steps",
-    data: dict[str, Split] | None = None,
     threads: int = 1,
+    data: dict[str, Split] | None = None,
 ) -> tuple[SNN, list[EpochStats]]:
     """Train the scores of a supermask `arch` on N-Digits (or `data`); weights stay as-formed."""
-    _check_settings(epochs, batch_size, lr, loss, threads)
+    recipe = Recipe(epochs, batch_size, lr, seed, loss, threads).check()
     target = load_target(target) if isinstance(target, str) else target
     with _reproducible(seed, threads):
         model = build_model(arch, seed, target, device_map)
         data = ndigits_splits() if data is None else data
         frozen = _frozen_weights(model)
-        history = _fit(model, data, epochs, batch_size, lr, seed, loss, log)
+        history = _fit(model, data, recipe, log)
     _check_unchanged(model, frozen)
     return model, history
-
-
-def _check_settings(epochs: int, batch_size: int, lr: float, loss: str, threads: int) -> None:
-    if epochs < 1 or batch_size < 1 or threads < 1:
-        raise PrimecError(
-            f"epochs, batch size and threads must be at least 1, got {epochs}, {batch_size}, {threads}"
-        )
-    if not lr > 0:
-        raise PrimecError(f"learning rate must be positive, got {lr}")
-    if loss not in LOSSES:
-        raise PrimecError(f"unknown loss {loss!r}", hint=f"known losses: {', '.join(LOSSES)}")
 
 
 @contextmanager
@@ -156,41 +170,45 @@ def _same_bits(a: Tensor, b: Tensor) -> bool:
 
 
 def _fit(
-    model: SNN,
-    data: dict[str, Split],
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    loss: str,
-    log: Callable[[str], None],
+    model: SNN, data: dict[str, Split], recipe: Recipe, log: Callable[[str], None]
 ) -> list[EpochStats]:
     scores = [p for name, p in model.named_parameters() if name.endswith("scores")]
-    optimiser = torch.optim.SGD(scores, lr=lr, momentum=MOMENTUM)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs)
+    optimiser = torch.optim.SGD(scores, lr=recipe.lr, momentum=MOMENTUM)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, recipe.epochs)
     x, y = (torch.from_numpy(a) for a in data["train"])
-    order = torch.Generator().manual_seed(seed)
+    order = torch.Generator().manual_seed(recipe.seed)
     history = []
-    for epoch in range(1, epochs + 1):
+    for epoch in range(1, recipe.epochs + 1):
         started = time.perf_counter()
-        batches = torch.randperm(len(y), generator=order).split(batch_size)
-        losses, correct = [], 0
-        for batch in batches:
-            readout = model(x[batch])
-            step_loss = readout_loss(readout, y[batch], loss)
-            optimiser.zero_grad()
-            step_loss.backward()
-            optimiser.step()
-            losses.append(float(step_loss) * len(batch))
-            correct += int((readout[:, -1].argmax(-1) == y[batch]).sum())
+        batches = torch.randperm(len(y), generator=order).split(recipe.batch_size)
+        loss, correct = _epoch(model, x, y, batches, optimiser, recipe.loss)
         schedule.step()
         cal = accuracy(model, *data["calibration"])
-        stats = EpochStats(
-            epoch, sum(losses) / len(y), correct / len(y), cal, time.perf_counter() - started
-        )
+        stats = EpochStats(epoch, loss, correct / len(y), cal, time.perf_counter() - started)
         history.append(stats)
-        log(_epoch_line(stats, epochs))
+        log(_epoch_line(stats, recipe.epochs))
     return history
+
+
+def _epoch(
+    model: SNN,
+    x: Tensor,
+    y: Tensor,
+    batches: tuple[Tensor, ...],
+    optimiser: torch.optim.Optimizer,
+    loss: str,
+) -> tuple[float, int]:
+    """One pass over the batches: (mean loss per sample, samples right while training)."""
+    total, correct = 0.0, 0
+    for batch in batches:
+        readout = model(x[batch])
+        batch_loss = readout_loss(readout, y[batch], loss)
+        optimiser.zero_grad()
+        batch_loss.backward()
+        optimiser.step()
+        total += float(batch_loss) * len(batch)
+        correct += int((readout[:, -1].argmax(-1) == y[batch]).sum())
+    return total / len(y), correct
 
 
 def readout_loss(readout: Tensor, labels: Tensor, loss: str) -> Tensor:
