@@ -23,8 +23,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from primec.devicemap import DeviceMap, bind_device_map
+from primec.devicemap import load as load_device_map
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_bytes
+from primec.mapping import ArraysFull
 from primec.nn import ARCHS, SNN
 from primec.target import DEFAULT_TARGET, Target, load_target
 
@@ -59,7 +62,9 @@ def ndigits_splits(seed: int = 0) -> dict[str, Split]:
     return {name: (x[indices[name]], y[indices[name]]) for name in ("train", "calibration")}
 
 
-def build_model(arch: str, seed: int, target: Target, device_map: str | Path | None = None) -> SNN:
+def build_model(
+    arch: str, seed: int, target: Target, device_map: DeviceMap | str | Path | None = None
+) -> SNN:
     """A fresh `arch` with as-formed weights: drawn from the target with `seed`, or bound from a chip."""
     if arch not in ARCHS:
         raise PrimecError(
@@ -71,17 +76,17 @@ def build_model(arch: str, seed: int, target: Target, device_map: str | Path | N
     return model
 
 
-def _bind(model: SNN, arch: str, device_map: str | Path, target: Target) -> None:
-    from primec.devicemap import bind_device_map
-    from primec.mapping import ArraysFull
-
+def _bind(model: SNN, arch: str, device_map: DeviceMap | str | Path, target: Target) -> None:
+    chip = device_map if isinstance(device_map, DeviceMap) else load_device_map(device_map, target)
     try:
-        bind_device_map(model, device_map, target)
+        bind_device_map(model, chip, target)
     except ArraysFull as exc:
+        arrays = chip.macros * target.chip.arrays_per_macro
         raise PrimecError(
-            f"architecture {arch} does not fit the device map: {exc.message}",
-            where=str(device_map),
-            hint="synthesise a map with more macros (`primec devicemap synth --macros N`)",
+            f"architecture {arch} does not fit the device map's {arrays} array(s) of "
+            f"{target.array.rows} x {target.array.cols} cells: {exc.message}",
+            where="" if isinstance(device_map, DeviceMap) else str(device_map),
+            hint="synthesise or measure a map with more macros (`primec devicemap synth --macros N`)",
         ) from exc
 
 
@@ -89,12 +94,12 @@ def _bind(model: SNN, arch: str, device_map: str | Path, target: Target) -> None
 class Recipe:
     """How to train: epochs, batch size, learning rate, seed, loss and CPU threads."""
 
-    epochs: int = 15
-    batch_size: int = 32
-    lr: float = 0.1
-    seed: int = 0
-    loss: str = "all_steps"
-    threads: int = 1
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    loss: str
+    threads: int
 
     def check(self) -> Recipe:
         """Raise a `PrimecError` for a setting out of range; return self."""
@@ -114,11 +119,11 @@ class Recipe:
 
 def train(
     arch: str,
-    epochs: int = 15,
+    epochs: int = 20,
     batch_size: int = 32,
     lr: float = 0.1,
     seed: int = 0,
-    device_map: str | Path | None = None,
+    device_map: DeviceMap | str | Path | None = None,
     target: Target | str = DEFAULT_TARGET,
     log: Callable[[str], None] = print,
     *,
@@ -131,9 +136,8 @@ def train(
     target = load_target(target) if isinstance(target, str) else target
     with _reproducible(seed, threads):
         model = build_model(arch, seed, target, device_map)
-        data = ndigits_splits() if data is None else data
         frozen = _frozen_weights(model)
-        history = _fit(model, data, recipe, log)
+        history = _fit(model, ndigits_splits() if data is None else data, recipe, log)
     _check_unchanged(model, frozen)
     return model, history
 
@@ -206,7 +210,7 @@ def _epoch(
         optimiser.zero_grad()
         batch_loss.backward()
         optimiser.step()
-        total += float(batch_loss) * len(batch)
+        total += batch_loss.item() * len(batch)
         correct += int((readout[:, -1].argmax(-1) == y[batch]).sum())
     return total / len(y), correct
 
