@@ -505,5 +505,35 @@ def devicemap_synth(target_spec: str, seed: int, macros: int | None, output: str
     )
 
 
+@main.command()
+@click.option("--arch", required=True, metavar="NAME", help="Built-in supermask architecture, e.g. ndigits-small.")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Passes over the N-Digits train split.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Samples per step.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True, help="Learning rate of the scores (SGD, momentum 0.9, cosine).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights, scores and batch order.")
+@click.option("--loss", type=click.Choice(["all_steps", "final"]), default="all_steps", show_default=True, help="Cross-entropy after every step (earlier exits) or after the last only.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="CPU threads; the result depends on it, bit for bit.")
+@click.option("--device-map", type=click.Path(exists=True, dir_okay=False), help="Chip (.npz) whose cells are the weights; the model compiles back onto them.")
+@click.option("--target", "target_spec", default="prime-40nm-256k", show_default=True, metavar="NAME|FILE", help="Target: as-formed distribution and chip layout.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The state_dict (.pt) to write.")
+@user_errors
+def train(arch: str, epochs: int, batch_size: int, lr: float, seed: int, loss: str, threads: int, device_map: str | None, target_spec: str, output: str) -> None:
+    """Train a supermask SNN on N-Digits: only the masks learn, the weights stay as-formed.
+
+    \b
+    Writes a state_dict that `primec compile --arch NAME` reads; same seed, same bytes.
+    Examples:
+      primec train --arch ndigits-small --epochs 20 --seed 0 -o model.pt
+      primec devicemap synth --seed 7 --macros 1 -o chip.npz
+      primec train --arch ndigits-small --device-map chip.npz -o model.pt
+    """
+    from primec.train import save_model
+    from primec.train import train as train_scores
+
+    model, history = train_scores(arch, epochs, batch_size, lr, seed, device_map, target_spec, log=click.echo, loss=loss, threads=threads)
+    save_model(model, output)
+    click.echo(f"wrote {output}: calibration accuracy {100 * history[-1].calibration_accuracy:.1f}%")
+
+
 if __name__ == "__main__":
     main()
