@@ -30,7 +30,7 @@ def test_demo_on_a_few_samples(tmp_path: Path) -> None:
         assert 1 <= model["avg_timesteps"] <= 10
         assert model["energy_per_inference_j"] > 0 and model["arrays_used"] >= 1
         levels = [accuracy for _, accuracy in model["accuracy_vs_read_noise"]]
-        assert levels[0] == model["accuracy_sim_ideal"]  # read noise 0 is the ideal run (same 40 samples)
+        assert levels[0] == model["accuracy_sim_ideal"]  # read noise 0 is the ideal run
         assert np.isfinite(levels).all()
     plots = sorted(p.name for p in out.glob("*.png"))
     assert "accuracy-vs-noise.png" in plots and "energy-breakdown.png" in plots
