@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+# The released file as the authors published it; primec ships the same bytes in primec/models/.
 RELEASED_PATH = (
-    Path(__file__).resolve().parents[2] / "shared" / "models" / "prime_nmnist_classification.pt"
+    Path(__file__).resolve().parents[1] / "primec" / "models" / "prime_nmnist_classification.pt"
 )
 
 LAYER_KEYS = ("features.conv0", "features.conv1", "classifier.linear0")

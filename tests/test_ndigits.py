@@ -142,3 +142,13 @@ def test_released_model_classifies_about_90_percent(seed0):
     accuracy = (torch.cat(readouts).argmax(dim=-1).numpy() == y).mean()
     # NDIGITS.md: 90.1-90.4% for seeds 0-4; this recipe gives 90.5% on seed 0.
     assert accuracy >= 0.88
+
+
+def test_shipped_released_model_is_the_published_file() -> None:
+    import hashlib
+
+    published = Path(__file__).resolve().parents[2] / "shared" / "models" / "prime_nmnist_classification.pt"
+    if not published.exists():
+        pytest.skip("shared/ is not beside the checkout")
+    digest = hashlib.sha256(published.read_bytes()).hexdigest()
+    assert hashlib.sha256(prime_reference.RELEASED_PATH.read_bytes()).hexdigest() == digest
