@@ -27,7 +27,14 @@ def _commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]
 
 def command_help(path: str, command: click.Command) -> str:
     """One command's help text, as `--help` prints it."""
-    context = click.Context(command, info_name=path, max_content_width=100, terminal_width=100)
+    # The CLI's own context settings, so the help is the one `--help` prints (click caches it).
+    context = click.Context(
+        command,
+        info_name=path,
+        max_content_width=100,
+        terminal_width=100,
+        help_option_names=["-h", "--help"],
+    )
     return command.get_help(context)
 
 
