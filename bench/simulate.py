@@ -1,0 +1,178 @@
+"""Simulator throughput on the PRIME classifier against plain PyTorch, measured in one run.
+
+The released N-MNIST classifier is compiled through every pass and lowered to a program; one
+batch of 64 N-Digits test samples runs all T = 10 steps (no early exit). Four implementations
+are timed in interleaved rounds (each round runs each once, so a change of machine load hits
+all of them alike), after one untimed warm-up round; the median over `--repeats` rounds is
+reported:
+
+- `reference-float32`, `reference-float64`: plain PyTorch (`tests/prime_reference.run_prime`,
+  F.conv2d / F.avg_pool2d / the PRIME cell), the same network in the usual float32 and in the
+  float64 the simulator must compute in to be exact;
+- `simulator-ideal`: `Simulator(program).run`, bit-identical to the float64 model;
+- `simulator-read-adc`: with read noise 0.02 and an 8-bit ADC (`--noise read=0.02,adc=8`).
+
+Ratios are throughputs: simulator / reference, and read+ADC / ideal. torch runs on `--threads`
+threads (default 1: on a small shared machine torch's thread pool stalls on small ops when the
+cores are oversubscribed, which would measure the neighbours, not the code).
+
+    .venv/bin/python bench/simulate.py            # about 1 min; writes bench/results/simulate.json
+    .venv/bin/python bench/simulate.py --table    # prints the table of docs/performance.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "simulate.json"
+MODEL = ROOT / "primec" / "models" / "prime_nmnist_classification.pt"
+BATCH = 64
+NOISE = "read=0.02,adc=8"
+IMPLEMENTATIONS = (
+    "reference-float32",
+    "reference-float64",
+    "simulator-ideal",
+    "simulator-read-adc",
+)
+RATIOS = {
+    "ideal_vs_reference_float32": ("simulator-ideal", "reference-float32"),
+    "ideal_vs_reference_float64": ("simulator-ideal", "reference-float64"),
+    "read_adc_vs_ideal": ("simulator-read-adc", "simulator-ideal"),
+}
+GOALS = {"ideal_vs_reference_float32": 1.0, "read_adc_vs_ideal": 0.4}
+
+
+def contenders(x: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
+    """Each implementation as a call that runs the batch and returns its predictions."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import prime_reference
+    from primec.backends.lower import lower
+    from primec.backends.simulator import Noise, Simulator
+
+    from primec.passmanager import PassOptions
+    from primec.pipeline import compile_model
+    from primec.target import DEFAULT_TARGET, load_target
+
+    target = load_target(DEFAULT_TARGET)
+    graph = compile_model(
+        MODEL, arch="prime-nmnist", options=PassOptions(), target=target, log=lambda _: None
+    ).graph
+    program = lower(graph, target)
+    weights = prime_reference.effective_weights(prime_reference.load_released(MODEL))
+    events = torch.from_numpy(x)
+    ideal, noisy = Simulator(program), Simulator(program, Noise.parse(NOISE, seed=0))
+
+    def reference(dtype: torch.dtype) -> Callable[[], np.ndarray]:
+        return lambda: (
+            prime_reference.run_prime(weights, events, dtype)["readout"][:, -1].argmax(-1).numpy()
+        )
+
+    return {
+        "reference-float32": reference(torch.float32),
+        "reference-float64": reference(torch.float64),
+        "simulator-ideal": lambda: ideal.run(x, BATCH, early_exit=False).pred,
+        "simulator-read-adc": lambda: noisy.run(x, BATCH, early_exit=False).pred,
+    }
+
+
+def measure(repeats: int) -> dict:
+    """Time every implementation in interleaved rounds; medians, throughputs and ratios."""
+    from primec.datasets import load_split
+
+    x, y = load_split("test")
+    x, y = np.ascontiguousarray(x[:BATCH]), y[:BATCH]
+    runs = contenders(x)
+    predictions = {name: run() for name, run in runs.items()}  # warm-up round
+    load_before = os.getloadavg()
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            started, cpu_started = time.perf_counter(), time.process_time()
+            run()
+            wall[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - cpu_started)
+    results = {
+        name: {
+            "seconds_per_batch": round(statistics.median(wall[name]), 4),
+            "cpu_seconds_per_batch": round(statistics.median(cpu[name]), 4),
+            "samples_per_s": round(BATCH / statistics.median(wall[name]), 1),
+            "seconds_all_rounds": [round(s, 4) for s in wall[name]],
+            "accuracy": float((predictions[name] == y).mean()),
+        }
+        for name in runs
+    }
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "load_average_before": [round(v, 2) for v in load_before],
+            "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        },
+        "workload": f"PRIME N-MNIST classifier, {BATCH} N-Digits test samples, T = 10, no early exit",
+        "noise": NOISE,
+        "repeats": repeats,
+        "results": results,
+        "ratios": {
+            key: round(results[a]["samples_per_s"] / results[b]["samples_per_s"], 3)
+            for key, (a, b) in RATIOS.items()
+        },
+        "goals": GOALS,
+        "ideal_predictions_equal_reference_float32": bool(
+            np.array_equal(predictions["simulator-ideal"], predictions["reference-float32"])
+        ),
+    }
+
+
+def table(report: dict) -> str:
+    """The results as the markdown table of docs/performance.md."""
+    lines = [
+        "| implementation | s per batch (median) | CPU s per batch | samples/s | accuracy |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in IMPLEMENTATIONS:
+        r = report["results"][name]
+        lines.append(
+            f"| {name} | {r['seconds_per_batch']:.3f} | {r['cpu_seconds_per_batch']:.3f} | "
+            f"{r['samples_per_s']:.0f} | {r['accuracy']:.3f} |"
+        )
+    lines += ["", "| ratio (throughput) | measured | goal |", "|---|---:|---:|"]
+    for key, value in report["ratios"].items():
+        goal = report["goals"].get(key)
+        lines.append(f"| {key} | {value:.2f}x | {f'>= {goal}x' if goal else ''} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", action="store_true", help="print the table of the last run")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(RESULTS.read_text())))
+        return
+    torch.set_num_threads(args.threads)
+    report = measure(args.repeats)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+
+
+if __name__ == "__main__":
+    main()
