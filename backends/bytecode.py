@@ -16,6 +16,7 @@ from primec.backends.container import (
     ContainerError,
     json_bytes,
     pack,
+    read_bytes,
     read_tensors,
     require,
     tensors_bytes,
@@ -25,7 +26,6 @@ from primec.backends.isa import decode_program, encode_program
 from primec.backends.program import DebugEntry, Program
 
 from primec.earlyexit import ExitTable
-from primec.errors import PrimecError
 from primec.fileio import atomic_write_bytes
 
 MAGIC = b"PRIMEPBC"
@@ -112,8 +112,4 @@ def write(program: Program, path: str | Path) -> None:
 
 def read(path: str | Path) -> Program:
     """Read a .pbc file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise PrimecError(f"cannot read bytecode: {exc}", where=str(path)) from exc
-    return decode(data, str(path))
+    return decode(read_bytes(path, "bytecode"), str(path))

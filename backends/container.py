@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,14 @@ CODE_DTYPES = {code: dtype for dtype, code in DTYPE_CODES.items()}
 
 class ContainerError(PrimecError):
     """A file that is not a well-formed container of the expected kind and version."""
+
+
+def read_bytes(path: str | Path, what: str) -> bytes:
+    """A file's bytes, or one clear error naming what could not be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise PrimecError(f"cannot read {what}: {exc}", where=str(path)) from exc
 
 
 def pack(magic: bytes, version: int, sections: list[tuple[bytes, bytes]]) -> bytes:

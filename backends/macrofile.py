@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from primec.backends.container import read_bytes
 from primec.backends.isa import INSTRUCTIONS, Instr, Read
 from primec.backends.lower import NEURON_FIELDS
 from primec.backends.program import DebugEntry, Program
@@ -507,11 +508,7 @@ def write(program: Program, path: str | Path) -> None:
 
 def read(path: str | Path) -> Program:
     """Read and validate a .pmac file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise PrimecError(f"cannot read macro file: {exc}", where=str(path)) from exc
-    return decode(data, str(path))
+    return decode(read_bytes(path, "macro file"), str(path))
 
 
 def summary(path: str | Path) -> str:
