@@ -3,12 +3,14 @@
 Ideal mode reproduces the model exactly: partial sums of (integer-level inputs) x (float32
 conductance differences) are exact in float64, so summation order cannot matter, and the scale
 steps round in the same order as the model (`docs/simulator.md`). The same argument lets a tile
-that drives every row of a gather run as one float64 convolution of the gather's (much smaller)
-source map instead of a matrix product of the materialised rows. Non-idealities are opt-in,
-seeded and replayable: every random draw is keyed by (seed, sample index, timestep) or by
-(seed, macro, array), never by batch position, and perturbed conductances and read-noise
-variances sit on a fixed-point grid fine enough to be physically irrelevant and coarse enough
-for their sums to stay exact, so batch size and order do not change results.
+that drives every row of a gather run (on the CPU) as a float64 convolution of the gather's
+much smaller source map instead of a matrix product of the materialised rows.
+
+Non-idealities are opt-in, seeded and replayable: every random draw is keyed by (seed, sample
+index, timestep) or by (seed, macro, array), never by batch position, and perturbed
+conductances and read-noise variances sit on a fixed-point grid fine enough to be physically
+irrelevant and coarse enough for their sums to stay exact, so batch size and order do not
+change results.
 """
 
 from __future__ import annotations
@@ -293,7 +295,7 @@ class Simulator:
         block = cells[read.row0 : read.row0 + len(rows), read.col0 : read.col0 + 2 * len(cols)]
         g_pos, g_neg = block[:, 0::2], block[:, 1::2]
         diff = g_pos - g_neg
-        # As formed, G+ - G- is the float32 weight and sums are exact; perturbed cells need the grid.
+        # As formed, G+ - G- is the float32 weight and sums are exact; perturbed cells need a grid.
         if self.noise.program or self.noise.stuck:
             diff = _on_grid(diff, len(rows), read.planes)
         columns = [diff]
@@ -320,7 +322,9 @@ class Simulator:
         channels = self.program.buffers[gather.src][0]
         positions = self.program.buffers[gather.dst][0]
         tile.coverage = self._coverage(gather, rows)
-        if np.array_equal(rows, np.arange(self.program.buffers[gather.dst][1])):
+        every_row = np.array_equal(rows, np.arange(self.program.buffers[gather.dst][1]))
+        # Only on the CPU: cuDNN may choose FFT or Winograd convolutions, whose transforms round.
+        if every_row and self.device.type == "cpu":
             tile.conv = weights.T.reshape(weights.shape[1], channels, *gather.kernel).contiguous()
             tile.chunk = max(1, CONV_CHUNK_BYTES // (8 * rows.size * positions))
         return tile

@@ -16,7 +16,7 @@ Ratios are throughputs: simulator / reference, and read+ADC / ideal. torch runs 
 threads (default 1: on a small shared machine torch's thread pool stalls on small ops when the
 cores are oversubscribed, which would measure the neighbours, not the code).
 
-    .venv/bin/python bench/simulate.py            # about 1 min; writes bench/results/simulate.json
+    .venv/bin/python bench/simulate.py            # about 30 s; writes bench/results/simulate.json
     .venv/bin/python bench/simulate.py --table    # prints the table of docs/performance.md
 """
 
@@ -124,7 +124,7 @@ def measure(repeats: int) -> dict:
             "load_average_before": [round(v, 2) for v in load_before],
             "load_average_after": [round(v, 2) for v in os.getloadavg()],
         },
-        "workload": f"PRIME N-MNIST classifier, {BATCH} N-Digits test samples, T = 10, no early exit",
+        "workload": f"PRIME N-MNIST classifier, {BATCH} N-Digits test samples, T = 10, all steps",
         "noise": NOISE,
         "repeats": repeats,
         "results": results,

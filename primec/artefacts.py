@@ -38,17 +38,25 @@ class ExitOptions:
         if self.plot and not self.calibrate:
             raise PrimecError("--plot draws the calibration curve: it needs --calibrate data.npz")
         if self.calibrate and self.threshold is not None:
-            raise PrimecError("--exit-threshold and --calibrate both set the threshold", hint="give one of them")
+            raise PrimecError(
+                "--exit-threshold and --calibrate both set the threshold", hint="give one of them"
+            )
         if self.threshold is None and not self.calibrate:
             if self.rule is not None:
-                raise PrimecError(f"--exit-rule {self.rule} needs --exit-threshold X or --calibrate data.npz")
+                raise PrimecError(
+                    f"--exit-rule {self.rule} needs --exit-threshold X or --calibrate data.npz"
+                )
             return None
         threshold = self.threshold if self.threshold is not None else PRIME_RULE.threshold
-        table = ExitTable(self.rule or "max-softmax", threshold, self.temperature, self.min_steps, self.max_steps)
+        table = ExitTable(
+            self.rule or "max-softmax", threshold, self.temperature, self.min_steps, self.max_steps
+        )
         return table if self.calibrate else table.check()
 
 
-def build_program(graph: Graph, target: Target, exits: ExitOptions) -> tuple[Program, dict[str, Any] | None]:
+def build_program(
+    graph: Graph, target: Target, exits: ExitOptions
+) -> tuple[Program, dict[str, Any] | None]:
     """The program of a placed graph with its exit table; the calibration report if calibrated."""
     base = exits.base_table()
     program = lower(graph, target)
@@ -59,7 +67,9 @@ def build_program(graph: Graph, target: Target, exits: ExitOptions) -> tuple[Pro
     data = load_inputs(exits.calibrate, program.input_shape, program.timesteps, _classes(program))
     program, result = calibrate_program(program, data, base, exits.budget_points)
     if exits.plot:
-        plot_curve(result, exits.plot, title=f"{program.name}: early exit on {Path(exits.calibrate).name}")
+        plot_curve(
+            result, exits.plot, title=f"{program.name}: early exit on {Path(exits.calibrate).name}"
+        )
     return program, calibration_report(result)
 
 

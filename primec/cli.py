@@ -126,15 +126,55 @@ MODEL_HELP = "A .pt state_dict (with --arch), .pt2, TorchScript archive, ONNX fi
 @click.option(
     "--max-macros", type=click.IntRange(min=1), help="Use at most N macros of the target."
 )
-@click.option("--input-bits", type=click.IntRange(1, 16), help="Bits of the step input's drivers (default: the target's); fewer bits, fewer bit-plane reads.")
-@click.option("--exit-rule", type=click.Choice(["max-softmax", "margin", "entropy", "convergence"]), help="Early-exit rule of the control table (docs/early-exit.md).")
+@click.option(
+    "--input-bits",
+    type=click.IntRange(1, 16),
+    help="Bits of the step input's drivers (default: the target's); fewer bits, fewer bit-plane reads.",
+)
+@click.option(
+    "--exit-rule",
+    type=click.Choice(["max-softmax", "margin", "entropy", "convergence"]),
+    help="Early-exit rule of the control table (docs/early-exit.md).",
+)
 @click.option("--exit-threshold", type=float, help="Early-exit threshold, set by hand.")
-@click.option("--exit-temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Softmax temperature of the exit rule (PRIME: 2).")
-@click.option("--exit-min-steps", type=click.IntRange(min=1), default=1, show_default=True, help="Never exit before this step.")
-@click.option("--exit-max-steps", type=click.IntRange(min=0), default=0, show_default=True, help="Always stop at this step (0: T).")
-@click.option("--calibrate", type=click.Path(exists=True, dir_okay=False), help="Calibrate the exit threshold on this data.npz (x, y).")
-@click.option("--accuracy-budget", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Percentage points of accuracy calibration may give up.")
-@click.option("--plot", type=click.Path(dir_okay=False), help="With --calibrate: write the accuracy-vs-timesteps curve as PNG.")
+@click.option(
+    "--exit-temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Softmax temperature of the exit rule (PRIME: 2).",
+)
+@click.option(
+    "--exit-min-steps",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Never exit before this step.",
+)
+@click.option(
+    "--exit-max-steps",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Always stop at this step (0: T).",
+)
+@click.option(
+    "--calibrate",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Calibrate the exit threshold on this data.npz (x, y).",
+)
+@click.option(
+    "--accuracy-budget",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="Percentage points of accuracy calibration may give up.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="With --calibrate: write the accuracy-vs-timesteps curve as PNG.",
+)
 @observability
 @user_errors
 def compile(
@@ -177,7 +217,16 @@ def compile(
 
     if emit and not output:
         raise PrimecError(f"--emit {emit} needs -o FILE")
-    exits = ExitOptions(exit_rule, exit_threshold, exit_temperature, exit_min_steps, exit_max_steps, calibrate, accuracy_budget, plot)
+    exits = ExitOptions(
+        exit_rule,
+        exit_threshold,
+        exit_temperature,
+        exit_min_steps,
+        exit_max_steps,
+        calibrate,
+        accuracy_budget,
+        plot,
+    )
     exits.base_table()  # bad early-exit options fail before any work
     target = resolve_target(target_spec, device_map, max_macros, input_bits)
     options = pass_options(kwargs)
@@ -231,16 +280,59 @@ def compile_report(result: Any) -> dict[str, Any]:
 
 @main.command()
 @click.argument("artefact", type=click.Path(exists=True, dir_okay=False))
-@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False), help="data.npz with x [N,T,...] and optional labels y [N].")
-@click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1, ...")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Samples simulated together.")
-@click.option("--noise", default="", metavar="SPEC", help="Non-idealities, e.g. program=0.05,read=0.02,stuck=0.001,adc=8,input=8.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw (same seed, same numbers).")
-@click.option("--no-early-exit", is_flag=True, help="Run all T steps, ignoring the early-exit table.")
-@click.option("--output", type=click.Path(dir_okay=False), help="Per-sample results .npz: pred, exit_step, readouts.")
-@click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report to this file.")
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="data.npz with x [N,T,...] and optional labels y [N].",
+)
+@click.option(
+    "--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1, ..."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Samples simulated together.",
+)
+@click.option(
+    "--noise",
+    default="",
+    metavar="SPEC",
+    help="Non-idealities, e.g. program=0.05,read=0.02,stuck=0.001,adc=8,input=8.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of every random draw (same seed, same numbers).",
+)
+@click.option(
+    "--no-early-exit", is_flag=True, help="Run all T steps, ignoring the early-exit table."
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Per-sample results .npz: pred, exit_step, readouts.",
+)
+@click.option(
+    "--report", type=click.Path(dir_okay=False), help="Write the JSON report to this file."
+)
 @user_errors
-def simulate(artefact: str, input_path: str, device: str, batch_size: int, noise: str, seed: int, no_early_exit: bool, output: str | None, report: str | None) -> None:
+def simulate(
+    artefact: str,
+    input_path: str,
+    device: str,
+    batch_size: int,
+    noise: str,
+    seed: int,
+    no_early_exit: bool,
+    output: str | None,
+    report: str | None,
+) -> None:
     """Run a compiled artefact (.pbc bytecode or .pmac macro file) on input data.
 
     \b
@@ -259,7 +351,15 @@ def simulate(artefact: str, input_path: str, device: str, batch_size: int, noise
     settings = Noise.parse(noise, seed)
     _check_device(device)
     with click.progressbar(length=len(data.x), label="simulating", file=sys.stderr) as bar:
-        result, summary = run_simulation(program, data, settings, device, batch_size, not no_early_exit, lambda done, _: bar.update(done - bar.pos))
+        result, summary = run_simulation(
+            program,
+            data,
+            settings,
+            device,
+            batch_size,
+            not no_early_exit,
+            lambda done, _: bar.update(done - bar.pos),
+        )
     if output:
         write_outputs(output, result)
     write_report(report, summary)
@@ -272,7 +372,9 @@ def _check_device(device: str) -> None:
     try:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:
-        raise PrimecError(f"torch device {device!r} is not available: {exc}", hint="use --device cpu") from exc
+        raise PrimecError(
+            f"torch device {device!r} is not available: {exc}", hint="use --device cpu"
+        ) from exc
 
 
 def simulation_summary(summary: dict[str, Any]) -> str:
@@ -280,8 +382,12 @@ def simulation_summary(summary: dict[str, Any]) -> str:
     lines = [f"{summary['samples']} samples of {summary['artefact']} on {summary['target']}"]
     if "accuracy" in summary:
         lines.append(f"accuracy            {summary['accuracy'] * 100:.2f}%")
-    lines.append(f"timesteps           {summary['avg_timesteps']:.2f} of {summary['timesteps']} on average ({summary['compute_savings'] * 100:.1f}% saved)")
-    lines.append(f"energy / inference  {summary['energy_per_inference_j'] * 1e9:.3f} nJ ({_ratio(summary['energy_efficiency_vs_gpu'])} vs the GPU baseline)")
+    lines.append(
+        f"timesteps           {summary['avg_timesteps']:.2f} of {summary['timesteps']} on average ({summary['compute_savings'] * 100:.1f}% saved)"
+    )
+    lines.append(
+        f"energy / inference  {summary['energy_per_inference_j'] * 1e9:.3f} nJ ({_ratio(summary['energy_efficiency_vs_gpu'])} vs the GPU baseline)"
+    )
     lines.append(f"latency / inference {summary['latency_per_inference_s'] * 1e6:.2f} us")
     return "\n".join(lines)
 
@@ -331,7 +437,9 @@ def check(model: str, arch: str | None, trust_pickle: bool) -> None:
         from primec.simulation import load_artefact
 
         program = load_artefact(model)  # reading validates structure, checksums, cross-references
-        click.echo(f"ok: {Path(model).suffix[1:]} artefact {program.name} for {program.meta['target']}: {len(program.instrs)} instructions, {len(program.arrays)} arrays")
+        click.echo(
+            f"ok: {Path(model).suffix[1:]} artefact {program.name} for {program.meta['target']}: {len(program.instrs)} instructions, {len(program.arrays)} arrays"
+        )
         return
     # Loading, export and import each report all of their problems in one error.
     graph, kind = frontend(Path(model), arch, trust_pickle, click.echo)
@@ -383,7 +491,11 @@ def export(model: str, arch: str | None, trust_pickle: bool, output: str) -> Non
     type=click.Path(file_okay=False),
     help="Folder for the demo's outputs.",
 )
-@click.option("--samples", type=click.IntRange(min=10), help="Use only the first N samples of each split (a quick look).")
+@click.option(
+    "--samples",
+    type=click.IntRange(min=10),
+    help="Use only the first N samples of each split (a quick look).",
+)
 @user_errors
 def demo(out_dir: str, samples: int | None) -> None:
     """Run primec's main job end to end on the embedded default (the released PRIME classifier).
@@ -408,10 +520,25 @@ def datasets() -> None:
 
 
 @datasets.command("ndigits")
-@click.option("--split", type=click.Choice(["train", "calibration", "test", "all"]), default="test", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the event sensor model.")
-@click.option("--timesteps", type=click.IntRange(1, 1000), default=10, show_default=True, help="Time bins T.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npz to write (x, y).")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "calibration", "test", "all"]),
+    default="test",
+    show_default=True,
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the event sensor model."
+)
+@click.option(
+    "--timesteps", type=click.IntRange(1, 1000), default=10, show_default=True, help="Time bins T."
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The .npz to write (x, y).",
+)
 @user_errors
 def ndigits(split: str, seed: int, timesteps: int, output: str) -> None:
     """N-MNIST-like events from scikit-learn's digits, in the simulator's input format.
@@ -506,18 +633,87 @@ def devicemap_synth(target_spec: str, seed: int, macros: int | None, output: str
 
 
 @main.command()
-@click.option("--arch", required=True, metavar="NAME", help="Built-in supermask architecture, e.g. ndigits-small.")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Passes over the N-Digits train split.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Samples per step.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True, help="Learning rate of the scores (SGD, momentum 0.9, cosine).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights, scores and batch order.")
-@click.option("--loss", type=click.Choice(["all_steps", "final"]), default="all_steps", show_default=True, help="Cross-entropy after every step (earlier exits) or after the last only.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="CPU threads; the result depends on it, bit for bit.")
-@click.option("--device-map", type=click.Path(exists=True, dir_okay=False), help="Chip (.npz) whose cells are the weights; the model compiles back onto them.")
-@click.option("--target", "target_spec", default="prime-40nm-256k", show_default=True, metavar="NAME|FILE", help="Target: as-formed distribution and chip layout.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The state_dict (.pt) to write.")
+@click.option(
+    "--arch",
+    required=True,
+    metavar="NAME",
+    help="Built-in supermask architecture, e.g. ndigits-small.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Passes over the N-Digits train split.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Samples per step.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.1,
+    show_default=True,
+    help="Learning rate of the scores (SGD, momentum 0.9, cosine).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the weights, scores and batch order.",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(["all_steps", "final"]),
+    default="all_steps",
+    show_default=True,
+    help="Cross-entropy after every step (earlier exits) or after the last only.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="CPU threads; the result depends on it, bit for bit.",
+)
+@click.option(
+    "--device-map",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Chip (.npz) whose cells are the weights; the model compiles back onto them.",
+)
+@click.option(
+    "--target",
+    "target_spec",
+    default="prime-40nm-256k",
+    show_default=True,
+    metavar="NAME|FILE",
+    help="Target: as-formed distribution and chip layout.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The state_dict (.pt) to write.",
+)
 @user_errors
-def train(arch: str, epochs: int, batch_size: int, lr: float, seed: int, loss: str, threads: int, device_map: str | None, target_spec: str, output: str) -> None:
+def train(
+    arch: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    loss: str,
+    threads: int,
+    device_map: str | None,
+    target_spec: str,
+    output: str,
+) -> None:
     """Train a supermask SNN on N-Digits: only the masks learn, the weights stay as-formed.
 
     \b
@@ -530,9 +726,22 @@ def train(arch: str, epochs: int, batch_size: int, lr: float, seed: int, loss: s
     from primec.train import save_model
     from primec.train import train as train_scores
 
-    model, history = train_scores(arch, epochs, batch_size, lr, seed, device_map, target_spec, log=click.echo, loss=loss, threads=threads)
+    model, history = train_scores(
+        arch,
+        epochs,
+        batch_size,
+        lr,
+        seed,
+        device_map,
+        target_spec,
+        log=click.echo,
+        loss=loss,
+        threads=threads,
+    )
     save_model(model, output)
-    click.echo(f"wrote {output}: calibration accuracy {100 * history[-1].calibration_accuracy:.1f}%")
+    click.echo(
+        f"wrote {output}: calibration accuracy {100 * history[-1].calibration_accuracy:.1f}%"
+    )
 
 
 if __name__ == "__main__":

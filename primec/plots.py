@@ -21,7 +21,9 @@ def pyplot() -> Any:
     return plt
 
 
-def save_figure(figure: Any, path: str | Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> None:
+def save_figure(
+    figure: Any, path: str | Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)
+) -> None:
     """Write a figure as PNG atomically (fixed metadata, so the same plot gives the same bytes)."""
     buffer = io.BytesIO()
     figure.tight_layout(rect=rect)

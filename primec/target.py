@@ -222,7 +222,9 @@ def resolve_target(
     """The target of a compile: loaded, limited to `max_macros`, with its device map bound."""
     target = dataclasses.replace(load_target(spec), max_macros=max_macros)
     if input_bits is not None:
-        target = dataclasses.replace(target, input=dataclasses.replace(target.input, bits=input_bits))
+        target = dataclasses.replace(
+            target, input=dataclasses.replace(target.input, bits=input_bits)
+        )
     if device_map is None:
         return target
     from primec.devicemap import load

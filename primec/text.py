@@ -17,7 +17,18 @@ import numpy as np
 
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
-from primec.ir import DTYPES, Graph, Loc, Node, State, TensorType, Value, Weight, content_digest, numpy_dtype
+from primec.ir import (
+    DTYPES,
+    Graph,
+    Loc,
+    Node,
+    State,
+    TensorType,
+    Value,
+    Weight,
+    content_digest,
+    numpy_dtype,
+)
 from primec.ops import OPS, REQUIRED
 
 # ---------------------------------------------------------------------------------------------
@@ -382,7 +393,9 @@ class _Parser:
 
 def _inline_values(parser: _Parser) -> list[float]:
     values = parser.attr_value()
-    if not isinstance(values, tuple) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+    if not isinstance(values, tuple) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    ):
         parser.t.fail("an inline weight takes a flat list of numbers: weight<f32[2] = [1.0, 2.0]>")
     return list(values)
 

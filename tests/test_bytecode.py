@@ -12,14 +12,14 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from primec.backends import bytecode
 from primec.backends.isa import INSTRUCTIONS, decode_program, encode_program
 from primec.backends.lower import lower
+
 from primec.cli import main
 from primec.errors import PrimecError
-from primec.pipeline import compile_model
 from primec.passmanager import PassOptions
+from primec.pipeline import compile_model
 from primec.target import DEFAULT_TARGET, load_target
 
 GOLDEN = Path(__file__).parent / "golden" / "ir"
@@ -54,7 +54,9 @@ def test_every_opcode_is_covered_and_unique() -> None:
 @pytest.fixture(scope="module")
 def program():
     target = load_target(DEFAULT_TARGET)
-    graph = compile_model(GOLDEN / "small_conv_snn.pir", options=PassOptions(), target=target, log=lambda _: None).graph
+    graph = compile_model(
+        GOLDEN / "small_conv_snn.pir", options=PassOptions(), target=target, log=lambda _: None
+    ).graph
     return lower(graph, target)
 
 
@@ -67,7 +69,9 @@ def test_file_round_trip_is_byte_identical(program) -> None:
 
 def test_same_input_same_bytes(program) -> None:
     target = load_target(DEFAULT_TARGET)
-    graph = compile_model(GOLDEN / "small_conv_snn.pir", options=PassOptions(), target=target, log=lambda _: None).graph
+    graph = compile_model(
+        GOLDEN / "small_conv_snn.pir", options=PassOptions(), target=target, log=lambda _: None
+    ).graph
     assert bytecode.encode(lower(graph, target)) == bytecode.encode(program)
 
 
@@ -98,7 +102,9 @@ def test_bad_files(program, tmp_path: Path, how: str, message: str) -> None:
     path.write_bytes(data)
     np.savez(tmp_path / "x.npz", x=np.zeros((2, 4, 1, 4, 4), dtype=np.float32))
     report = tmp_path / "r.json"
-    result = CliRunner().invoke(main, ["simulate", str(path), "--input", str(tmp_path / "x.npz"), "--report", str(report)])
+    result = CliRunner().invoke(
+        main, ["simulate", str(path), "--input", str(tmp_path / "x.npz"), "--report", str(report)]
+    )
     assert result.exit_code == 2 and "error:" in result.output
     assert not report.exists()
 

@@ -63,8 +63,19 @@ def test_compile_ir_file_with_observability(tmp_path: Path) -> None:
     dump = tmp_path / "dump"
     report = tmp_path / "r.json"
     result = invoke(
-        "compile", str(GOLDEN / "small_conv_snn.pir"), "--emit", "ir", "-o", str(out),
-        "--dump-dir", str(dump), "--print-after", "dce", "--time-passes", "--report", str(report),
+        "compile",
+        str(GOLDEN / "small_conv_snn.pir"),
+        "--emit",
+        "ir",
+        "-o",
+        str(out),
+        "--dump-dir",
+        str(dump),
+        "--print-after",
+        "dce",
+        "--time-passes",
+        "--report",
+        str(report),
     )
     assert result.exit_code == 0, result.output
     assert "// ----- IR after dce -----" in result.output
@@ -76,7 +87,14 @@ def test_compile_ir_file_with_observability(tmp_path: Path) -> None:
 
 
 def test_compile_stop_after_import(tmp_path: Path) -> None:
-    result = invoke("compile", str(GOLDEN / "small_conv_snn.pir"), "--stop-after", "import", "--dump-dir", str(tmp_path))
+    result = invoke(
+        "compile",
+        str(GOLDEN / "small_conv_snn.pir"),
+        "--stop-after",
+        "import",
+        "--dump-dir",
+        str(tmp_path),
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.glob("*.pir")) == ["00-import.pir"]
     assert "stopped after import" in result.output
@@ -84,6 +102,15 @@ def test_compile_stop_after_import(tmp_path: Path) -> None:
 
 def test_compile_unknown_pass(tmp_path: Path) -> None:
     out = tmp_path / "o.pir"
-    result = invoke("compile", str(GOLDEN / "small_conv_snn.pir"), "--stop-after", "nope", "--emit", "ir", "-o", str(out))
+    result = invoke(
+        "compile",
+        str(GOLDEN / "small_conv_snn.pir"),
+        "--stop-after",
+        "nope",
+        "--emit",
+        "ir",
+        "-o",
+        str(out),
+    )
     assert result.exit_code == 2 and "unknown pass nope" in result.output
     assert not out.exists()

@@ -34,6 +34,10 @@ def test_demo_on_a_few_samples(tmp_path: Path) -> None:
         assert np.isfinite(levels).all()
     plots = sorted(p.name for p in out.glob("*.png"))
     assert "accuracy-vs-noise.png" in plots and "energy-breakdown.png" in plots
-    assert any(p.endswith("occupancy.png") for p in plots) and any(p.endswith("exit-steps.png") for p in plots)
+    assert any(p.endswith("occupancy.png") for p in plots) and any(
+        p.endswith("exit-steps.png") for p in plots
+    )
     assert all((out / p).read_bytes().startswith(PNG) for p in plots)
-    assert any(p.suffix == ".pmac" for p in out.iterdir()) and any(p.suffix == ".pbc" for p in out.iterdir())
+    assert any(p.suffix == ".pmac" for p in out.iterdir()) and any(
+        p.suffix == ".pbc" for p in out.iterdir()
+    )

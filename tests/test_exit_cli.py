@@ -190,7 +190,11 @@ def test_bad_early_exit_option_gets_one_clear_error(
     folder: Path, ndigits: dict, tmp_path: Path, case: str
 ) -> None:
     flags, message = BAD_OPTIONS[case]
-    files = {"calibration": folder / "calibration.npz", "unlabelled": without_labels(folder), "plot": tmp_path / "c.png"}
+    files = {
+        "calibration": folder / "calibration.npz",
+        "unlabelled": without_labels(folder),
+        "plot": tmp_path / "c.png",
+    }
     flags = tuple(flag.format(**files) for flag in flags)
     outputs: dict[str, Path] = {"-o": tmp_path / "m.pmac", "--report": tmp_path / "r.json"}
     if "--calibrate" in flags:

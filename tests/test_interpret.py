@@ -37,7 +37,9 @@ def test_conv2d_matches_torch() -> None:
 def test_conv_transpose2d_matches_torch() -> None:
     x = np.random.default_rng(1).normal(size=(2, 1, 3, 3))
     out, graph = run_once("conv_transpose2d.pir", {"x": x})
-    expected = F.conv_transpose2d(torch.from_numpy(x), weight(graph, "w"), stride=2, padding=1, output_padding=1)
+    expected = F.conv_transpose2d(
+        torch.from_numpy(x), weight(graph, "w"), stride=2, padding=1, output_padding=1
+    )
     np.testing.assert_allclose(out["y"], expected.numpy(), rtol=0, atol=1e-12)
 
 
@@ -62,7 +64,9 @@ def test_batch_norm_matches_torch() -> None:
     x = np.random.default_rng(2).normal(size=(3, 4, 2, 2))
     out, graph = run_once("batch_norm.pir", {"x": x})
     w = {n: weight(graph, n) for n in ("gamma", "beta", "mean", "var")}
-    expected = F.batch_norm(torch.from_numpy(x), w["mean"], w["var"], w["gamma"], w["beta"], eps=0.001)
+    expected = F.batch_norm(
+        torch.from_numpy(x), w["mean"], w["var"], w["gamma"], w["beta"], eps=0.001
+    )
     np.testing.assert_allclose(out["y"], expected.numpy(), rtol=0, atol=1e-12)
 
 
@@ -78,7 +82,9 @@ def test_shape_ops_and_leaky_relu() -> None:
     x = np.random.default_rng(4).normal(size=(2, 2, 3, 4))
     out, _ = run_once("shape_ops.pir", {"x": x})
     np.testing.assert_array_equal(out["r"], x.reshape(2, 4, 6))
-    np.testing.assert_array_equal(out["l"], F.leaky_relu(torch.from_numpy(x.reshape(2, -1)), 0.1).numpy())
+    np.testing.assert_array_equal(
+        out["l"], F.leaky_relu(torch.from_numpy(x.reshape(2, -1)), 0.1).numpy()
+    )
 
 
 def test_supermask_by_hand() -> None:
@@ -102,7 +108,9 @@ def test_neuron_variants_by_hand() -> None:
     np.testing.assert_allclose(out["u1.n"][0, :, 0], [0.6, 1.14, 0.026], atol=1e-12)
     np.testing.assert_array_equal(out["s1.n"][0, :, 0], [0.0, 1.0, 0.0])
     # FSVAE-style, keep .25, zero reset before leak, threshold .2 non-strict: u2[1] = .2 >= .2 spikes.
-    np.testing.assert_allclose(out["u2.n"][0, :, 1], [0.2, 0.0, 0.3], atol=1e-12)  # reset to 0 after the spike
+    np.testing.assert_allclose(
+        out["u2.n"][0, :, 1], [0.2, 0.0, 0.3], atol=1e-12
+    )  # reset to 0 after the spike
     np.testing.assert_array_equal(out["s2.n"][0, :, 1], [1.0, 0.0, 1.0])
     # Integrator keep .5 and the exponential readout with decay .8, tanh.
     u3 = np.array([-1.0, -0.5 + 0.5, 0.5])
@@ -134,7 +142,11 @@ class SmallConvSNN(torch.nn.Module):
             outs.append(out)
         outs_t = torch.stack(outs, 1)
         steps_so_far = torch.arange(1, steps + 1, dtype=x.dtype).reshape(1, -1, 1)
-        return {"spikes": torch.stack(spikes, 1), "out": outs_t, "mean": outs_t.cumsum(1) / steps_so_far}
+        return {
+            "spikes": torch.stack(spikes, 1),
+            "out": outs_t,
+            "mean": outs_t.cumsum(1) / steps_so_far,
+        }
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -159,7 +171,9 @@ def test_random_weights_small_conv_snn_matches_float64_pytorch() -> None:
 
     swap = {"w0": w0.astype(np.float32), "w1": w1.astype(np.float32)}
     nodes = tuple(
-        n.__class__(n.op, n.inputs, n.outputs, (("value", Weight.of(swap[n.outputs[0].name])),), n.loc)
+        n.__class__(
+            n.op, n.inputs, n.outputs, (("value", Weight.of(swap[n.outputs[0].name])),), n.loc
+        )
         if n.op == "weight"
         else n
         for n in graph.nodes

@@ -15,7 +15,11 @@ from primec.pipeline import read_ir
 from primec.text import parse_graph, print_graph, read_graph_file, save_graph
 
 GOLDEN = Path(__file__).parent / "golden" / "ir"
-VALID = sorted(p for p in GOLDEN.rglob("*.pir") if "errors" not in p.parts and not p.name.endswith(".expected.pir"))
+VALID = sorted(
+    p
+    for p in GOLDEN.rglob("*.pir")
+    if "errors" not in p.parts and not p.name.endswith(".expected.pir")
+)
 ERRORS = sorted((GOLDEN / "errors").glob("*.pir"))
 
 
@@ -24,7 +28,9 @@ def check_golden(actual: str, expected_path: Path, update: bool) -> None:
     if update:
         expected_path.write_text(actual)
         return
-    assert expected_path.exists(), f"no golden file {expected_path}; run pytest --update-golden and review it"
+    assert expected_path.exists(), (
+        f"no golden file {expected_path}; run pytest --update-golden and review it"
+    )
     assert actual == expected_path.read_text()
 
 
@@ -76,7 +82,9 @@ def test_side_file_round_trip_is_byte_identical(tmp_path: Path) -> None:
     save_graph(graph, tmp_path / "a.pir")
     loaded, _, _ = read_graph_file(tmp_path / "a.pir")
     assert loaded == graph
-    assert all(np.array_equal(w.array(), graph.weights()[d].array()) for d, w in loaded.weights().items())
+    assert all(
+        np.array_equal(w.array(), graph.weights()[d].array()) for d, w in loaded.weights().items()
+    )
     save_graph(loaded, tmp_path / "b.pir")
     assert (tmp_path / "a.pir").read_bytes() == (tmp_path / "b.pir").read_bytes()
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
@@ -108,7 +116,17 @@ def test_weights_compare_by_content() -> None:
 
 # --- property test: random graphs round-trip through the text form -------------------------
 
-UNARY = ("leaky_relu", "avg_pool2d", "max_pool2d", "conv2d", "add", "mul", "affine", "lif", "integrator")
+UNARY = (
+    "leaky_relu",
+    "avg_pool2d",
+    "max_pool2d",
+    "conv2d",
+    "add",
+    "mul",
+    "affine",
+    "lif",
+    "integrator",
+)
 
 
 @st.composite
@@ -131,7 +149,9 @@ def random_graphs(draw: st.DrawFn):
         out = mean
     else:
         acc = b.state("acc", (3,))
-        out, acc_n = b.op("readout_exp_tanh", out, acc, decay=draw(st.floats(0.1, 1.0)), loc="readout")
+        out, acc_n = b.op(
+            "readout_exp_tanh", out, acc, decay=draw(st.floats(0.1, 1.0)), loc="readout"
+        )
         b.set_state(acc, acc_n)
     b.output(out)
     b.meta["timesteps"] = draw(st.integers(1, 1000))
@@ -153,10 +173,14 @@ def _random_layer(b: GraphBuilder, draw: st.DrawFn, rng: np.random.Generator, va
         w = b.weight(rng.normal(size=(out, channels, 3, 3)).astype(np.float32), loc=loc)
         return b.op(op, value, w, padding=(1, 1), loc=loc)
     if op in ("add", "mul"):
-        return b.op(op, value, b.weight(rng.normal(size=(channels, 1, 1)).astype(np.float32)), loc=loc)
+        return b.op(
+            op, value, b.weight(rng.normal(size=(channels, 1, 1)).astype(np.float32)), loc=loc
+        )
     if op == "affine":
         scale = b.weight(rng.normal(size=(channels,)).astype(np.float32))
-        return b.op(op, value, scale, b.weight(rng.normal(size=(channels,)).astype(np.float32)), loc=loc)
+        return b.op(
+            op, value, scale, b.weight(rng.normal(size=(channels,)).astype(np.float32)), loc=loc
+        )
     membrane = b.state("u", value.type.shape)
     if op == "integrator":
         new = b.op(op, value, membrane, keep=draw(st.floats(0.0, 1.0)), loc=loc)

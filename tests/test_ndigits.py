@@ -147,7 +147,9 @@ def test_released_model_classifies_about_90_percent(seed0):
 def test_shipped_released_model_is_the_published_file() -> None:
     import hashlib
 
-    published = Path(__file__).resolve().parents[2] / "shared" / "models" / "prime_nmnist_classification.pt"
+    published = (
+        Path(__file__).resolve().parents[2] / "shared" / "models" / "prime_nmnist_classification.pt"
+    )
     if not published.exists():
         pytest.skip("shared/ is not beside the checkout")
     digest = hashlib.sha256(published.read_bytes()).hexdigest()

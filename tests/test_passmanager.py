@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from primec.passes import dce
 
 from primec.errors import PrimecError
 from primec.ir import Graph, Node
-from primec.passes import dce
 from primec.passmanager import PassManager, PassOptions
 from primec.pipeline import read_ir
 
@@ -32,7 +32,13 @@ def explode(graph: Graph, target: object = None) -> Graph:
     raise RuntimeError("boom")
 
 
-REGISTRY = {"first": identity, "second": identity, "broken": duplicate_last_node, "explode": explode, "dce": dce.run}
+REGISTRY = {
+    "first": identity,
+    "second": identity,
+    "broken": duplicate_last_node,
+    "explode": explode,
+    "dce": dce.run,
+}
 
 
 def test_broken_pass_is_named_with_the_passes_before() -> None:
@@ -52,14 +58,20 @@ def test_no_verify_lets_the_broken_graph_through() -> None:
 
 def test_raising_pass_is_named() -> None:
     manager = PassManager(REGISTRY, log=lambda _: None)
-    with pytest.raises(PrimecError, match=r"pass explode failed \(after: first\): RuntimeError: boom"):
+    with pytest.raises(
+        PrimecError, match=r"pass explode failed \(after: first\): RuntimeError: boom"
+    ):
         manager.run(small(), ["first", "explode"])
 
 
 def test_stop_after_print_after_dump_and_time(tmp_path: Path) -> None:
     lines: list[str] = []
-    options = PassOptions(print_after=("second",), stop_after="second", dump_dir=tmp_path, time_passes=True)
-    result = PassManager(REGISTRY, options, log=lines.append).run(small(), ["first", "second", "broken"])
+    options = PassOptions(
+        print_after=("second",), stop_after="second", dump_dir=tmp_path, time_passes=True
+    )
+    result = PassManager(REGISTRY, options, log=lines.append).run(
+        small(), ["first", "second", "broken"]
+    )
     assert result.stopped_after == "second"
     assert [r.name for r in result.records] == ["first", "second"]
     assert sorted(p.name for p in tmp_path.glob("*.pir")) == ["00-first.pir", "01-second.pir"]
@@ -72,9 +84,16 @@ def test_stop_after_print_after_dump_and_time(tmp_path: Path) -> None:
 def test_print_after_all_and_change_detection() -> None:
     lines: list[str] = []
     graph = small()
-    dead = Node("leaky_relu", (graph.inputs[0],), (graph.inputs[0].__class__("dead", graph.inputs[0].type),), (("slope", 0.5),))
+    dead = Node(
+        "leaky_relu",
+        (graph.inputs[0],),
+        (graph.inputs[0].__class__("dead", graph.inputs[0].type),),
+        (("slope", 0.5),),
+    )
     graph = graph.replace(nodes=graph.nodes + (dead,))
-    result = PassManager(REGISTRY, PassOptions(print_after_all=True), log=lines.append).run(graph, ["first", "dce"])
+    result = PassManager(REGISTRY, PassOptions(print_after_all=True), log=lines.append).run(
+        graph, ["first", "dce"]
+    )
     assert [r.changed for r in result.records] == [False, True]
     assert "dead" not in {v.name for n in result.graph.nodes for v in n.outputs}
     assert sum(line.startswith("// ----- IR after") for line in lines) == 2

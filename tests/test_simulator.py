@@ -218,9 +218,24 @@ def test_prime_against_the_float32_reference_counts_flips(prime_program, release
             total[name] += result.spikes[buffer].size
         assert np.array_equal(result.pred, expected["readout"][:, -1].argmax(-1).numpy())
     print(
-        f"\nfloat32 reference vs simulator on {len(x)} N-Digits test samples: spike flips {flips} of {total}"
+        f"\nfloat32 reference vs simulator on {len(x)} N-Digits test samples: "
+        f"spike flips {flips} of {total}"
     )
     assert all(flips[name] <= 1e-5 * total[name] for name in flips), flips
+
+
+def test_conv_reads_equal_gathered_row_reads(prime_program) -> None:
+    """On the CPU a tile that drives every row of a gather runs as a float64 conv of the source
+    map; the matrix product of the gathered rows it stands for gives the same bits."""
+    x = poisson_events(2, samples=8)
+    buffers = prime_spike_buffers(prime_program)
+    fused, rows = Simulator(prime_program, trace=buffers), Simulator(prime_program, trace=buffers)
+    assert any(tile.conv is not None for tile in fused.reads.values())
+    for tile in rows.reads.values():
+        tile.conv = None
+    a, b = (sim.run(x, 8, early_exit=False) for sim in (fused, rows))
+    assert same_results(a, b)
+    assert all(np.array_equal(a.spikes[buffer], b.spikes[buffer]) for buffer in buffers)
 
 
 # ---- ideal mode: every test model ----------------------------------------------------------------
@@ -370,7 +385,7 @@ def test_batch_size_and_order_do_not_change_results(prime_program, ndigits, nois
     whole = Simulator(program, noise).run(x, 64)
     assert same_results(whole, Simulator(program, noise).run(x, 7))
     order = np.random.default_rng(0).permutation(len(x))
-    # Noise streams are keyed by sample id (default: position in x); the ids travel with the samples.
+    # Noise streams are keyed by sample id (default: position in x); ids travel with samples.
     permuted = Simulator(program, noise).run(x[order], 16, sample_ids=order)
     assert np.array_equal(permuted.readouts, whole.readouts[order], equal_nan=True)
     assert np.array_equal(permuted.exit_step, whole.exit_step[order])
