@@ -23,7 +23,7 @@ from primec.backends.container import (
     unpack,
 )
 from primec.backends.isa import decode_program, encode_program
-from primec.backends.program import DebugEntry, Program
+from primec.backends.program import DebugEntry, Program, program_from_header, program_header
 
 from primec.earlyexit import ExitTable
 from primec.fileio import atomic_write_bytes
@@ -35,15 +35,7 @@ _ARRAY_NAME = re.compile(r"m(\d+)\.a(\d+)")
 
 def encode(program: Program) -> bytes:
     """The bytes of a .pbc file (deterministic: same program, same bytes)."""
-    header = {
-        "name": program.name,
-        "timesteps": program.timesteps,
-        "buffers": [list(s) for s in program.buffers],
-        "inputs": list(program.inputs),
-        "states": [list(s) for s in program.states],
-        "outputs": list(program.outputs),
-        "meta": program.meta,
-    }
+    header = program_header(program)
     arrays = {f"m{m}.a{a}": cells for (m, a), cells in program.arrays.items()}
     return pack(
         MAGIC,
@@ -79,19 +71,13 @@ def decode(data: bytes, where: str = "<bytes>") -> Program:
         raise ContainerError(
             f"debug table has {len(debug)} entries for {len(instrs)} instructions", where=where
         )
-    return Program(
-        name=header["name"],
-        timesteps=header["timesteps"],
-        buffers=tuple(tuple(s) for s in header["buffers"]),
-        inputs=tuple(header["inputs"]),
-        states=tuple(tuple(s) for s in header["states"]),
-        outputs=tuple(header["outputs"]),
+    return program_from_header(
+        header,
         instrs=instrs,
         debug=tuple(debug),
         tensors=read_tensors(require(sections, b"TENS", where), where),
         arrays=arrays,
         neurons=neurons,
-        meta=header["meta"],
         exit_table=ExitTable.from_dict(table) if table else None,
     )
 

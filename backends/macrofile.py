@@ -24,7 +24,7 @@ import numpy as np
 from primec.backends.container import read_bytes
 from primec.backends.isa import INSTRUCTIONS, Instr, Read
 from primec.backends.lower import NEURON_FIELDS
-from primec.backends.program import DebugEntry, Program
+from primec.backends.program import DebugEntry, Program, program_from_header, program_header
 
 from primec.earlyexit import ExitTable
 from primec.errors import PrimecError
@@ -173,15 +173,7 @@ def encode(program: Program) -> bytes:
     manifest = {
         "format": FORMAT,
         "version": VERSION,
-        "program": {
-            "name": program.name,
-            "timesteps": program.timesteps,
-            "buffers": [list(s) for s in program.buffers],
-            "inputs": list(program.inputs),
-            "states": [list(s) for s in program.states],
-            "outputs": list(program.outputs),
-            "meta": program.meta,
-        },
+        "program": program_header(program),
         "schedule": [_instruction_json(i) for i in program.instrs],
         "debug": [[d.value, d.op, d.loc] for d in program.debug],
         "neurons": list(program.neurons),
@@ -287,13 +279,8 @@ def _program(manifest: dict[str, Any], members: dict[str, bytes], where: str) ->
             (a["macro"], a["array"]): _npy(members, f"{a['prefix']}.conductance_us.npy", where)
             for a in manifest["arrays"]
         }
-        return Program(
-            name=head["name"],
-            timesteps=head["timesteps"],
-            buffers=tuple(tuple(s) for s in head["buffers"]),
-            inputs=tuple(head["inputs"]),
-            states=tuple(tuple(s) for s in head["states"]),
-            outputs=tuple(head["outputs"]),
+        return program_from_header(
+            head,
             instrs=instrs,
             debug=tuple(DebugEntry(*d) for d in manifest["debug"]),
             tensors={
@@ -301,7 +288,6 @@ def _program(manifest: dict[str, Any], members: dict[str, bytes], where: str) ->
             },
             arrays=arrays,
             neurons=tuple(manifest["neurons"]),
-            meta=head["meta"],
             exit_table=_exit_table(manifest["early_exit"], where),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -84,6 +84,33 @@ class Program:
         )
 
 
+def program_header(program: Program) -> dict[str, Any]:
+    """The JSON header both artefacts carry: name, T, buffers, inputs, states, outputs, meta."""
+    return {
+        "name": program.name,
+        "timesteps": program.timesteps,
+        "buffers": [list(s) for s in program.buffers],
+        "inputs": list(program.inputs),
+        "states": [list(s) for s in program.states],
+        "outputs": list(program.outputs),
+        "meta": program.meta,
+    }
+
+
+def program_from_header(header: dict[str, Any], **parts: Any) -> Program:
+    """A program from its JSON header plus the parts each artefact stores its own way."""
+    return Program(
+        name=header["name"],
+        timesteps=header["timesteps"],
+        buffers=tuple(tuple(s) for s in header["buffers"]),
+        inputs=tuple(header["inputs"]),
+        states=tuple(tuple(s) for s in header["states"]),
+        outputs=tuple(header["outputs"]),
+        meta=header["meta"],
+        **parts,
+    )
+
+
 def target_hash(parameters: dict[str, Any]) -> str:
     """A short hash of a target's parameters, so an artefact names the exact target it was built for."""
     return hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:16]

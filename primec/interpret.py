@@ -238,10 +238,6 @@ def _tiled_product(x: Array, weight: Array, attrs: dict[str, Any]) -> Array:
     return product
 
 
-def _reshape(shape: tuple[int, ...]) -> Impl:
-    return lambda inputs, attrs: (inputs[0].reshape((inputs[0].shape[0], *shape)),)
-
-
 IMPLS: dict[str, Impl] = {
     "supermask": supermask,
     "conv2d": conv2d,
@@ -254,7 +250,7 @@ IMPLS: dict[str, Impl] = {
     "avg_pool2d": avg_pool2d,
     "max_pool2d": max_pool2d,
     "flatten": lambda inputs, attrs: (inputs[0].reshape(inputs[0].shape[0], -1),),
-    "reshape": lambda inputs, attrs: _reshape(attrs["shape"])(inputs, attrs),
+    "reshape": lambda inputs, attrs: (inputs[0].reshape((inputs[0].shape[0], *attrs["shape"])),),
     "leaky_relu": lambda inputs, attrs: (leaky(inputs[0], attrs["slope"]),),
     "lif": lif,
     "integrator": integrator,

@@ -11,6 +11,7 @@ two graphs never compares arrays.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,16 +203,7 @@ class Graph:
 
     def replace(self, **changes: Any) -> Graph:
         """A copy with some fields replaced."""
-        fields = {
-            "name": self.name,
-            "inputs": self.inputs,
-            "outputs": self.outputs,
-            "nodes": self.nodes,
-            "states": self.states,
-            "meta": self.meta,
-        }
-        fields.update(changes)
-        return Graph(**fields)
+        return dataclasses.replace(self, **changes)
 
 
 def sorted_attrs(attrs: dict[str, Any]) -> Attrs:
