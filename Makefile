@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check primec passes backends tests bench
 
 docs: $(STAMP)
-	$(PY) -m primec.cli_docs > docs/cli.md
+	$(PY) -m primec.apps.cli_docs > docs/cli.md
 
 clean:
 	rm -rf $(VENV) demo-out

@@ -25,8 +25,8 @@ from primec.backends.container import (
 from primec.backends.isa import decode_program, encode_program
 from primec.backends.program import DebugEntry, Program, program_from_header, program_header
 
-from primec.earlyexit import ExitTable
 from primec.fileio import atomic_write_bytes
+from primec.hardware.earlyexit import ExitTable
 
 MAGIC = b"PRIMEPBC"
 VERSION = 1

@@ -34,11 +34,11 @@ from primec.backends.isa import (
 )
 from primec.backends.program import DebugEntry, Program, target_hash
 
-from primec.earlyexit import ExitTable
+from primec.core.ir import Graph, Node
 from primec.errors import PrimecError
-from primec.ir import Graph, Node
-from primec.mapping import placed_tiles
-from primec.target import Target
+from primec.hardware.earlyexit import ExitTable
+from primec.hardware.mapping import placed_tiles
+from primec.hardware.target import Target
 
 NEURON_FIELDS = ("keep", "threshold", "strict", "reset", "reset_timing", "slope")
 

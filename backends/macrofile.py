@@ -26,9 +26,9 @@ from primec.backends.isa import INSTRUCTIONS, Instr, Read
 from primec.backends.lower import NEURON_FIELDS
 from primec.backends.program import DebugEntry, Program, program_from_header, program_header
 
-from primec.earlyexit import ExitTable
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_bytes, npy_bytes, zip_bytes
+from primec.hardware.earlyexit import ExitTable
 
 MAGIC_PREFIX = b"PK\x03\x04"
 FORMAT = "primec-macro"

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from primec.backends.isa import Instr, disassemble
 
-from primec.earlyexit import ExitTable
+from primec.hardware.earlyexit import ExitTable
 
 
 @dataclass(frozen=True)

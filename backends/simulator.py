@@ -47,8 +47,8 @@ from primec.backends.isa import (
 )
 from primec.backends.program import Program
 
-from primec.earlyexit import ExitController, ExitTable, predictions
 from primec.errors import PrimecError
+from primec.hardware.earlyexit import ExitController, ExitTable, predictions
 
 COUNTERS = (
     "cell_reads",

@@ -39,7 +39,7 @@ def write_model(weights_m: float, timesteps: int, path: Path) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from ir_zoo import vgg
 
-    from primec.text import save_graph
+    from primec.core.text import save_graph
 
     width = math.sqrt(weights_m * 1e6 / FULL_WIDTH_WEIGHTS)
     save_graph(vgg(width=width, timesteps=timesteps), path)
@@ -47,9 +47,9 @@ def write_model(weights_m: float, timesteps: int, path: Path) -> None:
 
 def measure(path: Path) -> dict:
     """Compile one .pir file in this (fresh) process: seconds, peak memory, arrays."""
-    from primec.mapreport import mapping_report
+    from primec.hardware.mapreport import mapping_report
+    from primec.hardware.target import load_target
     from primec.pipeline import compile_model
-    from primec.target import load_target
 
     default = load_target("prime-40nm-256k")
     target = dataclasses.replace(

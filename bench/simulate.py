@@ -61,9 +61,9 @@ def contenders(x: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
     from primec.backends.lower import lower
     from primec.backends.simulator import Noise, Simulator
 
-    from primec.passmanager import PassOptions
+    from primec.core.passmanager import PassOptions
+    from primec.hardware.target import DEFAULT_TARGET, load_target
     from primec.pipeline import compile_model
-    from primec.target import DEFAULT_TARGET, load_target
 
     target = load_target(DEFAULT_TARGET)
     graph = compile_model(

@@ -21,10 +21,10 @@ Ensures: every crossbar has drive, planes and input_quantum set; outputs are unc
 
 from __future__ import annotations
 
+from primec.core.ir import Graph, Node
+from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
-from primec.ir import Graph, Node
-from primec.rewrite import layer_name, with_attrs
-from primec.target import Target
+from primec.hardware.target import Target
 
 PASS_THROUGH = ("im2col", "flatten", "reshape", "max_pool2d")
 POOLS = ("sum_pool2d", "avg_pool2d")

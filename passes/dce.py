@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from primec.ir import Graph
+from primec.core.ir import Graph
 
 
 def run(graph: Graph, target: Any = None) -> Graph:

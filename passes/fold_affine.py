@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from primec.ir import Graph, Node, Value
-from primec.rewrite import Namer, constant, weight_node
-from primec.target import Target
+from primec.core.ir import Graph, Node, Value
+from primec.core.rewrite import Namer, constant, weight_node
+from primec.hardware.target import Target
 
 _Pending = tuple[Value, np.ndarray, np.ndarray]  # affine input, scale, shift
 

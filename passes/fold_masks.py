@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from primec.interpret import supermask_keep
-from primec.ir import Graph, Node, Weight, sorted_attrs
-from primec.rewrite import constant
-from primec.target import Target
+from primec.core.interpret import supermask_keep
+from primec.core.ir import Graph, Node, Weight, sorted_attrs
+from primec.core.rewrite import constant
+from primec.hardware.target import Target
 
 
 def run(graph: Graph, target: Target | None = None) -> Graph:

@@ -4,7 +4,7 @@
     conv_transpose2d(x, w)  ->  the same over x dilated by the stride, with the flipped kernel
     linear(flatten(x), w)   ->  reshape(crossbar(reshape(x)))     the flatten is the row order
 
-The matrix is [R rows, O outputs] in the row order of docs/mapping.md (`primec.mapping`). An
+The matrix is [R rows, O outputs] in the row order of docs/mapping.md (`primec.hardware.mapping`). An
 average pool whose window has a power-of-two number of cells and that feeds only this layer is
 folded into it: the pool becomes a window sum (`sum_pool2d`, integer counts of spikes) and the
 layer's `input_scale` takes the 1/n, which is exact in binary floating point. Other pools stay
@@ -19,11 +19,11 @@ The weight nodes are left for `dce`. Outputs change only by the order of floatin
 
 from __future__ import annotations
 
+from primec.core.ir import Graph, Node, Value, Weight, sorted_attrs
+from primec.core.rewrite import Namer, constant, result
 from primec.errors import PrimecError
-from primec.ir import Graph, Node, Value, Weight, sorted_attrs
-from primec.mapping import layer_matrix
-from primec.rewrite import Namer, constant, result
-from primec.target import Target
+from primec.hardware.mapping import layer_matrix
+from primec.hardware.target import Target
 
 LAYERS = ("conv2d", "conv_transpose2d", "linear")
 

@@ -21,11 +21,11 @@ import math
 
 import numpy as np
 
+from primec.core.ir import Graph, Node
+from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
-from primec.ir import Graph, Node
-from primec.mapping import weight_position
-from primec.rewrite import layer_name, with_attrs
-from primec.target import Target
+from primec.hardware.mapping import weight_position
+from primec.hardware.target import Target
 
 
 def run(graph: Graph, target: Target) -> Graph:

@@ -1,9 +1,9 @@
 """place: put every tile on an array of a macro, packing small tiles together.
 
-Tiles are packed by `primec.mapping.pack`: as-formed tiles first, then programmed ones; tallest
+Tiles are packed by `primec.hardware.mapping.pack`: as-formed tiles first, then programmed ones; tallest
 first; each into the free rectangle of an open array it fits best (guillotine cuts), a new
 array only when none fits. Arrays fill macros in order. The result is deterministic and, for the
-as-formed tiles, the same as `primec.devicemap.bind_device_map` computes from the layer shapes.
+as-formed tiles, the same as `primec.hardware.devicemap.bind_device_map` computes from the layer shapes.
 
 With a device map bound to the target (`--device-map`): placement uses only the macros the map
 covers; a tile goes where the fewest stuck cells lie under it among the open arrays (moves are
@@ -23,10 +23,11 @@ import math
 
 import numpy as np
 
-from primec.devicemap import DeviceMap
+from primec.core.ir import Graph, Node, sorted_attrs
+from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
-from primec.ir import Graph, Node, sorted_attrs
-from primec.mapping import (
+from primec.hardware.devicemap import DeviceMap
+from primec.hardware.mapping import (
     AS_FORMED,
     PROGRAMMED,
     ArraysFull,
@@ -39,8 +40,7 @@ from primec.mapping import (
     ranges_of,
     weight_position,
 )
-from primec.rewrite import layer_name, with_attrs
-from primec.target import Target
+from primec.hardware.target import Target
 
 
 def run(graph: Graph, target: Target) -> Graph:

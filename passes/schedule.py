@@ -21,10 +21,10 @@ from collections import defaultdict
 
 import networkx as nx
 
+from primec.core.ir import Graph, Node, sorted_attrs
+from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
-from primec.ir import Graph, Node, sorted_attrs
-from primec.rewrite import layer_name, with_attrs
-from primec.target import Target
+from primec.hardware.target import Target
 
 
 def run(graph: Graph, target: Target | None = None) -> Graph:

@@ -24,11 +24,11 @@ import math
 
 import numpy as np
 
+from primec.core.ir import Graph, Node, Weight
+from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
-from primec.ir import Graph, Node, Weight
-from primec.mapping import range_attrs, tile_ranges
-from primec.rewrite import layer_name, with_attrs
-from primec.target import Target
+from primec.hardware.mapping import range_attrs, tile_ranges
+from primec.hardware.target import Target
 
 
 def run(graph: Graph, target: Target) -> Graph:

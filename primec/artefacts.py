@@ -10,12 +10,12 @@ from typing import Any
 from primec.backends import bytecode, macrofile
 from primec.backends.lower import lower
 from primec.backends.program import Program
-from primec.calibration import calibrate_program, calibration_report, plot_curve
-from primec.earlyexit import PRIME_RULE, ExitTable
+from primec.core.ir import Graph
 from primec.errors import PrimecError
-from primec.ir import Graph
-from primec.simdata import load_inputs
-from primec.target import Target
+from primec.hardware.earlyexit import PRIME_RULE, ExitTable
+from primec.hardware.target import Target
+from primec.runtime.calibration import calibrate_program, calibration_report, plot_curve
+from primec.runtime.simdata import load_inputs
 
 ENCODERS = {"bytecode": bytecode.write, "macro": macrofile.write}
 

@@ -13,9 +13,9 @@ from typing import Any
 import click
 
 from primec import __version__
+from primec.core.passmanager import PassOptions
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_text
-from primec.passmanager import PassOptions
 
 EXIT_USER_ERROR = 2
 
@@ -210,10 +210,10 @@ def compile(
       primec compile model.pt --emit bytecode -o m.pbc --exit-threshold 0.8 --exit-temperature 2
     """
     from primec.artefacts import ExitOptions, build_program, write_artefact
-    from primec.mapreport import mapping_report, mapping_table
+    from primec.core.text import save_graph
+    from primec.hardware.mapreport import mapping_report, mapping_table
+    from primec.hardware.target import resolve_target
     from primec.pipeline import compile_model
-    from primec.target import resolve_target
-    from primec.text import save_graph
 
     if emit and not output:
         raise PrimecError(f"--emit {emit} needs -o FILE")
@@ -342,9 +342,9 @@ def simulate(
       primec simulate model.pmac --input test.npz --noise read=0.02,adc=8 --seed 1
     """
     from primec.backends.simulator import Noise
-    from primec.simdata import load_inputs
-    from primec.simulation import classes_of, load_artefact, write_outputs
-    from primec.simulation import simulate as run_simulation
+    from primec.runtime.simdata import load_inputs
+    from primec.runtime.simulation import classes_of, load_artefact, write_outputs
+    from primec.runtime.simulation import simulate as run_simulation
 
     program = load_artefact(artefact)
     data = load_inputs(input_path, program.input_shape, program.timesteps, classes_of(program))
@@ -409,7 +409,7 @@ def inspect(file: str) -> None:
       primec inspect model.pbc
       primec inspect model.pmac
     """
-    from primec.inspection import describe
+    from primec.apps.inspection import describe
 
     click.echo(describe(Path(file)), nl=False)
 
@@ -430,11 +430,11 @@ def check(model: str, arch: str | None, trust_pickle: bool) -> None:
       primec check model.pt --arch prime-nmnist
       primec check model.pmac
     """
+    from primec.core.verify import verify
     from primec.pipeline import frontend
-    from primec.verify import verify
 
     if Path(model).suffix in (".pbc", ".pmac"):
-        from primec.simulation import load_artefact
+        from primec.runtime.simulation import load_artefact
 
         program = load_artefact(model)  # reading validates structure, checksums, cross-references
         click.echo(
@@ -504,7 +504,7 @@ def demo(out_dir: str, samples: int | None) -> None:
     Example:
       primec demo --out demo-out
     """
-    from primec.demo import run_demo
+    from primec.apps.demo import run_demo
 
     run_demo(Path(out_dir), log=click.echo, samples=samples)
 
@@ -566,7 +566,7 @@ def targets(show: str | None) -> None:
       primec targets
       primec targets --show prime-40nm-256k
     """
-    from primec.target import describe_target, load_target, target_names
+    from primec.hardware.target import describe_target, load_target, target_names
 
     if show:
         click.echo(describe_target(load_target(show)))
@@ -617,8 +617,8 @@ def devicemap_synth(target_spec: str, seed: int, macros: int | None, output: str
     Example:
       primec devicemap synth --target prime-40nm-256k --seed 7 --macros 1 -o chip.npz
     """
-    from primec.devicemap import STUCK_HIGH, STUCK_LOW, save, synth
-    from primec.target import load_target
+    from primec.hardware.devicemap import STUCK_HIGH, STUCK_LOW, save, synth
+    from primec.hardware.target import load_target
 
     target = load_target(target_spec)
     if macros is not None and macros > target.chip.macros:
@@ -723,8 +723,8 @@ def train(
       primec devicemap synth --seed 7 --macros 1 -o chip.npz
       primec train --arch ndigits-small --device-map chip.npz -o model.pt
     """
-    from primec.train import save_model
-    from primec.train import train as train_scores
+    from primec.apps.train import save_model
+    from primec.apps.train import train as train_scores
 
     model, history = train_scores(
         arch,

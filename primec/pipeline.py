@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from primec.core.ir import Graph
+from primec.core.passmanager import PassManager, PassOptions, PassRecord
+from primec.core.text import read_graph_file
+from primec.core.verify import verify
 from primec.errors import PrimecError
-from primec.ir import Graph
+from primec.hardware.target import DEFAULT_TARGET, Target, load_target
 from primec.passes import PASSES
-from primec.passmanager import PassManager, PassOptions, PassRecord
-from primec.target import DEFAULT_TARGET, Target, load_target
-from primec.text import read_graph_file
-from primec.verify import verify
 
 FRONTEND_STAGES = (
     "load",  # read the model file (state_dict + arch, .pt2, TorchScript, ONNX, trusted pickle)

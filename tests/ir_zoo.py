@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from primec.builder import GraphBuilder
-from primec.ir import Graph, Value
+from primec.core.builder import GraphBuilder
+from primec.core.ir import Graph, Value
 
 RELEASED = (
     Path(__file__).resolve().parents[1] / "primec" / "models" / "prime_nmnist_classification.pt"

@@ -17,10 +17,10 @@ from primec.backends.isa import INSTRUCTIONS, decode_program, encode_program
 from primec.backends.lower import lower
 
 from primec.cli import main
+from primec.core.passmanager import PassOptions
 from primec.errors import PrimecError
-from primec.passmanager import PassOptions
+from primec.hardware.target import DEFAULT_TARGET, load_target
 from primec.pipeline import compile_model
-from primec.target import DEFAULT_TARGET, load_target
 
 GOLDEN = Path(__file__).parent / "golden" / "ir"
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from primec.apps.demo import TOP_KEYS
 from primec.cli import main
-from primec.demo import TOP_KEYS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

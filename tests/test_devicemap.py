@@ -12,7 +12,8 @@ import torch
 from click.testing import CliRunner
 
 from primec.cli import main
-from primec.devicemap import (
+from primec.errors import PrimecError
+from primec.hardware.devicemap import (
     HEALTHY,
     STUCK_HIGH,
     DeviceMap,
@@ -23,9 +24,8 @@ from primec.devicemap import (
     supermask_layers,
     synth,
 )
-from primec.errors import PrimecError
+from primec.hardware.target import load_target, resolve_target
 from primec.nn import prime_nmnist
-from primec.target import load_target, resolve_target
 
 TARGET = load_target("prime-40nm-256k")
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from primec.earlyexit import (
+from primec.errors import PrimecError
+from primec.hardware.earlyexit import (
     PRIME_RULE,
     ExitTable,
     apply_table,
@@ -17,7 +18,6 @@ from primec.earlyexit import (
     oracle_steps,
     predictions,
 )
-from primec.errors import PrimecError
 
 sys.path.insert(0, str(Path(__file__).parent))
 import prime_reference  # noqa: E402

@@ -19,8 +19,8 @@ from click.testing import CliRunner, Result
 
 from primec.cli import main
 from primec.datasets import make_ndigits, save_npz, split_indices
-from primec.earlyexit import ExitTable, apply_table, oracle_steps, predictions
 from primec.fileio import write_npz
+from primec.hardware.earlyexit import ExitTable, apply_table, oracle_steps, predictions
 
 MODEL = Path(__file__).resolve().parents[1] / "primec" / "models" / "prime_nmnist_classification.pt"
 CALIBRATION, TEST = 120, 100

@@ -24,11 +24,11 @@ import prime_reference  # noqa: E402
 import snn_models as zoo  # noqa: E402
 
 from primec import frontend as fe  # noqa: E402
-from primec import interpret  # noqa: E402
 from primec import nn as pnn  # noqa: E402
 from primec.cli import main  # noqa: E402
+from primec.core import interpret  # noqa: E402
+from primec.core.ir import Graph  # noqa: E402
 from primec.errors import PrimecError  # noqa: E402
-from primec.ir import Graph  # noqa: E402
 from primec.pipeline import read_ir  # noqa: E402
 
 ZOO_FILE = Path(__file__).parent / "snn_models.py"

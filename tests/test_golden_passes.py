@@ -17,12 +17,12 @@ import pytest
 from ir_zoo import Net, tiny_conv, tiny_deconv, tiny_mlp
 from primec.passes import PASSES
 
+from primec.core.ir import Graph
+from primec.core.text import print_graph, read_graph_file, save_graph
+from primec.core.verify import verify
 from primec.errors import PrimecError
-from primec.ir import Graph
+from primec.hardware.target import Target, load_target
 from primec.pipeline import PASS_PIPELINE
-from primec.target import Target, load_target
-from primec.text import print_graph, read_graph_file, save_graph
-from primec.verify import verify
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "passes"
 TARGET = load_target(GOLDEN / "small-target.toml")

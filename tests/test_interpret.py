@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from primec.interpret import run, supermask_keep
+from primec.core.interpret import run, supermask_keep
 from primec.pipeline import read_ir
 
 GOLDEN = Path(__file__).parent / "golden" / "ir"
@@ -167,7 +167,7 @@ def test_random_weights_small_conv_snn_matches_float64_pytorch() -> None:
     rng = np.random.default_rng(6)
     graph = read_ir(GOLDEN / "small_conv_snn.pir")
     w0, w1 = rng.normal(0, 0.5, size=(2, 1, 3, 3)), rng.normal(0, 0.5, size=(3, 8))
-    from primec.ir import Weight
+    from primec.core.ir import Weight
 
     swap = {"w0": w0.astype(np.float32), "w1": w1.astype(np.float32)}
     nodes = tuple(

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from primec.builder import GraphBuilder
+from primec.core.builder import GraphBuilder
+from primec.core.text import parse_graph, print_graph, read_graph_file, save_graph
 from primec.errors import PrimecError
 from primec.pipeline import read_ir
-from primec.text import parse_graph, print_graph, read_graph_file, save_graph
 
 GOLDEN = Path(__file__).parent / "golden" / "ir"
 VALID = sorted(
@@ -208,7 +208,7 @@ def _random_layer(b: GraphBuilder, draw: st.DrawFn, rng: np.random.Generator, va
 @settings(max_examples=60, deadline=None)
 @given(random_graphs())
 def test_random_graphs_round_trip(graph) -> None:
-    from primec.verify import verify
+    from primec.core.verify import verify
 
     verify(graph)
     text = print_graph(graph)

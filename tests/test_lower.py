@@ -9,8 +9,8 @@ import pytest
 from primec.backends.lower import lower
 
 from primec.errors import PrimecError
+from primec.hardware.target import DEFAULT_TARGET, load_target
 from primec.pipeline import read_ir
-from primec.target import DEFAULT_TARGET, load_target
 
 GOLDEN = Path(__file__).parent / "golden" / "lower"
 TARGETS = {"tiny_conv": Path(__file__).parent / "golden" / "passes" / "small-target.toml"}

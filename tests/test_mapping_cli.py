@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from ir_zoo import prime_classifier, vgg
 
 from primec.cli import main
-from primec.target import TARGET_DIR
-from primec.text import parse_graph, print_graph, read_graph_file, save_graph
+from primec.core.text import parse_graph, print_graph, read_graph_file, save_graph
+from primec.hardware.target import TARGET_DIR
 
 
 def invoke(*args: str):

@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 from ir_zoo import ZOO, Net, prime_classifier, vgg
 from primec.passes import PASSES
 
+from primec.core.interpret import run
+from primec.core.ir import Graph
+from primec.core.verify import verify
 from primec.errors import PrimecError
-from primec.interpret import run
-from primec.ir import Graph
-from primec.mapping import Slot, layer_matrix, matrix_index, placed_tiles
+from primec.hardware.mapping import Slot, layer_matrix, matrix_index, placed_tiles
+from primec.hardware.target import load_target
 from primec.pipeline import PASS_PIPELINE
-from primec.target import load_target
-from primec.verify import verify
 
 TARGET = load_target("prime-40nm-256k")
 RTOL = 1e-9  # float64 summation order only
@@ -94,7 +94,7 @@ def test_prime_fits_one_array_at_its_lower_bound() -> None:
     graph = prime_classifier()
     for name in PASS_PIPELINE:
         graph = PASSES[name](graph, TARGET)
-    from primec.mapreport import mapping_report
+    from primec.hardware.mapreport import mapping_report
 
     report = mapping_report(graph, TARGET)
     assert (report["arrays_used"], report["arrays_lower_bound"], report["macros_used"]) == (1, 1, 1)

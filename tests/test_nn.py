@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from primec import interpret
 from primec import nn as pnn
+from primec.core import interpret
 from primec.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from primec.passes import dce
 
+from primec.core.ir import Graph, Node
+from primec.core.passmanager import PassManager, PassOptions
 from primec.errors import PrimecError
-from primec.ir import Graph, Node
-from primec.passmanager import PassManager, PassOptions
 from primec.pipeline import read_ir
 
 GOLDEN = Path(__file__).parent / "golden" / "ir"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from primec.errors import PrimecError
-from primec.simdata import load_inputs
+from primec.runtime.simdata import load_inputs
 
 SHAPE = (2, 4, 4)
 

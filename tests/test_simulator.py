@@ -27,15 +27,15 @@ from snn_models import example_input, onnx_of
 
 from primec import frontend as fe
 from primec.cli import main
+from primec.core.interpret import run
+from primec.core.ir import Graph
+from primec.core.passmanager import PassOptions
+from primec.core.text import save_graph
 from primec.datasets import load_split
-from primec.earlyexit import PRIME_RULE
-from primec.energy import energy_per_sample
-from primec.interpret import run
-from primec.ir import Graph
-from primec.passmanager import PassOptions
+from primec.hardware.earlyexit import PRIME_RULE
+from primec.hardware.energy import energy_per_sample
+from primec.hardware.target import DEFAULT_TARGET, load_target
 from primec.pipeline import compile_model
-from primec.target import DEFAULT_TARGET, load_target
-from primec.text import save_graph
 
 RELEASED = (
     Path(__file__).resolve().parents[1] / "primec" / "models" / "prime_nmnist_classification.pt"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from primec.errors import PrimecError
-from primec.target import DEFAULT_TARGET, TARGET_DIR, load_target, target_names
+from primec.hardware.target import DEFAULT_TARGET, TARGET_DIR, load_target, target_names
 
 DEFAULT_FILE = TARGET_DIR / "prime-40nm-256k.toml"
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from primec.apps.train import accuracy, build_model, pair_std, save_model, state_bytes, train
 from primec.cli import main
 from primec.datasets import make_ndigits, split_indices
-from primec.devicemap import save, synth
+from primec.hardware.devicemap import save, synth
+from primec.hardware.target import load_target
 from primec.nn.archs import SMALL_WEIGHTS, ndigits_small
-from primec.target import load_target
-from primec.train import accuracy, build_model, pair_std, save_model, state_bytes, train
 
 TARGET = load_target("prime-40nm-256k")
 # docs/training.md and primec/models/README.md: the shipped checkpoint on the N-Digits test split.

@@ -2,7 +2,7 @@
 
 Documented for other tools in docs/onnx.md. Each primec op carries an ONNX function body made
 of standard ops, so onnxruntime runs a primec ONNX file as it is; the body follows the IR op's
-equation (`primec/ops.py`) operation by operation, so float32 results match PyTorch's.
+equation (`primec/core/ops.py`) operation by operation, so float32 results match PyTorch's.
 """
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ import onnx
 from onnx import helper as oh
 from onnx import numpy_helper
 
-from primec.builder import GraphBuilder
+from primec.core.builder import GraphBuilder
+from primec.core.ir import Graph, TensorType, Value
+from primec.core.ops import ShapeError
 from primec.frontend import convention as cv
 from primec.frontend.problems import Problem, Unsupported, raise_if_any
-from primec.ir import Graph, TensorType, Value
-from primec.ops import ShapeError
 
 READOUTS = ("mean", "exp_tanh")
 

@@ -5,7 +5,7 @@ frozen random weights, the `SNN` container whose step function primec exports, a
 architectures (`ARCHS`). See docs/frontend.md.
 """
 
-from primec.devicemap import bind_device_map
+from primec.hardware.devicemap import bind_device_map
 from primec.nn.archs import ARCHS, RELEASED_WEIGHTS, prime_nmnist
 from primec.nn.functional import keep_mask
 from primec.nn.network import SNN, StepModule, export_step, run_over_time, save_step

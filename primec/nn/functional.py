@@ -4,7 +4,7 @@ Eager code calls the math directly, with a surrogate gradient for spikes and a s
 gradient for the supermask. Under `torch.export` the modules call the `primec::` ops instead, so
 an exported step keeps every neuron, mask and readout as one node whose arguments are its
 parameters; those ops run the same math. Every equation is the one of the IR op of the same name
-(`primec/ops.py`), in the same order of floating-point operations.
+(`primec/core/ops.py`), in the same order of floating-point operations.
 """
 
 from __future__ import annotations

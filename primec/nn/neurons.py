@@ -2,7 +2,7 @@
 
 Every stateful module follows one protocol, `forward(x, *state) -> (out, new_state)`, with the
 state a tuple of tensors that starts at zero (`zero_state`). The parameters use the IR's words
-(`primec/ops.py`): `keep` is the fraction of the membrane kept per timestep, `slope` the
+(`primec/core/ops.py`): `keep` is the fraction of the membrane kept per timestep, `slope` the
 LeakyReLU slope applied to the membrane (1.0: none).
 """
 

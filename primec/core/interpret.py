@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from primec.core.ir import Graph, Node
 from primec.errors import PrimecError
-from primec.ir import Graph, Node
 
 Array = np.ndarray
 Impl = Callable[[list[Array], dict[str, Any]], tuple[Array, ...]]

@@ -11,9 +11,16 @@ import numpy as np
 
 from primec.backends.program import Program
 from primec.backends.simulator import Simulator
-from primec.earlyexit import PRIME_RULE, Calibration, ExitTable, apply_table, calibrate, predictions
 from primec.errors import PrimecError
-from primec.simdata import SimData
+from primec.hardware.earlyexit import (
+    PRIME_RULE,
+    Calibration,
+    ExitTable,
+    apply_table,
+    calibrate,
+    predictions,
+)
+from primec.runtime.simdata import SimData
 
 
 def calibrate_program(
@@ -59,7 +66,7 @@ def plot_curve(
     title: str = "",
 ) -> None:
     """Accuracy vs average timesteps over the threshold sweep, the chosen point marked."""
-    from primec.plots import pyplot, save_figure
+    from primec.apps.plots import pyplot, save_figure
 
     plt = pyplot()
     steps = [p.avg_timesteps for p in result.curve]

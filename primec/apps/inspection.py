@@ -11,8 +11,8 @@ def describe(path: Path) -> str:
     """The text `primec inspect` prints for one file."""
     suffix = path.suffix
     if suffix == ".pir":
+        from primec.core.text import print_graph
         from primec.pipeline import read_ir
-        from primec.text import print_graph
 
         return print_graph(read_ir(path))
     if suffix in (".pbc", ".pmac"):
@@ -28,7 +28,7 @@ def describe(path: Path) -> str:
 
 def _artefact(path: Path) -> str:
     from primec.backends import macrofile
-    from primec.simulation import load_artefact
+    from primec.runtime.simulation import load_artefact
 
     program = load_artefact(path)
     if path.suffix == ".pmac":

@@ -15,9 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from primec.errors import PrimecError
-from primec.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
-from primec.ir import (
+from primec.core.ir import (
     DTYPES,
     Graph,
     Loc,
@@ -29,7 +27,9 @@ from primec.ir import (
     content_digest,
     numpy_dtype,
 )
-from primec.ops import OPS, REQUIRED
+from primec.core.ops import OPS, REQUIRED
+from primec.errors import PrimecError
+from primec.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
 
 # ---------------------------------------------------------------------------------------------
 # printer

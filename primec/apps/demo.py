@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from primec.apps.plots import accuracy_vs_noise, energy_breakdown, exit_histogram, occupancy
 from primec.artefacts import write_artefact
 from primec.backends.lower import lower
 from primec.backends.macrofile import (
@@ -30,19 +31,18 @@ from primec.backends.macrofile import (
 )
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator
-from primec.calibration import calibrate_program, plot_curve
+from primec.core.passmanager import PassOptions
 from primec.datasets import load_split
-from primec.earlyexit import PRIME_RULE, ExitTable, apply_table, predictions
-from primec.energy import energy_report
 from primec.fileio import atomic_write_text
-from primec.mapreport import mapping_report
-from primec.passmanager import PassOptions
+from primec.hardware.earlyexit import PRIME_RULE, ExitTable, apply_table, predictions
+from primec.hardware.energy import energy_report
+from primec.hardware.mapreport import mapping_report
+from primec.hardware.target import DEFAULT_TARGET, resolve_target
 from primec.pipeline import compile_model
-from primec.plots import accuracy_vs_noise, energy_breakdown, exit_histogram, occupancy
-from primec.simdata import SimData
-from primec.target import DEFAULT_TARGET, resolve_target
+from primec.runtime.calibration import calibrate_program, plot_curve
+from primec.runtime.simdata import SimData
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 NOISY = Noise(program=0.02, read=0.02, adc=8, seed=0)  # the demo's "realistic chip" setting
 NOISE_LEVELS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)  # read noise: relative std per cell and read
 BUDGET_POINTS = 0.5
@@ -197,13 +197,13 @@ def run_model(
 
 
 def _oracle(readouts: np.ndarray) -> float:
-    from primec.earlyexit import oracle_steps
+    from primec.hardware.earlyexit import oracle_steps
 
     return float(oracle_steps(readouts).mean())
 
 
 def _test_curve(cal, readouts: np.ndarray, labels: np.ndarray) -> list:
-    from primec.earlyexit import evaluate
+    from primec.hardware.earlyexit import evaluate
 
     return [
         evaluate(replace(cal.table, threshold=p.threshold), readouts, labels) for p in cal.curve

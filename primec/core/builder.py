@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from primec.ir import Graph, Loc, Node, State, TensorType, Value, Weight, sorted_attrs
-from primec.ops import OPS, canonical_attrs
+from primec.core.ir import Graph, Loc, Node, State, TensorType, Value, Weight, sorted_attrs
+from primec.core.ops import OPS, canonical_attrs
 
 
 class GraphBuilder:

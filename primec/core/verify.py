@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from primec.core.ir import Graph, Node, TensorType
+from primec.core.ops import OPS, REQUIRED, OpDef, ShapeError, attr_type_ok
+from primec.core.text import graph_lines, node_line
 from primec.errors import PrimecError
-from primec.ir import Graph, Node, TensorType
-from primec.ops import OPS, REQUIRED, OpDef, ShapeError, attr_type_ok
-from primec.text import graph_lines, node_line
 
 
 class VerifyError(PrimecError):

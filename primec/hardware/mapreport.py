@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from primec.ir import Graph, Node
-from primec.rewrite import layer_name
-from primec.target import Target
+from primec.core.ir import Graph, Node
+from primec.core.rewrite import layer_name
+from primec.hardware.target import Target
 
 
 def layer_row(node: Node) -> dict[str, Any]:

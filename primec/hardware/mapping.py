@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from primec.core.ir import Node
 from primec.errors import PrimecError
-from primec.ir import Node
-from primec.target import Target
+from primec.hardware.target import Target
 
 AS_FORMED, PROGRAMMED = 0, 1  # placement groups: as-formed tiles are placed first
 

@@ -227,7 +227,7 @@ def resolve_target(
         )
     if device_map is None:
         return target
-    from primec.devicemap import load
+    from primec.hardware.devicemap import load
 
     return dataclasses.replace(target, device_map=load(device_map, target))
 

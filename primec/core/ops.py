@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from primec.ir import TensorType, Weight
+from primec.core.ir import TensorType, Weight
 
 REQUIRED = object()
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from primec.errors import PrimecError
 from primec.fileio import write_npz
-from primec.mapping import (
+from primec.hardware.mapping import (
     AS_FORMED,
     Layout,
     Slot,
@@ -32,7 +32,7 @@ from primec.mapping import (
     pack,
     tile_ranges,
 )
-from primec.target import Target, load_target
+from primec.hardware.target import Target, load_target
 
 FORMAT = "primec-devicemap"
 VERSION = 1

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from primec.core.ir import Graph
+from primec.core.text import print_graph, save_graph
+from primec.core.verify import VerifyError, verify
 from primec.errors import PrimecError
-from primec.ir import Graph
-from primec.text import print_graph, save_graph
-from primec.verify import VerifyError, verify
 
 PassFn = Callable[[Graph, Any], Graph]
 

@@ -12,10 +12,10 @@ import numpy as np
 from primec.backends import bytecode
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, SimResult, Simulator
-from primec.energy import energy_report
 from primec.errors import PrimecError
 from primec.fileio import write_npz
-from primec.simdata import SimData
+from primec.hardware.energy import energy_report
+from primec.runtime.simdata import SimData
 
 ARTEFACT_KINDS = {bytecode.MAGIC: "bytecode"}
 

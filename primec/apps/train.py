@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from primec.devicemap import DeviceMap, bind_device_map
-from primec.devicemap import load as load_device_map
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_bytes
-from primec.mapping import ArraysFull
+from primec.hardware.devicemap import DeviceMap, bind_device_map
+from primec.hardware.devicemap import load as load_device_map
+from primec.hardware.mapping import ArraysFull
+from primec.hardware.target import DEFAULT_TARGET, Target, load_target
 from primec.nn import ARCHS, SNN
-from primec.target import DEFAULT_TARGET, Target, load_target
 
 Split = tuple[np.ndarray, np.ndarray]  # x float32 [N, T, ...], y int64 [N]
 LOSSES = ("all_steps", "final")

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from primec.core.ir import Graph, Loc, Node, Value, Weight, sorted_attrs
+from primec.core.ops import OPS, canonical_attrs
 from primec.errors import PrimecError
-from primec.ir import Graph, Loc, Node, Value, Weight, sorted_attrs
-from primec.ops import OPS, canonical_attrs
 
 
 class Namer:

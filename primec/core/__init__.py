@@ -1,0 +1,1 @@
+"""The IR core: the IR, its op table, verifier, text form, builder, interpreter, rewrites and pass manager."""

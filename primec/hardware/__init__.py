@@ -1,0 +1,1 @@
+"""The hardware model: targets, device maps, pair and tile geometry, placement, energy, the exit controller."""
