@@ -59,6 +59,16 @@ class Program:
         """The per-sample shape of the (single) step input."""
         return self.buffers[self.inputs[0]]
 
+    def as_text(self) -> str:
+        """The instruction IR as text (`--print-after lower`): a header, then the disassembly."""
+        table = "none" if self.exit_table is None else self.exit_table.to_dict()
+        head = (
+            f"program {self.name}: target {self.meta['target']}, T={self.timesteps}, "
+            f"{len(self.buffers)} buffers, {len(self.states)} states, {len(self.arrays)} arrays, "
+            f"exit table {table}"
+        )
+        return head + "\n" + self.disassembly()
+
     def disassembly(self) -> str:
         """Every instruction with its debug location, one per line."""
         width = max((len(disassemble(i)) for i in self.instrs), default=0)

@@ -58,18 +58,15 @@ def contenders(x: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
     """Each implementation as a call that runs the batch and returns its predictions."""
     sys.path.insert(0, str(ROOT / "tests"))
     import prime_reference
-    from primec.backends.lower import lower
     from primec.backends.simulator import Noise, Simulator
 
-    from primec.core.passmanager import PassOptions
     from primec.hardware.target import DEFAULT_TARGET, load_target
-    from primec.pipeline import compile_model
+    from primec.pipeline import BackendOptions, compile_model
 
     target = load_target(DEFAULT_TARGET)
-    graph = compile_model(
-        MODEL, arch="prime-nmnist", options=PassOptions(), target=target, log=lambda _: None
-    ).graph
-    program = lower(graph, target)
+    program = compile_model(
+        MODEL, arch="prime-nmnist", target=target, log=lambda _: None, backend=BackendOptions()
+    ).program
     weights = prime_reference.effective_weights(prime_reference.load_released(MODEL))
     events = torch.from_numpy(x)
     ideal, noisy = Simulator(program), Simulator(program, Noise.parse(NOISE, seed=0))

@@ -24,6 +24,7 @@ from __future__ import annotations
 from primec.core.ir import Graph, Node
 from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
+from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.target import Target
 
 PASS_THROUGH = ("im2col", "flatten", "reshape", "max_pool2d")
@@ -33,7 +34,7 @@ SPIKE_ENCODINGS = ("spikes", "binary")
 Levels = tuple[float, int]  # (quantum, top level): values are k * quantum, k in 0..top
 
 
-def run(graph: Graph, target: Target) -> Graph:
+def run(graph: Graph, target: Target, choices: Choices = NO_CHOICES) -> Graph:
     """Set drive, planes and input_quantum on every crossbar."""
     tracer = _Tracer(graph, target)
     nodes = tuple(tracer.drive(n) if n.op == "crossbar" else n for n in graph.nodes)

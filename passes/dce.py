@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from primec.core.ir import Graph
+from primec.hardware.choices import NO_CHOICES, Choices
 
 
-def run(graph: Graph, target: Any = None) -> Graph:
+def run(graph: Graph, target: Any = None, choices: Choices = NO_CHOICES) -> Graph:
     """Remove nodes none of whose results are used."""
     live = {v.name for v in graph.outputs}
     kept = []

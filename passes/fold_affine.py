@@ -19,12 +19,13 @@ import numpy as np
 
 from primec.core.ir import Graph, Node, Value
 from primec.core.rewrite import Namer, constant, weight_node
+from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.target import Target
 
 _Pending = tuple[Value, np.ndarray, np.ndarray]  # affine input, scale, shift
 
 
-def run(graph: Graph, target: Target | None = None) -> Graph:
+def run(graph: Graph, target: Target | None = None, choices: Choices = NO_CHOICES) -> Graph:
     """Turn BatchNorm and biases into affines and merge chains of them."""
     producers = graph.producers()
     users = graph.users()

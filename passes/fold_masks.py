@@ -17,10 +17,11 @@ import numpy as np
 from primec.core.interpret import supermask_keep
 from primec.core.ir import Graph, Node, Weight, sorted_attrs
 from primec.core.rewrite import constant
+from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.target import Target
 
 
-def run(graph: Graph, target: Target | None = None) -> Graph:
+def run(graph: Graph, target: Target | None = None, choices: Choices = NO_CHOICES) -> Graph:
     """Replace every supermask by a masked_weight."""
     producers = graph.producers()
     nodes = tuple(_fold(n, producers) if n.op == "supermask" else n for n in graph.nodes)

@@ -22,13 +22,14 @@ from __future__ import annotations
 from primec.core.ir import Graph, Node, Value, Weight, sorted_attrs
 from primec.core.rewrite import Namer, constant, result
 from primec.errors import PrimecError
+from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.mapping import layer_matrix
 from primec.hardware.target import Target
 
 LAYERS = ("conv2d", "conv_transpose2d", "linear")
 
 
-def run(graph: Graph, target: Target | None = None) -> Graph:
+def run(graph: Graph, target: Target | None = None, choices: Choices = NO_CHOICES) -> Graph:
     """Lower every conv, transposed conv and linear layer to a crossbar."""
     producers, users = graph.producers(), graph.users()
     sources = {id(n): _source(n, producers, users) for n in graph.nodes if n.op in LAYERS}

@@ -24,11 +24,12 @@ import numpy as np
 from primec.core.ir import Graph, Node
 from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
+from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.mapping import weight_position
 from primec.hardware.target import Target
 
 
-def run(graph: Graph, target: Target) -> Graph:
+def run(graph: Graph, target: Target, choices: Choices = NO_CHOICES) -> Graph:
     """Give every crossbar its pair encoding and conductance scale."""
     window = target.cells.g_max_us - target.cells.g_off_us
     nodes = tuple(_pairs(n, window) if n.op == "crossbar" else n for n in graph.nodes)

@@ -26,6 +26,7 @@ import numpy as np
 from primec.core.ir import Graph, Node, sorted_attrs
 from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
+from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.devicemap import DeviceMap
 from primec.hardware.mapping import (
     AS_FORMED,
@@ -43,17 +44,17 @@ from primec.hardware.mapping import (
 from primec.hardware.target import Target
 
 
-def run(graph: Graph, target: Target) -> Graph:
+def run(graph: Graph, target: Target, choices: Choices = NO_CHOICES) -> Graph:
     """Assign every tile its macro, array, row and column."""
     layers = _placement_order(graph)
     tiles = [t for i, n in enumerate(layers) for t in layer_tiles(i, _ranges(n), _group(n))]
-    device_map = target.device_map
+    device_map = choices.device_map
     stuck = None if device_map is None else device_map.stuck_tables()
-    limit = target.macro_limit * target.chip.arrays_per_macro
+    limit = choices.macro_limit(target) * target.chip.arrays_per_macro
     try:
         layout = pack(tiles, target, stuck, limit)
     except ArraysFull as full:
-        _out_of_arrays(full, layers, tiles, target, stuck)
+        _out_of_arrays(full, layers, tiles, target, choices, stuck)
     if device_map is not None:
         for i, node in enumerate(layers):
             _check_cells(node, i, layout, device_map, target)
@@ -118,16 +119,19 @@ def _describe(move: Move, layers: list[Node]) -> str:
     )
 
 
-def _out_of_arrays(full: ArraysFull, layers, tiles, target: Target, stuck) -> None:
+def _out_of_arrays(
+    full: ArraysFull, layers, tiles, target: Target, choices: Choices, stuck
+) -> None:
     needed = pack(tiles, target, stuck, limit=len(tiles)).arrays_used
     per_macro = target.chip.arrays_per_macro
     cells = sum(t.rows * t.cols for t in tiles)
     tile = full.tile
     macros = math.ceil(needed / per_macro)
+    limit = choices.macro_limit(target)
     raise PrimecError(
         f"layer {layer_name(layers[tile.layer])} does not fit: its tile {tile.index} "
-        f"({tile.rows} x {tile.cols} cells) finds no free array. Limit: {target.macro_limit} "
-        f"macro(s) ({target.limit_reason()}) = {target.macro_limit * per_macro} array(s) of "
+        f"({tile.rows} x {tile.cols} cells) finds no free array. Limit: {limit} "
+        f"macro(s) ({choices.limit_reason(target)}) = {limit * per_macro} array(s) of "
         f"{target.array.rows} x {target.array.cols} cells; the model needs {macros} macros "
         f"({needed} arrays for {cells:,} cells)",
         hint=f"allow at least {macros} macros",

@@ -24,10 +24,11 @@ import networkx as nx
 from primec.core.ir import Graph, Node, sorted_attrs
 from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
+from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.target import Target
 
 
-def run(graph: Graph, target: Target | None = None) -> Graph:
+def run(graph: Graph, target: Target | None = None, choices: Choices = NO_CHOICES) -> Graph:
     """Order the nodes by generation and give every crossbar its phase and read slots."""
     generations = _generations(graph)
     order = sorted(range(len(graph.nodes)), key=lambda i: (generations[i], i))

@@ -27,11 +27,12 @@ import numpy as np
 from primec.core.ir import Graph, Node, Weight
 from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
+from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.mapping import range_attrs, tile_ranges
 from primec.hardware.target import Target
 
 
-def run(graph: Graph, target: Target) -> Graph:
+def run(graph: Graph, target: Target, choices: Choices = NO_CHOICES) -> Graph:
     """Give every crossbar its tile grid."""
     nodes = tuple(_tile(n, target) if n.op == "crossbar" else n for n in graph.nodes)
     return graph.replace(nodes=nodes)

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from primec import __version__
+from primec.backends import BACKENDS
 from primec.core.passmanager import PassOptions
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_text
@@ -70,7 +71,7 @@ def observability(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--stop-after",
             metavar="PASS",
-            help="Stop after PASS (a stage such as `import`, or a pass).",
+            help="Stop after PASS (a stage such as `import` or `lower`, or a pass).",
         ),
         click.option(
             "--dump-dir",
@@ -107,7 +108,7 @@ MODEL_HELP = "A .pt state_dict (with --arch), .pt2, TorchScript archive, ONNX fi
 @click.option(
     "--trust-pickle", is_flag=True, help="Allow a pickled whole module (runs code from the file!)."
 )
-@click.option("--emit", type=click.Choice(["ir", "bytecode", "macro"]), help="What to write to -o.")
+@click.option("--emit", type=click.Choice(["ir", *BACKENDS]), help="What to write to -o.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output file.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write a JSON report to this file.")
 @click.option(
@@ -209,11 +210,10 @@ def compile(
       primec compile model.pt --emit macro -o m.pmac --calibrate cal.npz --accuracy-budget 0.5
       primec compile model.pt --emit bytecode -o m.pbc --exit-threshold 0.8 --exit-temperature 2
     """
-    from primec.artefacts import ExitOptions, build_program, write_artefact
     from primec.core.text import save_graph
+    from primec.hardware.choices import resolve_target
     from primec.hardware.mapreport import mapping_report, mapping_table
-    from primec.hardware.target import resolve_target
-    from primec.pipeline import compile_model
+    from primec.pipeline import BackendOptions, ExitOptions, compile_model
 
     if emit and not output:
         raise PrimecError(f"--emit {emit} needs -o FILE")
@@ -228,20 +228,14 @@ def compile(
         plot,
     )
     exits.base_table()  # bad early-exit options fail before any work
-    target = resolve_target(target_spec, device_map, max_macros, input_bits)
-    options = pass_options(kwargs)
-    result = compile_model(Path(model), arch, trust_pickle, options, target, log=click.echo)
+    target, choices = resolve_target(target_spec, device_map, max_macros, input_bits)
+    emits = tuple(e for e in (emit,) if e in BACKENDS)
+    backend = BackendOptions(emits, exits) if emits or calibrate else None
+    result = compile_model(
+        Path(model), arch, trust_pickle, pass_options(kwargs), target, click.echo, choices, backend
+    )
     mapping = mapping_report(result.graph, target)
-    extra: dict[str, Any] = {}
-    if emit in ("bytecode", "macro") or calibrate:
-        program, calibration = build_program(result.graph, target, exits)
-        extra["early_exit"] = program.exit_table.to_dict() if program.exit_table else None
-        if calibration:
-            extra["calibration"] = calibration
-            click.echo(calibration_summary(calibration))
-        if emit in ("bytecode", "macro"):
-            write_artefact(program, emit, output)
-            click.echo(f"wrote {output} ({emit})")
+    extra = _backend_outputs(result, exits, emit, output)
     if emit == "ir":
         save_graph(result.graph, output)
         click.echo(f"wrote {output} (weights in {Path(output).with_suffix('.npz')})")
@@ -253,6 +247,33 @@ def compile(
     if mapping:
         click.echo(mapping_table(mapping))
     write_report(report, compile_report(result) | mapping | extra)
+
+
+def _backend_outputs(
+    result: Any, exits: Any, emit: str | None, output: str | None
+) -> dict[str, Any]:
+    """Report, plot and write what the backend stages made; their part of the JSON report."""
+    from primec.fileio import atomic_write_bytes
+    from primec.runtime.calibration import calibration_report
+
+    program = result.program
+    if program is None:
+        return {}
+    extra: dict[str, Any] = {
+        "early_exit": program.exit_table.to_dict() if program.exit_table else None
+    }
+    if result.calibration is not None:
+        extra["calibration"] = calibration_report(result.calibration)
+        click.echo(calibration_summary(extra["calibration"]))
+        if exits.plot:
+            from primec.apps.plots import plot_curve
+
+            title = f"{program.name}: early exit on {Path(exits.calibrate).name}"
+            plot_curve(result.calibration, exits.plot, title=title)
+    if emit in result.artefacts:
+        atomic_write_bytes(output, result.artefacts[emit])
+        click.echo(f"wrote {output} ({emit})")
+    return extra
 
 
 def calibration_summary(calibration: dict[str, Any]) -> str:
@@ -341,12 +362,13 @@ def simulate(
       primec simulate model.pbc --input test.npz --report sim.json
       primec simulate model.pmac --input test.npz --noise read=0.02,adc=8 --seed 1
     """
+    from primec.backends import read_artefact
     from primec.backends.simulator import Noise
     from primec.runtime.simdata import load_inputs
-    from primec.runtime.simulation import classes_of, load_artefact, write_outputs
+    from primec.runtime.simulation import classes_of, write_outputs
     from primec.runtime.simulation import simulate as run_simulation
 
-    program = load_artefact(artefact)
+    program = read_artefact(artefact)
     data = load_inputs(input_path, program.input_shape, program.timesteps, classes_of(program))
     settings = Noise.parse(noise, seed)
     _check_device(device)
@@ -434,9 +456,9 @@ def check(model: str, arch: str | None, trust_pickle: bool) -> None:
     from primec.pipeline import frontend
 
     if Path(model).suffix in (".pbc", ".pmac"):
-        from primec.runtime.simulation import load_artefact
+        from primec.backends import read_artefact
 
-        program = load_artefact(model)  # reading validates structure, checksums, cross-references
+        program = read_artefact(model)  # reading validates structure, checksums, cross-references
         click.echo(
             f"ok: {Path(model).suffix[1:]} artefact {program.name} for {program.meta['target']}: {len(program.instrs)} instructions, {len(program.arrays)} arrays"
         )

@@ -1,23 +1,32 @@
 """The pipeline, read top to bottom: the frontend stages, the passes in order, the backend.
 
-Nothing else decides the order in which primec's stages run.
+Nothing else decides the order in which primec's stages run. `compile_model` is the one way
+from a model file to placed IR, instruction IR or artefact bytes: the CLI, the demo, the
+benches and the tests all call it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from primec.backends import BACKENDS, Encoded
+from primec.backends.lower import lower
+from primec.backends.program import Program
 from primec.core.ir import Graph
 from primec.core.passmanager import PassManager, PassOptions, PassRecord
 from primec.core.text import read_graph_file
 from primec.core.verify import verify
 from primec.errors import PrimecError
+from primec.hardware.choices import NO_CHOICES, Choices
+from primec.hardware.earlyexit import PRIME_RULE, Calibration, ExitTable
 from primec.hardware.target import DEFAULT_TARGET, Target, load_target
 from primec.passes import PASSES
+from primec.runtime.calibration import calibrate_program
+from primec.runtime.simdata import SimData, load_inputs
 
 FRONTEND_STAGES = (
     "load",  # read the model file (state_dict + arch, .pt2, TorchScript, ONNX, trusted pickle)
@@ -37,10 +46,58 @@ PASS_PIPELINE = (
     "schedule",  # reads, partial sums and neuron updates of one timestep
 )
 
+BACKEND_STAGES = (
+    "lower",  # placed IR -> instruction IR (a Program: reads, adds, neuron updates, exit table)
+    "exit-table",  # the early-exit control table: set by hand, or calibrated on data
+    "encode",  # instruction IR -> the bytes of each --emit backend (.pbc, .pmac)
+)
+
+
+@dataclass(frozen=True)
+class ExitOptions:
+    """The early-exit options of `primec compile` (the demo calibrates from data in memory)."""
+
+    rule: str | None = None
+    threshold: float | None = None
+    temperature: float = 1.0
+    min_steps: int = 1
+    max_steps: int = 0
+    calibrate: str | Path | SimData | None = None
+    budget_points: float = 0.5
+    plot: str | None = None
+
+    def base_table(self) -> ExitTable | None:
+        """The table set by hand, or the one calibration starts from (threshold swept)."""
+        if self.plot and self.calibrate is None:
+            raise PrimecError("--plot draws the calibration curve: it needs --calibrate data.npz")
+        if self.calibrate is not None and self.threshold is not None:
+            raise PrimecError(
+                "--exit-threshold and --calibrate both set the threshold", hint="give one of them"
+            )
+        if self.threshold is None and self.calibrate is None:
+            if self.rule is not None:
+                raise PrimecError(
+                    f"--exit-rule {self.rule} needs --exit-threshold X or --calibrate data.npz"
+                )
+            return None
+        threshold = self.threshold if self.threshold is not None else PRIME_RULE.threshold
+        table = ExitTable(
+            self.rule or "max-softmax", threshold, self.temperature, self.min_steps, self.max_steps
+        )
+        return table if self.calibrate is not None else table.check()
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """What the backend stages make: the artefacts to encode and the exit table to set."""
+
+    emit: tuple[str, ...] = ()
+    exits: ExitOptions = ExitOptions()
+
 
 @dataclass
 class CompileResult:
-    """The graph after the last stage that ran, and what ran."""
+    """The values after the last stage that ran, and what ran."""
 
     graph: Graph
     input_kind: str
@@ -48,7 +105,9 @@ class CompileResult:
     records: list[PassRecord] = field(default_factory=list)
     stopped_after: str | None = None
     seconds: float = 0.0
-    extras: dict[str, Any] = field(default_factory=dict)
+    program: Program | None = None
+    artefacts: dict[str, bytes] = field(default_factory=dict)
+    calibration: Calibration | None = None
 
 
 def read_ir(path: Path) -> Graph:
@@ -63,18 +122,59 @@ def frontend(
     """Run the frontend stages on a model file; return the imported graph and the input kind."""
     if path.suffix == ".pir":
         return read_ir(path), "primec IR text (.pir)"
-    try:
-        from primec import frontend as fe
-    except ImportError as exc:  # pragma: no cover - only before the frontend exists
-        raise PrimecError(
-            "loading PyTorch and ONNX models is not built yet (the frontend issue)",
-            where=str(path),
-            hint="give a .pir IR file instead",
-        ) from exc
+    from primec import frontend as fe
+
     source = fe.load(path, arch=arch, trust_pickle=trust_pickle)
     log(f"recognised {source.kind}")
     model = fe.export(source)
     return fe.import_onnx(model, source=str(path)), source.kind
+
+
+@dataclass
+class BackendRun:
+    """What the backend stages leave beside the value they pass on (read by `compile_model`)."""
+
+    graph: Graph | None = None
+    program: Program | None = None
+    artefacts: dict[str, bytes] = field(default_factory=dict)
+    calibration: Calibration | None = None
+
+
+def backend_stages(backend: BackendOptions, run: BackendRun) -> dict[str, Callable[..., Any]]:
+    """The backend stages as the pass manager runs them, bound to this compile's options."""
+
+    def lower_stage(graph: Graph, target: Target, choices: Choices) -> Program:
+        run.graph = graph
+        run.program = lower(graph, target)
+        return run.program
+
+    def exit_stage(program: Program, target: Target, choices: Choices) -> Program:
+        run.program, run.calibration = set_exit_table(program, backend.exits)
+        return run.program
+
+    def encode_stage(program: Program, target: Target, choices: Choices) -> Encoded:
+        run.artefacts = {name: BACKENDS[name].encode(program) for name in backend.emit}
+        return Encoded(run.artefacts)
+
+    return {"lower": lower_stage, "exit-table": exit_stage, "encode": encode_stage}
+
+
+def set_exit_table(program: Program, exits: ExitOptions) -> tuple[Program, Calibration | None]:
+    """The program with the exit table set by hand or calibrated; what calibration measured."""
+    base = exits.base_table()
+    if base is None:
+        return program, None
+    if exits.calibrate is None:
+        return replace(program, exit_table=base.check(_classes(program)).check()), None
+    data = exits.calibrate
+    if not isinstance(data, SimData):
+        data = load_inputs(data, program.input_shape, program.timesteps, _classes(program))
+    return calibrate_program(program, data, base, exits.budget_points)
+
+
+def _classes(program: Program) -> int:
+    shape = program.buffers[program.readout]
+    return int(shape[0]) if len(shape) == 1 else 0
 
 
 def compile_model(
@@ -84,25 +184,38 @@ def compile_model(
     options: PassOptions | None = None,
     target: Target | None = None,
     log: Callable[[str], None] = print,
+    choices: Choices = NO_CHOICES,
+    backend: BackendOptions | None = None,
 ) -> CompileResult:
-    """Frontend, then every pass of `PASS_PIPELINE` (up to `options.stop_after`).
+    """Frontend, every pass of `PASS_PIPELINE`, then the backend stages when `backend` is
+    given (or a flag names one of them), up to `options.stop_after`.
 
-    `target` defaults to `DEFAULT_TARGET`; the mapping passes read it (and its device map).
+    `target` defaults to `DEFAULT_TARGET`; `choices` (device map, macro limit) travel beside it.
     """
     options = options or PassOptions()
+    named = {*options.print_after, options.stop_after} & set(BACKEND_STAGES)
+    wanted = backend is not None or bool(named)
+    backend = backend or BackendOptions()
     target = load_target(DEFAULT_TARGET) if target is None else target
     started = time.perf_counter()
-    manager = PassManager(PASSES, options, log)
-    manager.check_names(PASS_PIPELINE, FRONTEND_STAGES)
+    done = BackendRun()
+    stages = dict(PASSES) | backend_stages(backend, done)
+    manager = PassManager(stages, options, log, user_facing=BACKEND_STAGES)
+    manager.check_names(PASS_PIPELINE + BACKEND_STAGES, FRONTEND_STAGES)
     graph, kind = frontend(path, arch, trust_pickle, log)
     manager.stage_done("import", graph)
     result = CompileResult(graph, kind, list(FRONTEND_STAGES))
-    if options.stop_after in FRONTEND_STAGES:
+    if options.stop_after not in FRONTEND_STAGES:
+        names = PASS_PIPELINE + (BACKEND_STAGES if wanted else ())
+        run = manager.run(graph, names, target, choices, before=FRONTEND_STAGES)
+        if isinstance(run.value, Graph):
+            result.graph = run.value
+        result.graph = done.graph or result.graph
+        result.program, result.artefacts = done.program, done.artefacts
+        result.calibration = done.calibration
+        result.records, result.stopped_after = run.records, run.stopped_after
+        result.stages += [r.name for r in run.records]
+    else:
         result.stopped_after = "import"
-        result.seconds = time.perf_counter() - started
-        return result
-    run = manager.run(graph, PASS_PIPELINE, target, before=FRONTEND_STAGES)
-    result.graph, result.records, result.stopped_after = run.graph, run.records, run.stopped_after
-    result.stages += [r.name for r in run.records]
     result.seconds = time.perf_counter() - started
     return result

@@ -14,13 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from primec.backends import bytecode
 from primec.backends.isa import INSTRUCTIONS, decode_program, encode_program
-from primec.backends.lower import lower
 
 from primec.cli import main
-from primec.core.passmanager import PassOptions
 from primec.errors import PrimecError
 from primec.hardware.target import DEFAULT_TARGET, load_target
-from primec.pipeline import compile_model
+from primec.pipeline import BackendOptions, compile_model
 
 GOLDEN = Path(__file__).parent / "golden" / "ir"
 
@@ -54,10 +52,9 @@ def test_every_opcode_is_covered_and_unique() -> None:
 @pytest.fixture(scope="module")
 def program():
     target = load_target(DEFAULT_TARGET)
-    graph = compile_model(
-        GOLDEN / "small_conv_snn.pir", options=PassOptions(), target=target, log=lambda _: None
-    ).graph
-    return lower(graph, target)
+    return compile_model(
+        GOLDEN / "small_conv_snn.pir", target=target, log=lambda _: None, backend=BackendOptions()
+    ).program
 
 
 def test_file_round_trip_is_byte_identical(program) -> None:
@@ -69,10 +66,13 @@ def test_file_round_trip_is_byte_identical(program) -> None:
 
 def test_same_input_same_bytes(program) -> None:
     target = load_target(DEFAULT_TARGET)
-    graph = compile_model(
-        GOLDEN / "small_conv_snn.pir", options=PassOptions(), target=target, log=lambda _: None
-    ).graph
-    assert bytecode.encode(lower(graph, target)) == bytecode.encode(program)
+    again = compile_model(
+        GOLDEN / "small_conv_snn.pir",
+        target=target,
+        log=lambda _: None,
+        backend=BackendOptions(("bytecode",)),
+    )
+    assert again.artefacts["bytecode"] == bytecode.encode(program)
 
 
 def corrupt(data: bytes, how: str) -> bytes:

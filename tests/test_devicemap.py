@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from primec.cli import main
 from primec.errors import PrimecError
+from primec.hardware.choices import resolve_target
 from primec.hardware.devicemap import (
     HEALTHY,
     STUCK_HIGH,
@@ -24,7 +25,7 @@ from primec.hardware.devicemap import (
     supermask_layers,
     synth,
 )
-from primec.hardware.target import load_target, resolve_target
+from primec.hardware.target import load_target
 from primec.nn import prime_nmnist
 
 TARGET = load_target("prime-40nm-256k")
@@ -157,7 +158,8 @@ def test_placement_moves_tiles_off_stuck_cells(chip: DeviceMap) -> None:
 
 def test_max_macros_and_device_map_limit_the_target(chip: DeviceMap, tmp_path: Path) -> None:
     save(chip, tmp_path / "chip.npz")
-    target = resolve_target("prime-40nm-256k", tmp_path / "chip.npz", max_macros=3)
-    assert (target.macro_limit, target.limit_reason()) == (1, "the device map's 1 macro(s)")
-    target = resolve_target("prime-40nm-256k", None, max_macros=3)
-    assert (target.macro_limit, target.limit_reason()) == (3, "--max-macros 3")
+    target, choices = resolve_target("prime-40nm-256k", tmp_path / "chip.npz", max_macros=3)
+    limit = (choices.macro_limit(target), choices.limit_reason(target))
+    assert limit == (1, "the device map's 1 macro(s)")
+    target, choices = resolve_target("prime-40nm-256k", None, max_macros=3)
+    assert (choices.macro_limit(target), choices.limit_reason(target)) == (3, "--max-macros 3")

@@ -8,7 +8,6 @@ review the diff before committing it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from primec.core.ir import Graph
 from primec.core.text import print_graph, read_graph_file, save_graph
 from primec.core.verify import verify
 from primec.errors import PrimecError
+from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.target import Target, load_target
 from primec.pipeline import PASS_PIPELINE
 
@@ -90,37 +90,43 @@ def oversized_layer() -> Graph:
     return net.b.build()
 
 
-ONE_MACRO = dataclasses.replace(TARGET, max_macros=1)
+ONE_MACRO = Choices(max_macros=1)
 
-# (pass, case) -> (input graph builder, target)
-CASES: dict[tuple[str, str], tuple[Callable[[], Graph], Target]] = {
-    ("fold-masks", "tiny_conv"): (lambda: before("fold-masks", tiny_conv()), TARGET),
-    ("fold-masks", "weight_from_input"): (weight_from_input, TARGET),
-    ("fold-affine", "tiny_mlp"): (lambda: before("fold-affine", tiny_mlp()), TARGET),
-    ("fold-affine", "batch_norm_of_input"): (batch_norm_of_input, TARGET),
-    ("lower-crossbar", "tiny_conv"): (lambda: before("lower-crossbar", tiny_conv()), TARGET),
-    ("lower-crossbar", "tiny_deconv"): (lambda: before("lower-crossbar", tiny_deconv()), TARGET),
-    ("lower-crossbar", "cropping_deconv"): (cropping_deconv, TARGET),
-    ("choose-drive", "tiny_conv"): (lambda: before("choose-drive", tiny_conv()), TARGET),
-    ("choose-drive", "tiny_mlp"): (lambda: before("choose-drive", tiny_mlp()), TARGET),
-    ("choose-drive", "conv_of_conv"): (lambda: before("choose-drive", conv_of_conv()), TARGET),
-    ("map-pairs", "tiny_mlp"): (lambda: before("map-pairs", tiny_mlp()), TARGET),
-    ("map-pairs", "oversized_weight"): (lambda: before("map-pairs", oversized_weight()), TARGET),
-    ("tile", "tiny_conv"): (lambda: before("tile", tiny_conv()), TARGET),
-    ("tile", "tiny_mlp"): (lambda: before("tile", tiny_mlp()), TARGET),
-    ("tile", "oversized_layer"): (lambda: before("tile", oversized_layer()), TARGET),
-    ("place", "tiny_conv"): (lambda: before("place", tiny_conv()), TARGET),
-    ("place", "tiny_mlp"): (lambda: before("place", tiny_mlp()), TARGET),
+# (pass, case) -> (input graph builder, the compile's choices beside the target)
+CASES: dict[tuple[str, str], tuple[Callable[[], Graph], Choices]] = {
+    ("fold-masks", "tiny_conv"): (lambda: before("fold-masks", tiny_conv()), NO_CHOICES),
+    ("fold-masks", "weight_from_input"): (weight_from_input, NO_CHOICES),
+    ("fold-affine", "tiny_mlp"): (lambda: before("fold-affine", tiny_mlp()), NO_CHOICES),
+    ("fold-affine", "batch_norm_of_input"): (batch_norm_of_input, NO_CHOICES),
+    ("lower-crossbar", "tiny_conv"): (lambda: before("lower-crossbar", tiny_conv()), NO_CHOICES),
+    ("lower-crossbar", "tiny_deconv"): (
+        lambda: before("lower-crossbar", tiny_deconv()),
+        NO_CHOICES,
+    ),
+    ("lower-crossbar", "cropping_deconv"): (cropping_deconv, NO_CHOICES),
+    ("choose-drive", "tiny_conv"): (lambda: before("choose-drive", tiny_conv()), NO_CHOICES),
+    ("choose-drive", "tiny_mlp"): (lambda: before("choose-drive", tiny_mlp()), NO_CHOICES),
+    ("choose-drive", "conv_of_conv"): (lambda: before("choose-drive", conv_of_conv()), NO_CHOICES),
+    ("map-pairs", "tiny_mlp"): (lambda: before("map-pairs", tiny_mlp()), NO_CHOICES),
+    ("map-pairs", "oversized_weight"): (
+        lambda: before("map-pairs", oversized_weight()),
+        NO_CHOICES,
+    ),
+    ("tile", "tiny_conv"): (lambda: before("tile", tiny_conv()), NO_CHOICES),
+    ("tile", "tiny_mlp"): (lambda: before("tile", tiny_mlp()), NO_CHOICES),
+    ("tile", "oversized_layer"): (lambda: before("tile", oversized_layer()), NO_CHOICES),
+    ("place", "tiny_conv"): (lambda: before("place", tiny_conv()), NO_CHOICES),
+    ("place", "tiny_mlp"): (lambda: before("place", tiny_mlp()), NO_CHOICES),
     ("place", "one_macro"): (lambda: before("place", tiny_conv()), ONE_MACRO),
-    ("schedule", "tiny_conv"): (lambda: before("schedule", tiny_conv()), TARGET),
-    ("schedule", "not_placed"): (lambda: before("place", tiny_conv()), TARGET),
+    ("schedule", "tiny_conv"): (lambda: before("schedule", tiny_conv()), NO_CHOICES),
+    ("schedule", "not_placed"): (lambda: before("place", tiny_conv()), NO_CHOICES),
 }
 
 
-def run_case(pass_name: str, graph: Graph, target: Target) -> str:
+def run_case(pass_name: str, graph: Graph, choices: Choices) -> str:
     """The pass's printed result, or its error message."""
     try:
-        return print_graph(verify(PASSES[pass_name](verify(graph), target)))
+        return print_graph(verify(PASSES[pass_name](verify(graph), TARGET, choices)))
     except PrimecError as exc:
         return f"error: {exc}\n"
 
@@ -129,11 +135,11 @@ def run_case(pass_name: str, graph: Graph, target: Target) -> str:
 def test_golden(pass_name: str, case: str, update_golden: bool) -> None:
     folder = GOLDEN / pass_name
     source = folder / f"{case}.in.pir"
-    build, target = CASES[(pass_name, case)]
+    build, choices = CASES[(pass_name, case)]
     if update_golden:
         save_graph(build(), source)
     graph, _, _ = read_graph_file(source)
-    got = run_case(pass_name, graph, target)
+    got = run_case(pass_name, graph, choices)
     expected = folder / f"{case}.{'err.txt' if got.startswith('error:') else 'out.pir'}"
     if update_golden:
         expected.write_text(got, encoding="utf-8")

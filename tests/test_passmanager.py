@@ -19,16 +19,16 @@ def small() -> Graph:
     return read_ir(GOLDEN / "small_conv_snn.pir")
 
 
-def identity(graph: Graph, target: object = None) -> Graph:
+def identity(graph: Graph, target: object = None, choices: object = None) -> Graph:
     return graph
 
 
-def duplicate_last_node(graph: Graph, target: object = None) -> Graph:
+def duplicate_last_node(graph: Graph, target: object = None, choices: object = None) -> Graph:
     """A broken pass: defines the last node's results a second time."""
     return graph.replace(nodes=graph.nodes + (graph.nodes[-1],))
 
 
-def explode(graph: Graph, target: object = None) -> Graph:
+def explode(graph: Graph, target: object = None, choices: object = None) -> Graph:
     raise RuntimeError("boom")
 
 
@@ -53,7 +53,7 @@ def test_broken_pass_is_named_with_the_passes_before() -> None:
 def test_no_verify_lets_the_broken_graph_through() -> None:
     manager = PassManager(REGISTRY, PassOptions(verify=False), log=lambda _: None)
     result = manager.run(small(), ["broken"])
-    assert len(result.graph.nodes) == len(small().nodes) + 1
+    assert len(result.value.nodes) == len(small().nodes) + 1
 
 
 def test_raising_pass_is_named() -> None:
@@ -95,7 +95,7 @@ def test_print_after_all_and_change_detection() -> None:
         graph, ["first", "dce"]
     )
     assert [r.changed for r in result.records] == [False, True]
-    assert "dead" not in {v.name for n in result.graph.nodes for v in n.outputs}
+    assert "dead" not in {v.name for n in result.value.nodes for v in n.outputs}
     assert sum(line.startswith("// ----- IR after") for line in lines) == 2
 
 

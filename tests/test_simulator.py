@@ -19,7 +19,6 @@ from click.testing import CliRunner
 from ir_zoo import ZOO, Net, tiny_conv, vgg
 from primec.backends import bytecode
 from primec.backends.isa import Lif, Read, Scale
-from primec.backends.lower import lower
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, SimResult, Simulator
 from snn_models import ZOO as SNN_ZOO
@@ -35,7 +34,7 @@ from primec.datasets import load_split
 from primec.hardware.earlyexit import PRIME_RULE
 from primec.hardware.energy import energy_per_sample
 from primec.hardware.target import DEFAULT_TARGET, load_target
-from primec.pipeline import compile_model
+from primec.pipeline import BackendOptions, compile_model
 
 RELEASED = (
     Path(__file__).resolve().parents[1] / "primec" / "models" / "prime_nmnist_classification.pt"
@@ -70,7 +69,7 @@ def compile_graph(graph: Graph, folder: Path, target) -> Program:
     """Save a graph as .pir, compile it through every pass, lower it to a program."""
     path = folder / f"{graph.name}.pir"
     save_graph(graph, path)
-    return lower(compile_model(path, options=PassOptions(), target=target, log=quiet).graph, target)
+    return compile_model(path, target=target, log=quiet, backend=BackendOptions()).program
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +82,10 @@ def prime_graph() -> Graph:
 @pytest.fixture(scope="module")
 def prime_program(target) -> Program:
     """The released classifier compiled through every pass and lowered."""
-    return lower(
-        compile_model(
-            RELEASED, arch="prime-nmnist", options=PassOptions(), target=target, log=quiet
-        ).graph,
-        target,
-    )
+    backend = BackendOptions()
+    return compile_model(
+        RELEASED, arch="prime-nmnist", target=target, log=quiet, backend=backend
+    ).program
 
 
 @pytest.fixture(scope="module")

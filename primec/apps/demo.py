@@ -19,9 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from primec.apps.plots import accuracy_vs_noise, energy_breakdown, exit_histogram, occupancy
-from primec.artefacts import write_artefact
-from primec.backends.lower import lower
+from primec.apps.plots import (
+    accuracy_vs_noise,
+    energy_breakdown,
+    exit_histogram,
+    occupancy,
+    plot_curve,
+)
+from primec.backends import BACKENDS
 from primec.backends.macrofile import (
     PAIR_KEEP,
     PAIR_PROGRAM,
@@ -31,15 +36,14 @@ from primec.backends.macrofile import (
 )
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator
-from primec.core.passmanager import PassOptions
 from primec.datasets import load_split
-from primec.fileio import atomic_write_text
-from primec.hardware.earlyexit import PRIME_RULE, ExitTable, apply_table, predictions
+from primec.fileio import atomic_write_bytes, atomic_write_text
+from primec.hardware.choices import resolve_target
+from primec.hardware.earlyexit import PRIME_RULE, apply_table, predictions
 from primec.hardware.energy import energy_report
 from primec.hardware.mapreport import mapping_report
-from primec.hardware.target import DEFAULT_TARGET, resolve_target
-from primec.pipeline import compile_model
-from primec.runtime.calibration import calibrate_program, plot_curve
+from primec.hardware.target import DEFAULT_TARGET
+from primec.pipeline import BackendOptions, CompileResult, ExitOptions, compile_model
 from primec.runtime.simdata import SimData
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -104,28 +108,39 @@ def _run(
     return {"report": report, "result": result}
 
 
+def compile_demo_model(model: DemoModel, calibration: SimData) -> CompileResult:
+    """Compile one demo model to both artefacts, its exit threshold calibrated on `calibration`."""
+    target, choices = resolve_target(DEFAULT_TARGET, input_bits=INPUT_BITS)
+    exits = ExitOptions(
+        temperature=PRIME_RULE.temperature, calibrate=calibration, budget_points=BUDGET_POINTS
+    )
+    return compile_model(
+        model.checkpoint,
+        model.arch,
+        target=target,
+        log=lambda _: None,
+        choices=choices,
+        backend=BackendOptions(tuple(BACKENDS), exits),
+    )
+
+
 def run_model(
     model: DemoModel, calibration: SimData, test: SimData, out: Path, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """Compile, calibrate, simulate and plot one model; return its summary."""
-    target = resolve_target(DEFAULT_TARGET, input_bits=INPUT_BITS)
+    target, _ = resolve_target(DEFAULT_TARGET, input_bits=INPUT_BITS)
     started = time.perf_counter()
-    compiled = compile_model(
-        model.checkpoint, model.arch, options=PassOptions(), target=target, log=lambda _: None
-    )
+    compiled = compile_demo_model(model, calibration)
     mapping = mapping_report(compiled.graph, target)
     log(
         f"  compiled in {time.perf_counter() - started:.1f} s: {mapping['arrays_used']} array(s) (lower bound {mapping['arrays_lower_bound']}), {mapping['macros_used']} macro(s)"
     )
-    base = ExitTable("max-softmax", PRIME_RULE.threshold, temperature=PRIME_RULE.temperature)
-    program, cal = calibrate_program(
-        lower(compiled.graph, target), calibration, base, BUDGET_POINTS, BATCH
-    )
+    program, cal = compiled.program, compiled.calibration
     log(
         f"  calibrated on {len(calibration.x)} samples: threshold {cal.table.threshold:.3f} ({cal.avg_timesteps:.2f} steps, oracle {cal.oracle_avg_timesteps:.2f})"
     )
-    write_artefact(program, "bytecode", out / f"{model.key}.pbc")
-    write_artefact(program, "macro", out / f"{model.key}.pmac")
+    for name, data in compiled.artefacts.items():
+        atomic_write_bytes(out / f"{model.key}{BACKENDS[name].suffix}", data)
     full = _run(program, test, early_exit=False)
     ideal = _run(program, test)
     noisy = _run(program, test, NOISY)

@@ -27,10 +27,9 @@ def describe(path: Path) -> str:
 
 
 def _artefact(path: Path) -> str:
-    from primec.backends import macrofile
-    from primec.runtime.simulation import load_artefact
+    from primec.backends import macrofile, read_artefact
 
-    program = load_artefact(path)
+    program = read_artefact(path)
     if path.suffix == ".pmac":
         return macrofile.summary(path) + "\n"
     table = program.exit_table

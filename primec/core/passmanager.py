@@ -1,5 +1,10 @@
-"""The pass manager: runs a named list of passes from the registry, verifies after each, and
-hooks observability (print, dump, stop, timing) around them, so passes never need editing.
+"""The pass manager: runs a named list of stages from a registry, verifies after each, and
+hooks observability (print, dump, stop, timing) around them, so stages never need editing.
+
+A stage takes the value the stage before left (a `Graph` for the passes; for the backend
+stages, the instruction IR and then the encoded bytes), the `Target`, and the per-compile
+choices beside it. A value that is not a `Graph` prints with its `as_text()` and dumps as that
+text, or with its own `dump(stem)` when it has one (the encoded artefacts).
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from primec.core.ir import Graph
 from primec.core.text import print_graph, save_graph
 from primec.core.verify import VerifyError, verify
 from primec.errors import PrimecError
+from primec.fileio import atomic_write_text
 
-PassFn = Callable[[Graph, Any], Graph]
+PassFn = Callable[[Any, Any, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class PassRecord:
 class PassRun:
     """The result of running a pipeline of passes."""
 
-    graph: Graph
+    value: Any
     records: list[PassRecord] = field(default_factory=list)
     stopped_after: str | None = None
 
@@ -60,10 +66,14 @@ class PassManager:
         registry: dict[str, PassFn],
         options: PassOptions | None = None,
         log: Callable[[str], None] = print,
+        user_facing: Sequence[str] = (),
     ) -> None:
         self.registry = registry
         self.options = options or PassOptions()
         self.log = log
+        # Stages whose errors are about the user's inputs (data files, exit options): their
+        # messages reach the user unchanged, without the "pass X failed" prefix.
+        self.user_facing = frozenset(user_facing)
         self.dumped = 0
         self.records: list[PassRecord] = []
 
@@ -91,54 +101,82 @@ class PassManager:
                 raise PassFailed(f"stage {name} produced an ill-formed graph: {exc}") from exc
         self.observe(name, graph)
 
-    def observe(self, name: str, graph: Graph) -> None:
-        """Print and dump the graph after a stage, as the options ask."""
+    def observe(self, name: str, value: Any) -> None:
+        """Print and dump the value after a stage, as the options ask."""
         if self.options.print_after_all or name in self.options.print_after:
-            self.log(f"// ----- IR after {name} -----\n{print_graph(graph)}")
+            self.log(f"// ----- IR after {name} -----\n{as_text(value)}")
         if self.options.dump_dir is not None:
-            save_graph(graph, Path(self.options.dump_dir) / f"{self.dumped:02d}-{name}.pir")
+            dump(value, Path(self.options.dump_dir) / f"{self.dumped:02d}-{name}")
         self.dumped += 1
 
     def run(
-        self, graph: Graph, names: Sequence[str], target: Any = None, before: Sequence[str] = ()
+        self,
+        value: Any,
+        names: Sequence[str],
+        target: Any = None,
+        choices: Any = None,
+        before: Sequence[str] = (),
     ) -> PassRun:
-        """Run the named passes in order; `before` names the stages that already ran."""
-        result = PassRun(graph)
+        """Run the named stages in order; `before` names the stages that already ran."""
+        result = PassRun(value)
         done = list(before)
         for name in names:
             if result.stopped_after is not None:
                 break
-            graph = self.run_one(name, graph, target, done)
+            value = self.run_one(name, value, target, choices, done)
             done.append(name)
-            result.graph = graph
+            result.value = value
             if self.options.stop_after == name:
                 result.stopped_after = name
         result.records = list(self.records)
         return result
 
-    def run_one(self, name: str, graph: Graph, target: Any, done: Sequence[str]) -> Graph:
-        """Run one pass with verification, timing and observation."""
+    def run_one(self, name: str, value: Any, target: Any, choices: Any, done: Sequence[str]) -> Any:
+        """Run one stage with verification, timing and observation."""
         started = time.perf_counter()
         history = f" (after: {', '.join(done)})" if done else ""
         try:
-            new = self.registry[name](graph, target)
+            new = self.registry[name](value, target, choices)
         except PrimecError as exc:
-            exc.message = f"pass {name} failed{history}: {exc.message}"
+            if name not in self.user_facing:
+                exc.message = f"pass {name} failed{history}: {exc.message}"
             raise
         except Exception as exc:
             raise PassFailed(f"pass {name} failed{history}: {type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - started
-        if self.options.verify:
+        if self.options.verify and isinstance(new, Graph):
             try:
                 verify(new, source=f"after pass {name}")
             except VerifyError as exc:
                 raise PassFailed(
                     f"pass {name} produced an ill-formed graph{history}:\n{exc}"
                 ) from exc
-        self.records.append(PassRecord(name, new != graph, seconds))
+        changed = not same(new, value)
+        self.records.append(PassRecord(name, changed, seconds))
         if self.options.time_passes:
-            self.log(
-                f"pass {name}: {seconds * 1000:.1f} ms{'' if new != graph else ' (no change)'}"
-            )
+            self.log(f"pass {name}: {seconds * 1000:.1f} ms{'' if changed else ' (no change)'}")
         self.observe(name, new)
         return new
+
+
+def same(a: Any, b: Any) -> bool:
+    """Whether a stage left its value unchanged (graphs compare by content)."""
+    if type(a) is not type(b):
+        return False
+    equal = getattr(a, "content_equal", None)
+    return bool(equal(b)) if equal is not None else bool(a == b)
+
+
+def as_text(value: Any) -> str:
+    """The printed form of a stage's value: IR text for a graph, `as_text()` otherwise."""
+    return print_graph(value) if isinstance(value, Graph) else value.as_text()
+
+
+def dump(value: Any, stem: Path) -> None:
+    """Write a stage's value to stem.pir (a graph), stem<suffix> (bytes) or stem.txt (text)."""
+    if isinstance(value, Graph):
+        save_graph(value, stem.with_name(stem.name + ".pir"))
+    elif hasattr(value, "dump"):
+        value.dump(stem)
+    else:
+        atomic_write_text(stem.with_name(stem.name + ".txt"), value.as_text() + "\n")

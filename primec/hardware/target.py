@@ -131,7 +131,7 @@ SECTIONS: dict[str, type] = {
 
 @dataclass(frozen=True)
 class Target:
-    """A memristor macro system, plus what one compile adds: a measured chip, a macro limit."""
+    """A memristor macro system: pure data (per-compile choices travel beside it, `Choices`)."""
 
     name: str
     description: str
@@ -146,8 +146,6 @@ class Target:
     baseline: BaselineSpec
     provenance: tuple[tuple[str, str], ...] = ()
     source: str = ""
-    device_map: Any = field(default=None, compare=False, repr=False)
-    max_macros: int | None = None
 
     @property
     def cells_per_array(self) -> int:
@@ -163,25 +161,6 @@ class Target:
     def arrays(self) -> int:
         """Arrays available in all (macros x arrays per macro)."""
         return self.chip.macros * self.chip.arrays_per_macro
-
-    @property
-    def macro_limit(self) -> int:
-        """Macros a placement may use: the target's, capped by --max-macros and the device map."""
-        limits = [self.chip.macros, self.max_macros, self.map_macros]
-        return min(limit for limit in limits if limit is not None)
-
-    @property
-    def map_macros(self) -> int | None:
-        """Macros the bound device map covers (None without one)."""
-        return None if self.device_map is None else self.device_map.macros
-
-    def limit_reason(self) -> str:
-        """What sets `macro_limit`, in words."""
-        if self.max_macros is not None and self.max_macros == self.macro_limit:
-            return f"--max-macros {self.max_macros}"
-        if self.map_macros is not None and self.map_macros == self.macro_limit:
-            return f"the device map's {self.map_macros} macro(s)"
-        return f"the target's chip.macros = {self.chip.macros}"
 
     def parameters(self) -> list[tuple[str, Any, str]]:
         """Every parameter as (section.key, value, unit), in file order."""
@@ -211,25 +190,6 @@ def load_target(spec: str | Path) -> Target:
         f"unknown target {text!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
         hint=f"known targets: {', '.join(target_names())}; or give a target file FILE.toml",
     )
-
-
-def resolve_target(
-    spec: str | Path,
-    device_map: str | Path | None = None,
-    max_macros: int | None = None,
-    input_bits: int | None = None,
-) -> Target:
-    """The target of a compile: loaded, limited to `max_macros`, with its device map bound."""
-    target = dataclasses.replace(load_target(spec), max_macros=max_macros)
-    if input_bits is not None:
-        target = dataclasses.replace(
-            target, input=dataclasses.replace(target.input, bits=input_bits)
-        )
-    if device_map is None:
-        return target
-    from primec.hardware.devicemap import load
-
-    return dataclasses.replace(target, device_map=load(device_map, target))
 
 
 def describe_target(target: Target) -> str:

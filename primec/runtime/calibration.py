@@ -4,7 +4,6 @@ sweep the rule's threshold, keep the cheapest setting within the accuracy budget
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,62 +56,3 @@ def calibration_report(
             "accuracy": float((predictions(at_exit) == labels).mean()),
         }
     return report
-
-
-def plot_curve(
-    result: Calibration,
-    path: str | Path,
-    hand_set: tuple[float, float] | None = None,
-    title: str = "",
-) -> None:
-    """Accuracy vs average timesteps over the threshold sweep, the chosen point marked."""
-    from primec.apps.plots import pyplot, save_figure
-
-    plt = pyplot()
-    steps = [p.avg_timesteps for p in result.curve]
-    accuracy = [100 * p.accuracy for p in result.curve]
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=110)
-    axes.plot(
-        steps,
-        accuracy,
-        ".-",
-        color="0.5",
-        markersize=3,
-        label=f"{result.table.rule} threshold sweep",
-    )
-    axes.axhline(
-        100 * result.accuracy_full,
-        color="0.7",
-        linestyle=":",
-        label=f"all {result.timesteps} steps",
-    )
-    axes.plot(
-        [result.avg_timesteps],
-        [100 * result.accuracy],
-        "o",
-        color="tab:green",
-        markersize=9,
-        label=f"calibrated (threshold {result.table.threshold:.3g})",
-    )
-    if hand_set is not None:
-        axes.plot(
-            [hand_set[0]],
-            [100 * hand_set[1]],
-            "s",
-            color="tab:red",
-            markersize=8,
-            label="PRIME hand-set (0.8)",
-        )
-    axes.axvline(
-        result.oracle_avg_timesteps,
-        color="tab:blue",
-        linestyle="--",
-        linewidth=1,
-        label=f"oracle ({result.oracle_avg_timesteps:.2f} steps)",
-    )
-    axes.set_xlabel("average timesteps per inference")
-    axes.set_ylabel("accuracy (%)")
-    axes.set_title(title or "Early exit: accuracy vs average timesteps")
-    axes.legend(fontsize=8, loc="lower right")
-    axes.grid(alpha=0.3)
-    save_figure(figure, path)

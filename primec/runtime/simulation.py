@@ -9,36 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from primec.backends import bytecode
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, SimResult, Simulator
 from primec.errors import PrimecError
 from primec.fileio import write_npz
 from primec.hardware.energy import energy_report
 from primec.runtime.simdata import SimData
-
-ARTEFACT_KINDS = {bytecode.MAGIC: "bytecode"}
-
-
-def load_artefact(path: str | Path) -> Program:
-    """Read a .pbc (bytecode) or .pmac (macro file) into its program, by the file's magic."""
-    try:
-        head = Path(path).read_bytes()[:8]
-    except OSError as exc:
-        raise PrimecError(f"cannot read artefact: {exc}", where=str(path)) from exc
-    if head == bytecode.MAGIC:
-        return bytecode.read(path)
-    try:
-        from primec.backends import macrofile
-    except ImportError:  # pragma: no cover - before the macro file exists
-        macrofile = None
-    if macrofile is not None and head[:4] == macrofile.MAGIC_PREFIX:
-        return macrofile.read(path)
-    raise PrimecError(
-        f"not a primec artefact (starts with {head!r})",
-        where=str(path),
-        hint="give a .pbc or .pmac file written by `primec compile --emit`",
-    )
 
 
 def classes_of(program: Program) -> int:
