@@ -18,14 +18,16 @@ demo: $(STAMP)
 	$(VENV)/bin/primec demo --out demo-out
 
 test: $(STAMP)
+	$(PY) tools/check_imports.py
 	$(PY) -m pytest -q -n 2
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check primec passes backends tests bench
-	$(VENV)/bin/ruff format --check primec passes backends tests bench
+	$(VENV)/bin/ruff check primec passes backends tests bench tools
+	$(VENV)/bin/ruff format --check primec passes backends tests bench tools
+	$(PY) tools/check_sizes.py
 
 docs: $(STAMP)
-	$(PY) -m primec.apps.cli_docs > docs/cli.md
+	$(PY) -m primec.cli_docs > docs/cli.md
 
 clean:
 	rm -rf $(VENV) demo-out

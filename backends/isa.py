@@ -20,6 +20,15 @@ class Instr:
     """Base of all instructions; `OPCODE` is the byte that starts its encoding."""
 
     OPCODE: ClassVar[int] = 0
+    # Operand roles, declared once: the buffers an instruction reads and those it writes. The
+    # simulator, the macro file's validator and the disassembler read them from here.
+    READS: ClassVar[tuple[str, ...]] = ()
+    WRITES: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def buffers(cls) -> tuple[str, ...]:
+        """Every field that names a buffer (read or written)."""
+        return cls.READS + cls.WRITES
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,7 @@ class Const(Instr):
     """dst <- tensor `tensor` (a constant operand such as a bias), once per program."""
 
     OPCODE: ClassVar[int] = 1
+    WRITES: ClassVar[tuple[str, ...]] = ("dst",)
     dst: int
     tensor: str
 
@@ -36,6 +46,8 @@ class Gather(Instr):
     """dst[P, R] <- the crossbar rows of src[C, H, W] (im2col, row r = (c*kh + p)*kw + q)."""
 
     OPCODE: ClassVar[int] = 2
+    READS: ClassVar[tuple[str, ...]] = ("src",)
+    WRITES: ClassVar[tuple[str, ...]] = ("dst",)
     dst: int
     src: int
     kernel: tuple[int, ...]
@@ -50,6 +62,7 @@ class Zero(Instr):
     """dst[O, P] <- 0: clears a layer's partial-sum accumulator before its tiles are read."""
 
     OPCODE: ClassVar[int] = 3
+    WRITES: ClassVar[tuple[str, ...]] = ("dst",)
     dst: int
     outputs: int
 
@@ -61,6 +74,8 @@ class Read(Instr):
     differential currents (uA) into dst[cols, P]."""
 
     OPCODE: ClassVar[int] = 4
+    READS: ClassVar[tuple[str, ...]] = ("src",)
+    WRITES: ClassVar[tuple[str, ...]] = ("dst",)
     dst: int
     src: int
     macro: int
@@ -78,6 +93,8 @@ class Scale(Instr):
     """dst <- src * f0 * f1 * ... (left to right; the periphery's fixed-point scale steps)."""
 
     OPCODE: ClassVar[int] = 5
+    READS: ClassVar[tuple[str, ...]] = ("src",)
+    WRITES: ClassVar[tuple[str, ...]] = ("dst",)
     dst: int
     src: int
     factors: tuple[float, ...]
@@ -88,6 +105,8 @@ class Reshape(Instr):
     """dst <- src reshaped (row-major) to `shape`."""
 
     OPCODE: ClassVar[int] = 6
+    READS: ClassVar[tuple[str, ...]] = ("src",)
+    WRITES: ClassVar[tuple[str, ...]] = ("dst",)
     dst: int
     src: int
     shape: tuple[int, ...]
@@ -98,6 +117,8 @@ class Pool(Instr):
     """dst <- pooling of src[C, H, W]: kind "avg", "sum" or "max" over the window."""
 
     OPCODE: ClassVar[int] = 7
+    READS: ClassVar[tuple[str, ...]] = ("src",)
+    WRITES: ClassVar[tuple[str, ...]] = ("dst",)
     dst: int
     src: int
     kind: str
@@ -111,6 +132,8 @@ class Affine(Instr):
     """dst[c, ...] <- src[c, ...] * scale[c] + shift[c] (tensors), after the ADC."""
 
     OPCODE: ClassVar[int] = 8
+    READS: ClassVar[tuple[str, ...]] = ("src",)
+    WRITES: ClassVar[tuple[str, ...]] = ("dst",)
     dst: int
     src: int
     scale: str
@@ -122,6 +145,8 @@ class Binary(Instr):
     """dst <- a (+ or *) b, b broadcast onto a."""
 
     OPCODE: ClassVar[int] = 9
+    READS: ClassVar[tuple[str, ...]] = ("a", "b")
+    WRITES: ClassVar[tuple[str, ...]] = ("dst",)
     dst: int
     a: int
     b: int
@@ -133,6 +158,8 @@ class LeakyRelu(Instr):
     """dst <- src if src >= 0 else slope * src."""
 
     OPCODE: ClassVar[int] = 10
+    READS: ClassVar[tuple[str, ...]] = ("src",)
+    WRITES: ClassVar[tuple[str, ...]] = ("dst",)
     dst: int
     src: int
     slope: float
@@ -143,6 +170,8 @@ class Lif(Instr):
     """LIF neuron update with parameter record `params` of the neuron section (see the IR's `lif`)."""
 
     OPCODE: ClassVar[int] = 11
+    READS: ClassVar[tuple[str, ...]] = ("current", "membrane", "spike")
+    WRITES: ClassVar[tuple[str, ...]] = ("spike_out", "membrane_out")
     spike_out: int
     membrane_out: int
     current: int
@@ -156,6 +185,8 @@ class Integrate(Instr):
     """Non-spiking integrator: membrane_out <- leaky(keep * membrane + current); record `params`."""
 
     OPCODE: ClassVar[int] = 12
+    READS: ClassVar[tuple[str, ...]] = ("current", "membrane")
+    WRITES: ClassVar[tuple[str, ...]] = ("membrane_out",)
     membrane_out: int
     current: int
     membrane: int
@@ -167,6 +198,8 @@ class ReadoutMean(Instr):
     """Running mean over steps: sum' = sum + x; count' = count + 1; mean = sum' / count'."""
 
     OPCODE: ClassVar[int] = 13
+    READS: ClassVar[tuple[str, ...]] = ("x", "sum", "count")
+    WRITES: ClassVar[tuple[str, ...]] = ("mean", "sum_out", "count_out")
     mean: int
     sum_out: int
     count_out: int
@@ -180,6 +213,8 @@ class ReadoutExp(Instr):
     """Exponential readout: acc' = decay * acc + x; y = tanh(acc')."""
 
     OPCODE: ClassVar[int] = 14
+    READS: ClassVar[tuple[str, ...]] = ("x", "acc")
+    WRITES: ClassVar[tuple[str, ...]] = ("y", "acc_out")
     y: int
     acc_out: int
     x: int
@@ -192,6 +227,7 @@ class ExitTest(Instr):
     """The controller applies the early-exit table to buffer `readout`; exited samples stop."""
 
     OPCODE: ClassVar[int] = 15
+    READS: ClassVar[tuple[str, ...]] = ("readout",)
     readout: int
 
 
@@ -291,35 +327,10 @@ def disassemble(instr: Instr) -> str:
         value = getattr(instr, f.name)
         shown = (
             f"%{value}"
-            if f.type == "int" and f.name in _BUFFER_FIELDS
+            if f.name in instr.buffers()
             else repr(value)
             if isinstance(value, str)
             else value
         )
         args.append(f"{f.name}={list(shown) if isinstance(shown, tuple) else shown}")
     return f"{name} {' '.join(args)}".rstrip()
-
-
-_BUFFER_FIELDS = frozenset(
-    {
-        "dst",
-        "src",
-        "a",
-        "b",
-        "spike_out",
-        "membrane_out",
-        "current",
-        "membrane",
-        "spike",
-        "mean",
-        "sum_out",
-        "count_out",
-        "x",
-        "sum",
-        "count",
-        "y",
-        "acc_out",
-        "acc",
-        "readout",
-    }
-)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from primec.apps.cli_docs import render
+from primec.cli_docs import render
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

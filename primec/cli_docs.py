@@ -8,7 +8,7 @@ from primec.cli import main
 
 HEADER = """# primec command line
 
-Generated from the CLI by `make docs` (`python -m primec.apps.cli_docs > docs/cli.md`); a test fails
+Generated from the CLI by `make docs` (`python -m primec.cli_docs > docs/cli.md`); a test fails
 when this file and the CLI disagree. Every command exits 0 on success and 2 with one message
 (`error: ...`) on bad input; none leaves a partial output file.
 """

@@ -1,0 +1,50 @@
+"""The macro file's summary: what `primec inspect model.pmac` prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from primec.backends.isa import Read
+from primec.backends.macrofile.codec import read, read_members
+from primec.backends.macrofile.pairs import PAIR_CODES, layer_pairs
+
+from primec.hardware.earlyexit import ExitTable
+
+
+def summary(path: str | Path) -> str:
+    """What `primec inspect model.pmac` prints: arrays, pair operations, layers, exit table."""
+    program = read(path)
+    manifest = json.loads(read_members(Path(path).read_bytes(), str(path))["manifest.json"])
+    lines = [
+        f"macro file {path}: model {program.name}, target {program.meta['target']} (#{program.meta['target_hash']}), T={program.timesteps}"
+    ]
+    for array in manifest["arrays"]:
+        pairs = array["pairs"]
+        lines.append(
+            f"  macro {array['macro']} array {array['array']}: keep {pairs['keep']:,}, reset {pairs['reset']:,}, program {pairs['program']:,}, unused {pairs['unused']:,} pairs"
+        )
+    per_layer = layer_pairs(program)
+    for layer in program.meta["layers"]:
+        pairs = per_layer.get(layer["value"], dict.fromkeys(PAIR_CODES, 0))
+        lines.append(
+            f"  layer {layer['layer']}: {layer['kind']} {layer['mode']}, drive {layer['drive']} x{layer['planes']}, quantum {layer['input_quantum']:g}, gain {layer['gain']:g}; "
+            f"pairs keep {pairs['keep']:,}, reset {pairs['reset']:,}, program {pairs['program']:,}"
+        )
+    adc = manifest["adc"]
+    lines.append(
+        f"  ADC {adc['bits']} bits, full scale {adc['full_scale_ua']:g} uA at {adc['read_voltage_v']:g} V read"
+    )
+    table = program.exit_table
+    lines.append(f"  early exit: {describe_table(table)}")
+    lines.append(
+        f"  schedule: {len(program.instrs)} instructions per timestep, {sum(isinstance(i, Read) for i in program.instrs)} tile reads"
+    )
+    return "\n".join(lines)
+
+
+def describe_table(table: ExitTable | None) -> str:
+    """An early-exit table in words."""
+    if table is None:
+        return "none (all T steps)"
+    return f"{table.rule}, threshold {table.threshold:.4g}, temperature {table.temperature:g}, min steps {table.min_steps}, max steps {table.max_steps or 'T'}"

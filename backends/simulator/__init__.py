@@ -1,0 +1,11 @@
+"""The simulator of primec's artefacts, in modules of one job each: `noise` (settings, random
+streams, static cell errors), `grid` (the fixed-point grid that keeps sums exact), `crossbar`
+(tiles and reads), `digital` (the periphery's instructions) and `executor` (the time loop).
+"""
+
+from __future__ import annotations
+
+from primec.backends.simulator.executor import COUNTERS, SimResult, Simulator
+from primec.backends.simulator.noise import Noise
+
+__all__ = ["COUNTERS", "Noise", "SimResult", "Simulator"]

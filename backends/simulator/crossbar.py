@@ -1,0 +1,301 @@
+"""Crossbar reads: each `Read` tile prepared once (rows, columns, G+ - G- weights, a conv form
+when every row of a gather is driven), then driven bit plane by bit plane through read noise
+and the ADC, and its partial sums added into the layer's accumulator. `Gather` and `Zero`
+prepare what the reads take in and add into.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from primec.backends.isa import Gather, Read, Zero
+from primec.backends.simulator.grid import on_grid
+
+# torch's float64 conv unfolds its whole batch first; a few samples per thread keep that in cache.
+CONV_CHUNK_BYTES = 1 << 20
+# Bit-plane reads take this many conv chunks at a time through products, noise and ADC, in one
+# conv call: fewer, larger calls than ideal reads make, whose outputs still stay in cache.
+PLANE_CHUNKS = 4
+
+
+@dataclass
+class Tile:
+    """What one Read needs at run time, prepared once."""
+
+    rows: torch.Tensor  # indices into the source's last axis
+    cols: torch.Tensor  # indices into the accumulator's outputs
+    row_span: slice | None  # `rows` as a slice when consecutive (a view, not a gather)
+    out_span: slice | None
+    outputs: int
+    weights: torch.Tensor  # [rows, outputs] G+ - G- (uS); with read noise, then the variances
+    gather: Gather | None  # the gather that feeds the tile, if one does
+    coverage: torch.Tensor | None  # [C*Hp*Wp]: the tile's (row, position) pairs on each pixel
+    conv: torch.Tensor | None  # `weights` as [outputs', C, kh, kw] when every row is driven
+    chunk: int  # samples per conv call and thread
+    writes_all: bool  # the tile's outputs are all of its accumulator's, in order
+
+
+class CrossbarReads:
+    """The Simulator's crossbar side: tile preparation and the Gather, Zero and Read instructions."""
+
+    program: Any
+    noise: Any
+    device: torch.device
+    step: Any
+
+    def gather(self, i: int, ins: Gather, env: Any, counts: dict) -> None:
+        x = env[ins.src]
+        if ins.input_dilation != (1, 1):
+            x = _dilate(x, ins.input_dilation)
+        top, left, bottom, right = ins.padding
+        source = F.pad(x, (left, right, top, bottom)) if any(ins.padding) else x
+        self.step.sources[ins.dst] = (source, ins)
+        env.lazy[ins.dst] = lambda: _im2col(source, ins)
+
+    def zero(self, i: int, ins: Zero, env: Any, counts: dict) -> None:
+        shape = (env[self.program.inputs[0]].shape[0], *self.program.buffers[ins.dst])
+        env.lazy[ins.dst] = lambda: torch.zeros(shape, dtype=torch.float64, device=self.device)
+
+    def read(self, i: int, ins: Read, env: Any, counts: dict) -> None:
+        tile = self.reads[i]
+        source = self._source_levels(ins) if tile.gather is not None else None
+        levels = source if tile.conv is not None else self._row_levels(ins, tile, env)
+        driven = self._driven(ins, tile, levels if source is None else source)
+        positions = self.program.buffers[ins.src][0]
+        counts["row_drives"] += driven
+        counts["cell_reads"] += driven * 2 * tile.outputs
+        counts["adc_conversions"] += ins.planes * positions * tile.outputs
+        counts["digital_adds"] += ins.planes * positions * tile.outputs
+        if self.per_plane:
+            partial = self._planes(i, ins, tile, levels)
+        else:
+            partial = self._product(tile, levels, tile.chunk * torch.get_num_threads())
+        if ins.quantum != 1.0:
+            partial = partial * ins.quantum
+        self._accumulate(env, ins.dst, tile, partial)
+
+    def _accumulate(self, env: Any, dst: int, tile: Tile, partial: torch.Tensor) -> None:
+        """Add a tile's [b, outputs, P] partial sums into its accumulator."""
+        if tile.writes_all and dst in env.lazy:
+            # 0 + x is x: the first tile that covers every output is the accumulator.
+            del env.lazy[dst]
+            env[dst] = partial
+            return
+        accumulator = env[dst]
+        if tile.out_span is not None:
+            accumulator[:, tile.out_span] += partial
+            return
+        accumulator.index_add_(1, tile.cols, partial)
+
+    def _tile(self, read: Read, gather: Gather | None) -> Tile:
+        rows, cols = self.program.tensors[read.rows], self.program.tensors[read.cols]
+        cells = self.cells[(read.macro, read.array)]
+        block = cells[read.row0 : read.row0 + len(rows), read.col0 : read.col0 + 2 * len(cols)]
+        g_pos, g_neg = block[:, 0::2], block[:, 1::2]
+        diff = g_pos - g_neg
+        # As formed, G+ - G- is the float32 weight and sums are exact; perturbed cells need a grid.
+        if self.noise.program or self.noise.stuck:
+            diff = on_grid(diff, len(rows), read.planes)
+        columns = [diff]
+        if self.noise.read:
+            variance = self.noise.read**2 * (g_pos**2 + g_neg**2)
+            columns.append(on_grid(variance, len(rows), 1))
+        weights = self._tensor(np.concatenate(columns, axis=1))
+        outputs = self.program.buffers[read.dst][0]
+        tile = Tile(
+            rows=torch.from_numpy(rows.copy()).to(self.device),
+            cols=torch.from_numpy(cols.copy()).to(self.device),
+            row_span=_span(rows),
+            out_span=_span(cols),
+            outputs=len(cols),
+            weights=weights,
+            gather=gather,
+            coverage=None,
+            conv=None,
+            chunk=1,
+            writes_all=_span(cols) == slice(0, outputs),
+        )
+        if gather is None:
+            return tile
+        channels = self.program.buffers[gather.src][0]
+        positions = self.program.buffers[gather.dst][0]
+        tile.coverage = self._coverage(gather, rows)
+        every_row = np.array_equal(rows, np.arange(self.program.buffers[gather.dst][1]))
+        # Only on the CPU: cuDNN may choose FFT or Winograd convolutions, whose transforms round.
+        if every_row and self.device.type == "cpu":
+            tile.conv = weights.T.reshape(weights.shape[1], channels, *gather.kernel).contiguous()
+            tile.chunk = max(1, CONV_CHUNK_BYTES // (8 * rows.size * positions))
+        return tile
+
+    def _coverage(self, gather: Gather, rows: np.ndarray) -> torch.Tensor:
+        """For each pixel of the padded source map: how many (tile row, position) pairs drive it.
+
+        Row drives are then counted on the source map (set bits x coverage), not on the rows.
+        """
+        channels, height, width = self.program.buffers[gather.src]
+        positions, total_rows = self.program.buffers[gather.dst]
+        top, left, bottom, right = gather.padding
+        size = (
+            (height - 1) * gather.input_dilation[0] + 1 + top + bottom,
+            (width - 1) * gather.input_dilation[1] + 1 + left + right,
+        )
+        driven = torch.zeros(total_rows, dtype=torch.float64)
+        driven[torch.from_numpy(rows.copy())] = 1.0
+        folded = F.fold(
+            driven[None, :, None].expand(1, total_rows, positions).contiguous(),
+            size,
+            tuple(gather.kernel),
+            dilation=tuple(gather.dilation),
+            stride=tuple(gather.stride),
+        )
+        return folded.reshape(-1).to(self.device)
+
+    def _noise_layout(self) -> tuple[dict[tuple[int, int], tuple[int, int]], list[int]]:
+        """Where each (read, bit plane)'s draws sit in its plane's block, and the block sizes."""
+        layout: dict[tuple[int, int], tuple[int, int]] = {}
+        sizes: list[int] = []
+        planes = max((read.planes for _, read in self.reads_in_order()), default=0)
+        for k in range(planes if self.noise.read else 0):
+            offset = 0
+            for i, read in self.reads_in_order():
+                if k >= read.planes:
+                    continue
+                size = self.program.buffers[read.src][0] * self.reads[i].outputs
+                layout[(i, k)] = (offset, size)
+                offset += size
+            sizes.append(offset)
+        return layout, sizes
+
+    def reads_in_order(self) -> list[tuple[int, Read]]:
+        """Every Read with its instruction index."""
+        return [(i, ins) for i, ins in enumerate(self.program.instrs) if isinstance(ins, Read)]
+
+    def _source_levels(self, ins: Read) -> torch.Tensor:
+        """The gather's padded source map in input levels, shared by the tiles of a layer."""
+        key = ("levels", ins.src, ins.quantum)
+        if key not in self.step.cache:
+            source, _ = self.step.sources[ins.src]
+            levels = source / ins.quantum if ins.quantum != 1.0 else source
+            self.step.cache[key] = self._quantise(levels)
+        return self.step.cache[key]
+
+    def _row_levels(self, ins: Read, tile: Tile, env: Any) -> torch.Tensor:
+        """The tile's rows of src in input levels: [b, P, rows]."""
+        x = env[ins.src]
+        x = x[..., tile.row_span] if tile.row_span is not None else x.index_select(-1, tile.rows)
+        return self._quantise(x / ins.quantum if ins.quantum != 1.0 else x)
+
+    def _quantise(self, levels: torch.Tensor) -> torch.Tensor:
+        if not self.noise.input:
+            return levels
+        return levels.round().clamp(0, 2**self.noise.input - 1)
+
+    def _driven(self, ins: Read, tile: Tile, levels: torch.Tensor) -> torch.Tensor:
+        """Per sample, the read pulses the row drivers send: the set bits of every driven level."""
+        if tile.coverage is None:
+            return self._bits(levels, ins.planes).sum(dim=(1, 2)).to(torch.int64)
+        key = ("bits", ins.src, ins.quantum)
+        if key not in self.step.cache:
+            self.step.cache[key] = self._bits(levels, ins.planes).flatten(1)
+        return (self.step.cache[key] @ tile.coverage).to(torch.int64)
+
+    def _bits(self, levels: torch.Tensor, planes: int) -> torch.Tensor:
+        """Set bits of each integer level (a binary drive is its own count; else a table)."""
+        if planes == 1 and not self.noise.input:
+            return levels
+        integer = levels.round().to(torch.int64).clamp_(0, len(self.popcount) - 1)
+        return self.popcount.index_select(0, integer.flatten()).view(integer.shape)
+
+    def _product(self, tile: Tile, x: torch.Tensor, samples_per_conv: int) -> torch.Tensor:
+        """[n, outputs', P] = the tile's rows of x times its weights (exact sums in float64)."""
+        if tile.conv is None:
+            return (x @ tile.weights).transpose(1, 2)
+        g = tile.gather
+        parts = [
+            F.conv2d(part, tile.conv, stride=tuple(g.stride), dilation=tuple(g.dilation))
+            for part in x.split(samples_per_conv)
+        ]
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)).flatten(2)
+
+    def _planes(self, i: int, ins: Read, tile: Tile, levels: torch.Tensor) -> torch.Tensor:
+        """One read per bit plane, each through read noise and the ADC, then shift-add.
+
+        Planes above the batch's largest level are all zero: they add exactly nothing (no
+        current, no noise, ADC of zero), so they are not read. With the ADC on, the shift-add
+        sums integer ADC codes (exact) and converts back to uS once.
+        """
+        integer = levels.round().to(torch.int64)
+        used = max(1, min(ins.planes, int(integer.max()).bit_length()))
+        # A few samples at a time, so that every plane's products, noise and codes stay in cache.
+        size = PLANE_CHUNKS * tile.chunk * torch.get_num_threads()
+        size = len(integer) if tile.conv is None else size
+        parts = [
+            self._plane_sum(i, tile, integer[first : first + size], used, first)
+            for first in range(0, len(integer), size)
+        ]
+        total = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return total.div_(self.adc_scale) if self.noise.adc else total
+
+    def _plane_sum(
+        self, i: int, tile: Tile, integer: torch.Tensor, used: int, first: int
+    ) -> torch.Tensor:
+        """The shift-add of `used` planes of the samples first, first + 1, ... of the batch."""
+        total = self._plane_read(i, 0, tile, integer, first)
+        for k in range(1, used):
+            # 2^k x plane is exact, so the one rounding is the add's, fused or not.
+            total.add_(self._plane_read(i, k, tile, integer, first), alpha=2**k)
+        return total
+
+    def _plane_read(
+        self, i: int, k: int, tile: Tile, integer: torch.Tensor, first: int
+    ) -> torch.Tensor:
+        """Bit plane k's [n, outputs, P] currents (uS x drive units) after read noise, as ADC
+        codes when the ADC is on."""
+        product = self._product(tile, ((integer >> k) & 1).to(torch.float64), len(integer))
+        current = product[:, : tile.outputs]
+        if self.noise.read:
+            spread = product[:, tile.outputs :].sqrt_()
+            normals = self._normals(i, k, spread.shape, first)
+            # Two roundings, never a fused multiply-add, whose use could vary with the layout.
+            current = spread.mul_(normals).add_(current)
+        if not self.noise.adc:
+            return current
+        # Differential current (uA) clipped to full scale, in ADC codes, rounded.
+        top = self.full_scale_ua / self.adc_lsb_ua
+        return current.mul_(self.adc_scale).clamp_(-top, top).round_()
+
+    def _normals(self, i: int, k: int, shape: torch.Size, first: int) -> torch.Tensor:
+        """Read i's draws for plane k and samples first.., [n, outputs, P], laid out like its
+        products in memory."""
+        offset, size = self.noise_layout[(i, k)]
+        draws = self.step.normals.block(k)[first : first + shape[0], offset : offset + size]
+        if self.reads[i].conv is not None:
+            return draws.view(shape)
+        return draws.view(shape[0], shape[2], shape[1]).transpose(1, 2)
+
+
+def _im2col(x: torch.Tensor, ins: Gather) -> torch.Tensor:
+    """[b, P, R] rows of a padded map; strided views, then one copy (faster than F.unfold)."""
+    (kh, kw), (sh, sw), (dh, dw) = ins.kernel, ins.stride, ins.dilation
+    windows = x.unfold(2, (kh - 1) * dh + 1, sh).unfold(3, (kw - 1) * dw + 1, sw)[..., ::dh, ::dw]
+    b, c, ho, wo = windows.shape[:4]
+    return windows.permute(0, 2, 3, 1, 4, 5).reshape(b, ho * wo, c * kh * kw)
+
+
+def _dilate(x: torch.Tensor, factor: tuple[int, ...]) -> torch.Tensor:
+    """Insert factor-1 zeros between pixels (the input of a transposed conv as a conv)."""
+    b, c, h, w = x.shape
+    out = x.new_zeros((b, c, (h - 1) * factor[0] + 1, (w - 1) * factor[1] + 1))
+    out[:, :, :: factor[0], :: factor[1]] = x
+    return out
+
+
+def _span(indices: np.ndarray) -> slice | None:
+    """A slice standing for consecutive ascending indices (a view instead of a gather), if any."""
+    if len(indices) == 0 or not np.all(np.diff(indices) == 1):
+        return None
+    return slice(int(indices[0]), int(indices[0]) + len(indices))

@@ -1,0 +1,145 @@
+"""The digital periphery: scale steps, reshapes, pooling, affine, neurons and readouts, each
+in the model's order of floating-point operations (`docs/simulator.md`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from primec.backends.isa import (
+    Affine,
+    Binary,
+    Integrate,
+    LeakyRelu,
+    Lif,
+    Pool,
+    ReadoutExp,
+    ReadoutMean,
+    Reshape,
+    Scale,
+)
+from primec.backends.simulator.grid import exact_product
+
+
+class DigitalPeriphery:
+    """The Simulator's digital side: one method per digital instruction."""
+
+    program: Any
+    accumulators: set[int]
+    own_states: set[int]
+
+    def scale(self, i: int, ins: Scale, env: Any, counts: dict) -> None:
+        value = env[ins.src]
+        factors = exact_product(ins.factors)
+        # An accumulator is read by its layer's Scale alone, so it can be scaled in place.
+        if ins.src in self.accumulators and factors:
+            value.mul_(factors[0])
+            factors = factors[1:]
+        for factor in factors:
+            value = value * factor
+        env[ins.dst] = value
+        counts["digital_multiplies"] += value[0].numel() * len(ins.factors)
+
+    def reshape(self, i: int, ins: Reshape, env: Any, counts: dict) -> None:
+        src = env[ins.src]
+        env[ins.dst] = src.reshape(src.shape[0], *ins.shape)
+
+    def pool(self, i: int, ins: Pool, env: Any, counts: dict) -> None:
+        env[ins.dst] = _pool(env[ins.src], ins)
+        (kh, kw) = ins.kernel
+        counts["digital_adds"] += env[ins.dst][0].numel() * (kh * kw - 1)
+
+    def affine(self, i: int, ins: Affine, env: Any, counts: dict) -> None:
+        x = env[ins.src]
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        scale, shift = (self.periphery[name].reshape(shape) for name in (ins.scale, ins.shift))
+        env[ins.dst] = x * scale + shift
+        counts["digital_multiplies"] += x[0].numel()
+        counts["digital_adds"] += x[0].numel()
+
+    def binary(self, i: int, ins: Binary, env: Any, counts: dict) -> None:
+        a, b = env[ins.a], env[ins.b]
+        env[ins.dst] = a + b if ins.kind == "add" else a * b
+        counts["digital_adds" if ins.kind == "add" else "digital_multiplies"] += a[0].numel()
+
+    def leaky_relu(self, i: int, ins: LeakyRelu, env: Any, counts: dict) -> None:
+        env[ins.dst] = _leaky(env[ins.src], ins.slope)
+
+    def lif(self, i: int, ins: Lif, env: Any, counts: dict) -> None:
+        p = self.program.neurons[ins.params]
+        in_place = i in self.own_states
+        s = env[ins.spike]
+        u = _membrane(p, env[ins.membrane], s, env[ins.current], in_place)
+        if p["slope"] != 1.0:
+            F.leaky_relu_(u, p["slope"])
+        spikes = s if in_place else torch.empty_like(u)
+        (torch.gt if p["strict"] else torch.ge)(u, p["threshold"], out=spikes)
+        env[ins.membrane_out], env[ins.spike_out] = u, spikes
+        counts["neuron_updates"] += u[0].numel()
+
+    def integrate(self, i: int, ins: Integrate, env: Any, counts: dict) -> None:
+        p = self.program.neurons[ins.params]
+        u, current = env[ins.membrane], env[ins.current]
+        # keep x U is U exactly when keep is 1 (the usual integrator): skip the multiply.
+        u = u + current if p["keep"] == 1.0 else p["keep"] * u + current
+        env[ins.membrane_out] = F.leaky_relu_(u, p["slope"]) if p["slope"] != 1.0 else u
+        counts["neuron_updates"] += u[0].numel()
+
+    def readout_mean(self, i: int, ins: ReadoutMean, env: Any, counts: dict) -> None:
+        total, count = env[ins.sum] + env[ins.x], env[ins.count] + 1.0
+        env[ins.sum_out], env[ins.count_out] = total, count
+        env[ins.mean] = total / count.reshape((-1,) + (1,) * (total.dim() - 1))
+        counts["digital_adds"] += total[0].numel()
+
+    def readout_exp(self, i: int, ins: ReadoutExp, env: Any, counts: dict) -> None:
+        acc = ins.decay * env[ins.acc] + env[ins.x]
+        env[ins.acc_out], env[ins.y] = acc, torch.tanh(acc)
+        counts["digital_adds"] += acc[0].numel()
+        counts["digital_multiplies"] += acc[0].numel()
+
+
+def _membrane(
+    p: dict[str, Any], u: torch.Tensor, s: torch.Tensor, current: torch.Tensor, in_place: bool
+) -> torch.Tensor:
+    """The LIF membrane before its LeakyReLU, in the model's operation order.
+
+    A new tensor, or U itself updated when `in_place`.
+    """
+    keep, threshold = p["keep"], p["threshold"]
+    if p["reset"] == "zero":
+        # keep (U (1 - s)) and (keep U) - (keep U) s are both keep U or 0 exactly (s is 0 or 1),
+        # so the one rounding is on adding the current, where the model rounds.
+        kept = u.mul_(keep) if in_place else u * keep
+        return kept.addcmul_(kept, s, value=-1.0).add_(current)
+    if p["reset"] == "none":
+        return keep * u + current
+    if p["reset_timing"] == "before_leak":
+        return keep * (u - threshold * s) + current
+    return keep * u - threshold * s + current
+
+
+def _leaky(x: torch.Tensor, slope: float) -> torch.Tensor:
+    return x if slope == 1.0 else F.leaky_relu(x, slope)
+
+
+def _pool(x: torch.Tensor, ins: Pool) -> torch.Tensor:
+    """Pooling as a sum (or max) of strided views in window order, which is how torch's pools
+    sum too (bitwise the same) but faster for the small windows of SNNs."""
+    (kh, kw), (sh, sw), (ph, pw) = ins.kernel, ins.stride, ins.padding
+    if ph or pw:
+        x = F.pad(x, (pw, pw, ph, ph), value=-math.inf if ins.kind == "max" else 0.0)
+    height, width = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
+    views = [
+        x[:, :, p : p + (height - 1) * sh + 1 : sh, q : q + (width - 1) * sw + 1 : sw]
+        for p in range(kh)
+        for q in range(kw)
+    ]
+    if ins.kind == "max":
+        return torch.stack(views).amax(dim=0)
+    total = views[0].clone() if len(views) == 1 else views[0] + views[1]
+    for view in views[2:]:
+        total += view
+    return total / (kh * kw) if ins.kind == "avg" else total

@@ -1,0 +1,109 @@
+"""Non-idealities and their random streams: the `Noise` settings, seeds keyed by what a draw
+belongs to (never by batch position), read-noise normals, and the chip's static cell errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from primec.errors import PrimecError
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Device non-idealities; all zero is ideal. See `docs/simulator.md`."""
+
+    program: float = 0.0  # relative std of each cell's static conductance error
+    read: float = 0.0  # relative std of each cell's current on every read
+    stuck: float = 0.0  # fraction of cells stuck (half at g_off, half at g_max)
+    adc: int = 0  # ADC bits per read (0: ideal converter)
+    input: int = 0  # input driver bits (0: as many as the values need)
+    seed: int = 0
+
+    @property
+    def ideal(self) -> bool:
+        """No non-ideality switched on."""
+        return not (self.program or self.read or self.stuck or self.adc or self.input)
+
+    @staticmethod
+    def parse(text: str, seed: int = 0) -> Noise:
+        """Read `program=0.05,read=0.02,stuck=0.001,adc=8,input=8`."""
+        known = {f.name: f.type for f in fields(Noise) if f.name != "seed"}
+        values: dict[str, float | int] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, _, raw = item.partition("=")
+            if key not in known or not raw:
+                raise PrimecError(
+                    f"bad noise setting {item!r}",
+                    hint=f"use KEY=VALUE with KEY one of {', '.join(known)}, e.g. read=0.02,adc=8",
+                )
+            values[key] = _number(key, raw, known[key])
+        return Noise(**values, seed=seed)
+
+
+def _number(key: str, raw: str, kind: str) -> float | int:
+    try:
+        value = int(raw) if kind == "int" else float(raw)
+    except ValueError:
+        raise PrimecError(
+            f"noise setting {key}={raw!r} is not a{'n integer' if kind == 'int' else ' number'}"
+        ) from None
+    if value < 0 or (key == "stuck" and value > 1):
+        raise PrimecError(f"noise setting {key}={raw} is out of range")
+    return value
+
+
+def stream_seed(*keys: int) -> int:
+    """A 63-bit seed for the random stream keyed by `keys` (seed, kind, sample or array, ...)."""
+    digest = hashlib.sha256(",".join(map(str, keys)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class Normals:
+    """Read-noise normals of one step: one stream per (sample, step), drawn a bit plane at a time.
+
+    Block k holds plane k of every read, in program order. Blocks are drawn in order and only as
+    far as a read needs, and block k's values depend on (seed, sample, step, k) alone, so a batch
+    whose inputs use fewer planes draws less without changing any sample's numbers.
+    """
+
+    def __init__(
+        self, seed: int, samples: np.ndarray, t: int, sizes: list[int], device: torch.device
+    ) -> None:
+        self.generators = [
+            torch.Generator().manual_seed(stream_seed(seed, 2, sample, t))
+            for sample in samples.tolist()
+        ]
+        self.sizes = sizes
+        self.device = device
+        self.blocks: list[torch.Tensor] = []
+
+    def block(self, k: int) -> torch.Tensor:
+        """[samples, size of block k] standard normals (float32)."""
+        while len(self.blocks) <= k:
+            size = self.sizes[len(self.blocks)]
+            draws = torch.empty((len(self.generators), size), dtype=torch.float32)
+            for row, generator in zip(draws, self.generators, strict=True):
+                torch.randn(size, generator=generator, out=row)
+            self.blocks.append(draws.to(self.device))
+        return self.blocks[k]
+
+
+def chip_cells(key: tuple[int, int], cells: np.ndarray, noise: Noise, params: dict) -> np.ndarray:
+    """The cells as the chip has them: static programming error and stuck cells applied."""
+    if not (noise.program or noise.stuck):
+        return cells
+    rng = np.random.default_rng(stream_seed(noise.seed, 1, *key))
+    chip = cells * (1 + noise.program * rng.standard_normal(cells.shape))
+    chip = np.clip(chip, 0.0, None)
+    stuck = rng.random(cells.shape)
+    chip = np.where(stuck < noise.stuck / 2, params["cells.g_off_us"], chip)
+    return np.where(
+        (stuck >= noise.stuck / 2) & (stuck < noise.stuck),
+        params["cells.g_max_us"],
+        chip,
+    )
