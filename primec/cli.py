@@ -320,9 +320,9 @@ def compile_report(result: Any) -> dict[str, Any]:
 )
 @click.option(
     "--noise",
-    default="",
     metavar="SPEC",
-    help="Non-idealities, e.g. program=0.05,read=0.02,stuck=0.001,adc=8,input=8.",
+    help="Non-idealities instead of the target's (its read noise, stuck rates, ADC bits): "
+    "`ideal`, or e.g. program=0.05,read=0.02,stuck=0.001,adc=8,input=8.",
 )
 @click.option(
     "--seed",
@@ -348,7 +348,7 @@ def simulate(
     input_path: str,
     device: str,
     batch_size: int,
-    noise: str,
+    noise: str | None,
     seed: int,
     no_early_exit: bool,
     output: str | None,
@@ -361,6 +361,7 @@ def simulate(
     Examples:
       primec simulate model.pbc --input test.npz --report sim.json
       primec simulate model.pmac --input test.npz --noise read=0.02,adc=8 --seed 1
+      primec simulate model.pbc --input test.npz --noise ideal
     """
     from primec.backends import read_artefact
     from primec.backends.simulator import Noise
@@ -370,7 +371,7 @@ def simulate(
 
     program = read_artefact(artefact)
     data = load_inputs(input_path, program.input_shape, program.timesteps, classes_of(program))
-    settings = Noise.parse(noise, seed)
+    settings, source = Noise.choose(noise, program.meta["target_parameters"], seed)
     _check_device(device)
     with click.progressbar(length=len(data.x), label="simulating", file=sys.stderr) as bar:
         result, summary = run_simulation(
@@ -381,6 +382,7 @@ def simulate(
             batch_size,
             not no_early_exit,
             lambda done, _: bar.update(done - bar.pos),
+            source,
         )
     if output:
         write_outputs(output, result)
@@ -402,6 +404,9 @@ def _check_device(device: str) -> None:
 def simulation_summary(summary: dict[str, Any]) -> str:
     """The simulation report as a few readable lines."""
     lines = [f"{summary['samples']} samples of {summary['artefact']} on {summary['target']}"]
+    active = {k: v for k, v in summary["noise"].items() if v and k != "seed"}
+    shown = ", ".join(f"{k}={v:g}" for k, v in active.items()) or "none"
+    lines.append(f"non-idealities      {shown} (from {summary['noise_source']})")
     if "accuracy" in summary:
         lines.append(f"accuracy            {summary['accuracy'] * 100:.2f}%")
     lines.append(

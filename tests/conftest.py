@@ -13,3 +13,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """Whether golden files are rewritten instead of compared."""
     return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture(autouse=True)
+def verify_around_every_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pass any test runs (through the pass manager or by hand) gets a verified graph and
+    must leave one: the registry's passes are wrapped for the test's duration."""
+    from primec.passes import PASSES
+
+    from primec.core.verify import verify
+
+    def verified(name: str, run):
+        def wrapper(graph, *args, **kwargs):
+            verify(graph, source=f"before pass {name}")
+            return verify(run(graph, *args, **kwargs), source=f"after pass {name}")
+
+        return wrapper
+
+    for name, run in list(PASSES.items()):
+        monkeypatch.setitem(PASSES, name, verified(name, run))

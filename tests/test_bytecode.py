@@ -4,7 +4,6 @@ every malformed file gets one clear error."""
 from __future__ import annotations
 
 import struct
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from isa_strategies import instructions
 from primec.backends import bytecode
 from primec.backends.isa import INSTRUCTIONS, decode_program, encode_program
 
@@ -21,21 +21,6 @@ from primec.hardware.target import DEFAULT_TARGET, load_target
 from primec.pipeline import BackendOptions, compile_model
 
 GOLDEN = Path(__file__).parent / "golden" / "ir"
-
-FIELD_VALUES = {
-    "int": st.integers(-(2**63), 2**63 - 1),
-    "float": st.floats(allow_nan=False),
-    "str": st.text(max_size=20),
-    "tuple[int, ...]": st.lists(st.integers(-(2**40), 2**40), max_size=6).map(tuple),
-    "tuple[float, ...]": st.lists(st.floats(allow_nan=False), max_size=6).map(tuple),
-}
-
-
-def instructions():
-    """Any instruction with any field values."""
-    return st.sampled_from(sorted(INSTRUCTIONS.values(), key=lambda c: c.OPCODE)).flatmap(
-        lambda cls: st.builds(cls, **{f.name: FIELD_VALUES[f.type] for f in fields(cls)})
-    )
 
 
 @settings(max_examples=300, deadline=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 
 from primec import __version__
 from primec.cli import main
+from primec.pipeline import PASS_PIPELINE
 
 GOLDEN = Path(__file__).parent / "golden" / "ir"
 
@@ -83,7 +85,30 @@ def test_compile_ir_file_with_observability(tmp_path: Path) -> None:
     assert out.exists() and out.with_suffix(".npz").exists()
     names = sorted(p.name for p in dump.glob("*.pir"))
     assert names[0] == "00-import.pir" and any(n.endswith("-dce.pir") for n in names)
-    assert report.exists()
+    fields = json.loads(report.read_text())
+    assert fields["input_kind"] == "primec IR text (.pir)" and fields["stopped_after"] is None
+    assert fields["stages"] == ["load", "export", "import", *PASS_PIPELINE]
+    assert set(fields["pass_seconds"]) == set(PASS_PIPELINE)
+    # The written IR is the graph after the last pass, as dumped, and the report counts its nodes.
+    assert out.read_text() == (dump / names[-1]).read_text()
+    assert fields["nodes"] == out.read_text().count(" = ")
+
+
+def test_backend_stages_run_under_the_pass_manager(tmp_path: Path) -> None:
+    model, out, dump = str(GOLDEN / "small_conv_snn.pir"), tmp_path / "m.pmac", tmp_path / "dump"
+    flags = ("--emit", "macro", "-o", str(out), "--stop-after", "lower", "--print-after", "lower")
+    result = invoke("compile", model, *flags)
+    assert result.exit_code == 0, result.output
+    assert "// ----- IR after lower -----\nprogram " in result.output
+    assert "read dst=%" in result.output and "(stopped after lower)" in result.output
+    assert not out.exists()  # encode did not run
+    flags = ("--emit", "bytecode", "-o", str(out), "--dump-dir", str(dump), "--time-passes")
+    result = invoke("compile", model, *flags)
+    assert result.exit_code == 0, result.output
+    assert "pass lower:" in result.output and "pass encode:" in result.output
+    names = sorted(p.name for p in dump.iterdir())
+    assert [n.split("-", 1)[1] for n in names[-3:]] == ["lower.txt", "exit-table.txt", "encode.pbc"]
+    assert (dump / names[-1]).read_bytes() == out.read_bytes()
 
 
 def test_compile_stop_after_import(tmp_path: Path) -> None:

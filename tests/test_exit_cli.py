@@ -79,11 +79,13 @@ def prime_run(folder: Path, ndigits: dict) -> tuple[dict[str, np.ndarray], dict]
 
 
 def simulate(artefact: Path, data: Path, stem: Path, *flags: str) -> tuple[dict, dict]:
-    """`primec simulate` with --output and --report: (per-sample arrays, report)."""
+    """`primec simulate` with --output and --report, ideal (the target's non-idealities are the
+    default; these tests compare with the model exactly): (per-sample arrays, report)."""
     out, report = stem.with_suffix(".npz"), stem.with_suffix(".json")
     result = invoke(
-        "simulate", artefact, "--input", data, "--output", out, "--report", report, *flags
-    )
+        "simulate", artefact, "--input", data, "--output", out, "--report", report,
+        "--noise", "ideal", *flags,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     with np.load(out) as arrays:
         return {k: arrays[k] for k in arrays.files}, json.loads(report.read_text())

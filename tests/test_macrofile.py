@@ -17,8 +17,11 @@ import numpy as np
 import prime_reference
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given, settings
+from isa_strategies import instruction_of
 from primec.backends import bytecode, macrofile
-from primec.backends.isa import Read
+from primec.backends.isa import INSTRUCTIONS, Read
+from primec.backends.macrofile import codec
 
 from primec.cli import main
 from primec.datasets import save_npz
@@ -62,6 +65,17 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "data.npz"
     save_npz(path, rng.poisson(0.3, (6, 10, 2, 34, 34)), rng.integers(0, 10, 6))
     return path
+
+
+@pytest.mark.parametrize("cls", sorted(INSTRUCTIONS.values(), key=lambda c: c.OPCODE))
+def test_every_instruction_round_trips_through_json(cls) -> None:
+    @settings(max_examples=60, deadline=None)
+    @given(instruction_of(cls))
+    def round_trip(instr) -> None:
+        record = json.loads(json.dumps(codec.instruction_json(instr)))
+        assert codec.instruction(0, record, "<test>") == instr
+
+    round_trip()
 
 
 def test_round_trip_is_byte_identical(files: dict[str, Path], tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ counts; then noise (seeded, replayable, independent of batch), energy, and bad i
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 from dataclasses import replace
@@ -486,6 +487,8 @@ def simulate_cli(tmp_path: Path, artefact: Path, **arrays: np.ndarray):
         str(report),
         "--output",
         str(output),
+        "--noise",
+        "ideal",
     ]
     return CliRunner().invoke(main, args), report, output
 
@@ -495,6 +498,31 @@ def test_the_cli_simulates_good_input(tmp_path: Path, artefact: Path) -> None:
     result, report, output = simulate_cli(tmp_path, artefact, x=x, y=np.arange(5) % 5)
     assert result.exit_code == 0, result.output
     assert report.exists() and output.exists()
+
+
+def test_default_noise_is_the_targets_and_the_report_says_which(
+    tmp_path: Path, artefact: Path
+) -> None:
+    data, report = tmp_path / "data.npz", tmp_path / "report.json"
+    np.savez(data, x=np.ones((2, 4, 1, 6, 6), np.float32))
+    cells = load_target(DEFAULT_TARGET).cells
+    target_noise = {
+        "read": cells.read_noise,
+        "stuck": cells.stuck_low_rate + cells.stuck_high_rate,
+        "adc": load_target(DEFAULT_TARGET).adc.bits,
+    }
+    cases = [
+        ((), "the artefact's target", target_noise),
+        (("--noise", "ideal"), "ideal (--noise ideal)", {}),
+        (("--noise", "read=0.02"), "--noise", {"read": 0.02}),
+    ]
+    for flags, source, active in cases:
+        args = ["simulate", str(artefact), "--input", str(data), "--report", str(report), *flags]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        summary = json.loads(report.read_text())
+        assert summary["noise_source"] == source and f"(from {source})" in result.output
+        assert {k: v for k, v in summary["noise"].items() if v and k != "seed"} == active
 
 
 @pytest.mark.parametrize(

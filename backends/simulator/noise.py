@@ -44,6 +44,26 @@ class Noise:
             values[key] = _number(key, raw, known[key])
         return Noise(**values, seed=seed)
 
+    @staticmethod
+    def from_target(params: dict, seed: int = 0) -> Noise:
+        """The non-idealities the artefact's target describes: its cells' read noise and stuck
+        rates, its ADC bits. (The simulator sticks cells half low, half high: the stuck rate is
+        the target's low and high rates together.)"""
+        stuck = params["cells.stuck_low_rate"] + params["cells.stuck_high_rate"]
+        return Noise(
+            read=params["cells.read_noise"], stuck=stuck, adc=params["adc.bits"], seed=seed
+        )
+
+    @staticmethod
+    def choose(spec: str | None, params: dict, seed: int = 0) -> tuple[Noise, str]:
+        """The noise of `primec simulate --noise SPEC` and where it came from, in words: the
+        target's non-idealities without SPEC, none for `ideal` (or an empty SPEC), else SPEC's."""
+        if spec is None:
+            return Noise.from_target(params, seed), "the artefact's target"
+        if spec.strip() in ("", "ideal"):
+            return Noise(seed=seed), "ideal (--noise ideal)"
+        return Noise.parse(spec, seed), "--noise"
+
 
 def _number(key: str, raw: str, kind: str) -> float | int:
     try:

@@ -30,12 +30,14 @@ def simulate(
     batch_size: int = 64,
     early_exit: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    noise_source: str = "",
 ) -> tuple[SimResult, dict[str, Any]]:
     """Run the program on the data; return the per-sample results and the JSON report."""
     if batch_size < 1:
         raise PrimecError(f"--batch-size must be at least 1, got {batch_size}")
     result = Simulator(program, noise, device).run(data.x, batch_size, early_exit, progress)
-    return result, report(program, data, result, noise or Noise(), early_exit)
+    summary = report(program, data, result, noise or Noise(), early_exit)
+    return result, summary | {"noise_source": noise_source or "given by the caller"}
 
 
 def report(
