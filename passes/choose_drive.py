@@ -21,11 +21,15 @@ Ensures: every crossbar has drive, planes and input_quantum set; outputs are unc
 
 from __future__ import annotations
 
+import logging
+
 from primec.core.ir import Graph, Node
 from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
 from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.target import Target
+
+log = logging.getLogger(__name__)
 
 PASS_THROUGH = ("im2col", "flatten", "reshape", "max_pool2d")
 POOLS = ("sum_pool2d", "avg_pool2d")
@@ -76,6 +80,9 @@ class _Tracer:
             return self.levels(producer.inputs[0].name, seen)
         if producer.op in POOLS:
             return self.pooled(producer, seen)
+        log.debug(
+            "levels of %%%s unknown: op %s is no spike, pool or step input", name, producer.op
+        )
         return None
 
     def pooled(self, pool: Node, seen: frozenset[str]) -> Levels | None:

@@ -15,12 +15,16 @@ float64 interpreter differs in the last bits, spikes stay the same).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from primec.core.ir import Graph, Node, Value
 from primec.core.rewrite import Namer, constant, weight_node
 from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.target import Target
+
+log = logging.getLogger(__name__)
 
 _Pending = tuple[Value, np.ndarray, np.ndarray]  # affine input, scale, shift
 
@@ -40,6 +44,9 @@ def run(graph: Graph, target: Target | None = None, choices: Choices = NO_CHOICE
         if x.name in pending and len(users[x.name]) == 1 and x.name not in outputs:
             merged_away.add(x.name)
             found = _merge(pending[x.name], found)
+        elif x.name in pending:
+            why = "is a step output" if x.name in outputs else "has other users"
+            log.debug("affine %%%s is not merged into %s: %%%s %s", x.name, node.op, x.name, why)
         pending[node.outputs[0].name] = found
     namer = Namer(graph)
     nodes: list[Node] = []
@@ -64,6 +71,14 @@ def _as_affine(node: Node, producers: dict[str, Node]) -> _Pending | None:
     y, b = node.inputs
     producer = producers.get(b.name)
     if producer is None or producer.op != "weight" or not _per_channel(y, b):
+        why = (
+            "is not a weight"
+            if producer is None or producer.op != "weight"
+            else "is not per channel"
+        )
+        log.debug(
+            "add -> %%%s is no bias to fold: operand %%%s %s", node.outputs[0].name, b.name, why
+        )
         return None
     shift = producer.attr("value").array().astype(np.float64).reshape(-1)
     return y, np.ones_like(shift), shift

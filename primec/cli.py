@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,13 +49,28 @@ def write_report(path: str | None, report: dict[str, Any]) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="primec")
-def main() -> None:
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Debug log: e.g. why a rewrite declined a match."
+)
+def main(verbose: bool) -> None:
     """primec: compile PyTorch spiking neural networks to memristor in-memory-computing macros.
 
     \b
     Example:
       primec compile model.pt --arch prime-nmnist --stop-after import --dump-dir ir/
+      primec -v compile model.pt --arch prime-nmnist
     """
+    logger = logging.getLogger("primec")
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not any(isinstance(h, EchoHandler) for h in logger.handlers):
+        logger.addHandler(EchoHandler())
+
+
+class EchoHandler(logging.Handler):
+    """Log records as `debug: NAME: MESSAGE` lines on the current stderr (`-v`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"debug: {record.name}: {record.getMessage()}", err=True)
 
 
 def observability(command: Callable[..., Any]) -> Callable[..., Any]:

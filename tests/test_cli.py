@@ -91,7 +91,7 @@ def test_compile_ir_file_with_observability(tmp_path: Path) -> None:
     assert set(fields["pass_seconds"]) == set(PASS_PIPELINE)
     # The written IR is the graph after the last pass, as dumped, and the report counts its nodes.
     assert out.read_text() == (dump / names[-1]).read_text()
-    assert fields["nodes"] == out.read_text().count(" = ")
+    assert fields["nodes"] == sum(line.startswith("  %") for line in out.read_text().splitlines())
 
 
 def test_backend_stages_run_under_the_pass_manager(tmp_path: Path) -> None:
@@ -139,3 +139,14 @@ def test_compile_unknown_pass(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and "unknown pass nope" in result.output
     assert not out.exists()
+
+
+def test_pass_errors_show_the_ir_and_declines_are_logged_with_v() -> None:
+    model = str(GOLDEN.parent / "passes" / "choose-drive" / "conv_of_conv.in.pir")
+    result = invoke("-v", "compile", model)
+    assert result.exit_code == 2
+    assert "debug: primec.passes.choose_drive: levels of %add unknown" in result.output
+    assert "pass choose-drive failed" in result.output
+    assert ">   %conv1.mvm = crossbar(" in result.output  # the IR around the node, marked
+    quiet = invoke("compile", model)
+    assert "debug:" not in quiet.output and ">   %conv1.mvm" in quiet.output

@@ -9,6 +9,7 @@ text, or with its own `dump(stem)` when it has one (the encoded artefacts).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 from primec.core.ir import Graph
 from primec.core.text import print_graph, save_graph
-from primec.core.verify import VerifyError, verify
+from primec.core.verify import VerifyError, ir_context, verify
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_text
 
@@ -140,6 +141,7 @@ class PassManager:
         except PrimecError as exc:
             if name not in self.user_facing:
                 exc.message = f"pass {name} failed{history}: {exc.message}"
+                exc.context = exc.context or around(value, exc.where)
             raise
         except Exception as exc:
             raise PassFailed(f"pass {name} failed{history}: {type(exc).__name__}: {exc}") from exc
@@ -157,6 +159,17 @@ class PassManager:
             self.log(f"pass {name}: {seconds * 1000:.1f} ms{'' if changed else ' (no change)'}")
         self.observe(name, new)
         return new
+
+
+def around(value: Any, where: str) -> str:
+    """The IR around the node an error's `where` names (`node OP -> %VALUE`), if it names one."""
+    match = re.search(r"-> %(\S+?),? ", where + " ")
+    if not isinstance(value, Graph) or match is None:
+        return ""
+    for index, node in enumerate(value.nodes):
+        if any(v.name == match.group(1) for v in node.outputs):
+            return ir_context(value, index)
+    return ""
 
 
 def same(a: Any, b: Any) -> bool:

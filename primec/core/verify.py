@@ -21,6 +21,14 @@ class VerifyError(PrimecError):
     """The graph is not well formed."""
 
 
+def ir_context(graph: Graph, index: int) -> str:
+    """The printed IR around node `index`, that node marked with `>`."""
+    printed = graph_lines(graph)
+    at = node_line(graph, index) - 1
+    window = range(max(0, at - 2), min(len(printed), at + 3))
+    return "\n".join(("> " if i == at else "  ") + printed[i] for i in window)
+
+
 def verify(graph: Graph, lines: Sequence[int] | None = None, source: str = "") -> Graph:
     """Check the graph; return it unchanged or raise `VerifyError`.
 
@@ -47,10 +55,7 @@ class _Verifier:
         raise VerifyError(message, where=where, hint=hint, context=self.context(index))
 
     def context(self, index: int) -> str:
-        printed = graph_lines(self.graph)
-        at = node_line(self.graph, index) - 1
-        window = range(max(0, at - 2), min(len(printed), at + 3))
-        return "\n".join(("> " if i == at else "  ") + printed[i] for i in window)
+        return ir_context(self.graph, index)
 
     def run(self) -> None:
         for value in self.graph.inputs:
