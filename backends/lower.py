@@ -37,6 +37,7 @@ from primec.backends.program import DebugEntry, Program, target_hash
 from primec.core.ir import Graph, Node
 from primec.errors import PrimecError
 from primec.hardware.earlyexit import ExitTable
+from primec.hardware.geometry import PAIR
 from primec.hardware.mapping import placed_tiles
 from primec.hardware.target import Target
 
@@ -205,8 +206,7 @@ class _Lowering:
         )
         cells = self.arrays.setdefault((tile["macro"], tile["array"]), self.empty_array())
         r0, c0 = tile["row"], tile["col"]
-        cells[r0 : r0 + len(rows), c0 : c0 + 2 * len(cols) : 2] = g_pos
-        cells[r0 : r0 + len(rows), c0 + 1 : c0 + 2 * len(cols) : 2] = g_neg
+        PAIR.place(cells[r0 : r0 + len(rows), c0 : c0 + PAIR.width(len(cols))], g_pos, g_neg)
         prefix = f"{node.outputs[0].name}.t{tile['index']}"
         self.emit(
             Read(

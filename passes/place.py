@@ -28,6 +28,7 @@ from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
 from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.devicemap import DeviceMap
+from primec.hardware.geometry import PAIR
 from primec.hardware.mapping import (
     AS_FORMED,
     PROGRAMMED,
@@ -160,8 +161,10 @@ def _check_cells(node: Node, index: int, layout: Layout, chip: DeviceMap, target
 
 def _mismatch(node: Node, bad: list[tuple], chip: DeviceMap, tolerance: float) -> None:
     slot, matrix_row, matrix_col, i, j = bad[0]
-    row, col = slot.row + int(i), slot.col + 2 * int(j)
-    g_pos, g_neg = (float(chip.g[slot.macro, slot.array, row, c]) for c in (col, col + 1))
+    row, col = slot.row + int(i), PAIR.column(slot.col, int(j))
+    g_pos, g_neg = (
+        float(chip.g[slot.macro, slot.array, row, col + c]) for c in (PAIR.positive, PAIR.negative)
+    )
     index = weight_position(
         node.attr("kind"),
         node.attr("weight_shape"),

@@ -1,7 +1,7 @@
 """tile: split each crossbar matrix into tiles that fit one array.
 
-A tile holds up to `array.rows` matrix rows and `array.cols // 2` outputs (two columns per
-differential pair). The splits are full blocks first, the remainder last; tiles are numbered
+A tile holds up to `array.rows` matrix rows and `target.pairs_per_row` outputs (one differential
+pair per output; `primec.hardware.geometry.PAIR` says how a pair sits in the columns). The splits are full blocks first, the remainder last; tiles are numbered
 row block by row block, output blocks inside (`place` may split a tile's outputs further).
 
 Which rows and outputs are kept (`row_map`, `col_map`):
@@ -28,6 +28,7 @@ from primec.core.ir import Graph, Node, Weight
 from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
 from primec.hardware.choices import NO_CHOICES, Choices
+from primec.hardware.geometry import PAIR
 from primec.hardware.mapping import range_attrs, tile_ranges
 from primec.hardware.target import Target
 
@@ -61,13 +62,13 @@ def _tile(node: Node, target: Target) -> Node:
 
 def _check_fits(node: Node, rows: int, outputs: int, target: Target) -> None:
     """A layer that needs more arrays than the whole target has cannot fit, however split."""
-    cells = rows * 2 * outputs
+    cells = rows * PAIR.width(outputs)
     needed = math.ceil(cells / target.cells_per_array)
     if needed <= target.arrays:
         return
     raise PrimecError(
         f"layer {layer_name(node)} cannot fit the target {target.name} even when split: its "
-        f"{rows} x {outputs} matrix needs {cells:,} cells ({rows} rows x {2 * outputs} columns, "
+        f"{rows} x {outputs} matrix needs {cells:,} cells ({rows} rows x {PAIR.width(outputs)} columns, "
         f"two per signed weight), at least {needed} arrays of {target.array.rows} x "
         f"{target.array.cols}, but the target has {target.arrays} "
         f"({target.chip.macros} macros x {target.chip.arrays_per_macro} arrays)",

@@ -10,6 +10,8 @@ import numpy as np
 from primec.backends.isa import Read
 from primec.backends.program import Program
 
+from primec.hardware.geometry import PAIR
+
 PAIR_UNUSED, PAIR_KEEP, PAIR_RESET, PAIR_PROGRAM = 0, 1, 2, 3
 
 
@@ -27,7 +29,7 @@ def pair_operations(program: Program) -> dict[tuple[int, int], np.ndarray]:
     off = params["cells.g_off_us"]
     modes = {layer["value"]: layer["mode"] for layer in program.meta["layers"]}
     ops = {
-        key: np.zeros((cells.shape[0], cells.shape[1] // 2), dtype=np.uint8)
+        key: np.zeros((cells.shape[0], PAIR.pairs_in(cells.shape[1])), dtype=np.uint8)
         for key, cells in program.arrays.items()
     }
     for index, instr in enumerate(program.instrs):
@@ -35,9 +37,10 @@ def pair_operations(program: Program) -> dict[tuple[int, int], np.ndarray]:
             continue
         rows, cols = len(program.tensors[instr.rows]), len(program.tensors[instr.cols])
         block = program.arrays[(instr.macro, instr.array)][
-            instr.row0 : instr.row0 + rows, instr.col0 : instr.col0 + 2 * cols
+            instr.row0 : instr.row0 + rows, instr.col0 : instr.col0 + PAIR.width(cols)
         ]
-        reset = (block[:, 0::2] == off) & (block[:, 1::2] == off)
+        g_pos, g_neg = PAIR.split(block)
+        reset = (g_pos == off) & (g_neg == off)
         kept = PAIR_KEEP if modes[program.debug[index].value] == "as_formed" else PAIR_PROGRAM
         ops[(instr.macro, instr.array)][pair_region(program, instr)] = np.where(
             reset, PAIR_RESET, kept
@@ -48,7 +51,8 @@ def pair_operations(program: Program) -> dict[tuple[int, int], np.ndarray]:
 def pair_region(program: Program, read: Read) -> tuple[slice, slice]:
     """The rows and pair columns of an array's pair grid that a tile occupies."""
     rows, pairs = len(program.tensors[read.rows]), len(program.tensors[read.cols])
-    return slice(read.row0, read.row0 + rows), slice(read.col0 // 2, read.col0 // 2 + pairs)
+    first = PAIR.pairs_in(read.col0)
+    return slice(read.row0, read.row0 + rows), slice(first, first + pairs)
 
 
 def layer_pairs(program: Program) -> dict[str, dict[str, int]]:
@@ -70,6 +74,6 @@ def estimated_pulses(
 ) -> np.ndarray:
     """Write-verify pulses per cell to move a formed cell to its target, one tolerance per pulse."""
     start = params["cells.formed_mean_us"]
-    per_pair = np.repeat(operations == PAIR_PROGRAM, 2, axis=1)
+    per_pair = np.repeat(operations == PAIR_PROGRAM, PAIR.columns, axis=1)
     steps = np.ceil(np.abs(targets - start) / params["cells.write_verify_tolerance_us"])
     return np.where(per_pair, steps, 0).astype(np.int64)

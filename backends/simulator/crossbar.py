@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from primec.backends.isa import Gather, Read, Zero
 from primec.backends.simulator.grid import on_grid
 
+from primec.hardware.geometry import PAIR
+
 # torch's float64 conv unfolds its whole batch first; a few samples per thread keep that in cache.
 CONV_CHUNK_BYTES = 1 << 20
 # Bit-plane reads take this many conv chunks at a time through products, noise and ADC, in one
@@ -67,7 +69,7 @@ class CrossbarReads:
         driven = self._driven(ins, tile, levels if source is None else source)
         positions = self.program.buffers[ins.src][0]
         counts["row_drives"] += driven
-        counts["cell_reads"] += driven * 2 * tile.outputs
+        counts["cell_reads"] += driven * PAIR.width(tile.outputs)
         counts["adc_conversions"] += ins.planes * positions * tile.outputs
         counts["digital_adds"] += ins.planes * positions * tile.outputs
         if self.per_plane:
@@ -94,8 +96,10 @@ class CrossbarReads:
     def _tile(self, read: Read, gather: Gather | None) -> Tile:
         rows, cols = self.program.tensors[read.rows], self.program.tensors[read.cols]
         cells = self.cells[(read.macro, read.array)]
-        block = cells[read.row0 : read.row0 + len(rows), read.col0 : read.col0 + 2 * len(cols)]
-        g_pos, g_neg = block[:, 0::2], block[:, 1::2]
+        block = cells[
+            read.row0 : read.row0 + len(rows), read.col0 : read.col0 + PAIR.width(len(cols))
+        ]
+        g_pos, g_neg = PAIR.split(block)
         diff = g_pos - g_neg
         # As formed, G+ - G- is the float32 weight and sums are exact; perturbed cells need a grid.
         if self.noise.program or self.noise.stuck:

@@ -22,6 +22,7 @@ import numpy as np
 
 from primec.errors import PrimecError
 from primec.fileio import write_npz
+from primec.hardware.geometry import PAIR
 from primec.hardware.mapping import (
     AS_FORMED,
     Layout,
@@ -59,8 +60,8 @@ class DeviceMap:
     def pair_weights(self, slot: Slot, rows: int, pairs: int) -> np.ndarray:
         """G+ - G- (uS, float64) of the `rows` x `pairs` cell pairs starting at `slot`."""
         cells = self.g[slot.macro, slot.array, slot.row : slot.row + rows]
-        cells = cells[:, slot.col : slot.col + 2 * pairs].astype(np.float64)
-        return cells[:, 0::2] - cells[:, 1::2]
+        g_pos, g_neg = PAIR.split(cells[:, slot.col : slot.col + PAIR.width(pairs)])
+        return g_pos.astype(np.float64) - g_neg.astype(np.float64)
 
     def stuck_tables(self) -> np.ndarray:
         """Summed-area tables of stuck cells, one per array in placement order."""

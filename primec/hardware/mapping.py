@@ -15,6 +15,7 @@ import numpy as np
 
 from primec.core.ir import Node
 from primec.errors import PrimecError
+from primec.hardware.geometry import PAIR
 from primec.hardware.target import Target
 
 AS_FORMED, PROGRAMMED = 0, 1  # placement groups: as-formed tiles are placed first
@@ -83,7 +84,7 @@ TileRange = tuple[int, int, int, int]  # row start, row stop, output start, outp
 
 
 def tile_ranges(rows: int, outputs: int, target: Target) -> list[TileRange]:
-    """Split a matrix into tiles that fit one array (two columns per output), row blocks outer."""
+    """Split a matrix into tiles that fit one array (one pair per output), row blocks outer."""
     row_splits = block_splits(rows, target.array.rows)
     out_splits = block_splits(outputs, target.pairs_per_row)
     row_blocks = zip(row_splits, row_splits[1:], strict=False)
@@ -164,8 +165,8 @@ class Tile:
 
     @property
     def cols(self) -> int:
-        """Physical columns: two per pair."""
-        return 2 * self.pairs
+        """Physical columns the tile's pairs take."""
+        return PAIR.width(self.pairs)
 
 
 def layer_tiles(layer: int, ranges: list[TileRange], group: int) -> list[Tile]:
@@ -323,9 +324,9 @@ class _Packer:
     def tall(self, tile: Tile) -> list[tuple[int, Fit]]:
         """(pairs that fit, fit) of every free rectangle with room for the tile's rows."""
         return [
-            (w // 2, (0, 0, array, row, col, i))
+            (PAIR.pairs_in(w), (0, 0, array, row, col, i))
             for array, i, (row, col, h, w) in self.rects()
-            if h >= tile.rows and w >= 2
+            if h >= tile.rows and w >= PAIR.columns
         ]
 
     def open_array(self, tile: Tile) -> None:

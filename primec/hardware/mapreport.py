@@ -9,6 +9,7 @@ import numpy as np
 
 from primec.core.ir import Graph, Node
 from primec.core.rewrite import layer_name
+from primec.hardware.geometry import PAIR
 from primec.hardware.target import Target
 
 
@@ -24,7 +25,7 @@ def layer_row(node: Node) -> dict[str, Any]:
         "mode": node.attr("mode"),
         "matrix": [int(mask.shape[0]), int(mask.shape[1])],
         "tiles": tiles,
-        "cells": rows * 2 * cols,
+        "cells": rows * PAIR.width(cols),
         "drive": node.attr("drive"),
         "planes": node.attr("planes"),
         "reads_per_timestep": positions * node.attr("planes") * tiles,

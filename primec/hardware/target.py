@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from primec.errors import PrimecError
+from primec.hardware.geometry import PAIR
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -155,7 +156,7 @@ class Target:
     @property
     def pairs_per_row(self) -> int:
         """Differential pairs (signed weights) one array row holds."""
-        return self.array.cols // 2
+        return PAIR.pairs_in(self.array.cols)
 
     @property
     def arrays(self) -> int:
