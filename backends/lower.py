@@ -38,7 +38,7 @@ from primec.core.ir import Graph, Node
 from primec.errors import PrimecError
 from primec.hardware.earlyexit import ExitTable
 from primec.hardware.geometry import PAIR
-from primec.hardware.mapping import placed_tiles
+from primec.hardware.mapping import PlacedTile, placed_tiles
 from primec.hardware.target import Target
 
 NEURON_FIELDS = ("keep", "threshold", "strict", "reset", "reset_timing", "slope")
@@ -185,7 +185,7 @@ class _Lowering:
         outputs, positions = node.outputs[0].type.shape
         accumulator = self.new_buffer((outputs, positions))
         self.emit(Zero(accumulator, outputs))
-        for tile in _tiles(node):
+        for tile in placed_tiles(node):
             self.read(node, src, accumulator, tile)
         rows, cols = node.attr("formed").type.shape
         self.dense_macs += rows * cols * positions
@@ -194,9 +194,9 @@ class _Lowering:
         steps = (node.attr("input_scale"), 1.0 / node.attr("us_per_unit"), node.attr("gain"))
         self.emit(Scale(dst, accumulator, tuple(f for f in steps if f != 1.0)))
 
-    def read(self, node: Node, src: int, accumulator: int, tile: dict[str, Any]) -> None:
+    def read(self, node: Node, src: int, accumulator: int, tile: PlacedTile) -> None:
         formed, mask = node.attr("formed").array(), node.attr("mask").array()
-        rows, cols = tile["rows"], tile["cols"]
+        rows, cols = tile.rows, tile.outputs
         g_pos, g_neg = pair_conductances(
             formed[np.ix_(rows, cols)],
             mask[np.ix_(rows, cols)],
@@ -204,16 +204,16 @@ class _Lowering:
             node.attr("us_per_unit"),
             self.target,
         )
-        cells = self.arrays.setdefault((tile["macro"], tile["array"]), self.empty_array())
-        r0, c0 = tile["row"], tile["col"]
+        cells = self.arrays.setdefault((tile.macro, tile.array), self.empty_array())
+        r0, c0 = tile.row, tile.col
         PAIR.place(cells[r0 : r0 + len(rows), c0 : c0 + PAIR.width(len(cols))], g_pos, g_neg)
-        prefix = f"{node.outputs[0].name}.t{tile['index']}"
+        prefix = f"{node.outputs[0].name}.t{tile.index}"
         self.emit(
             Read(
                 dst=accumulator,
                 src=src,
-                macro=tile["macro"],
-                array=tile["array"],
+                macro=tile.macro,
+                array=tile.array,
                 row0=r0,
                 col0=c0,
                 rows=self.tensor(f"{prefix}.rows", rows.astype(np.int64)),
@@ -262,22 +262,6 @@ def _constant(node: Node) -> np.ndarray:
     if node.op == "weight":
         return node.attr("value").array()
     return node.attr("formed").array() * node.attr("gain") * node.attr("mask").array()
-
-
-def _tiles(node: Node) -> list[dict[str, Any]]:
-    """Every tile of a crossbar: its rows, outputs and place, in accumulation order."""
-    return [
-        {
-            "index": t.index,
-            "rows": t.rows,
-            "cols": t.outputs,
-            "macro": t.macro,
-            "array": t.array,
-            "row": t.row,
-            "col": t.col,
-        }
-        for t in placed_tiles(node)
-    ]
 
 
 def _simple(

@@ -25,6 +25,7 @@ from primec.core.ir import Graph, Node, sorted_attrs
 from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
 from primec.hardware.choices import NO_CHOICES, Choices
+from primec.hardware.mapping import placed_tiles
 from primec.hardware.target import Target
 
 
@@ -68,8 +69,7 @@ def _generations(graph: Graph) -> dict[int, int]:
 
 
 def _slotted(node: Node, phase: int, queues: dict, slots: dict) -> Node:
-    arrays = list(zip(node.attr("tile_macro"), node.attr("tile_array"), strict=True))
-    if len(arrays) != _tile_count(node):
+    if len(node.attr("tile_macro")) != _tile_count(node):
         raise PrimecError(
             f"layer {layer_name(node)} is not placed yet",
             where=f"node crossbar -> %{node.outputs[0].name}, loc {node.loc}",
@@ -77,8 +77,8 @@ def _slotted(node: Node, phase: int, queues: dict, slots: dict) -> Node:
         )
     reads = node.inputs[0].type.shape[0] * node.attr("planes")
     tile_slot = []
-    for macro, array in arrays:
-        key = (phase, macro, array)
+    for tile in placed_tiles(node):
+        key = (phase, tile.macro, tile.array)
         tile_slot.append(slots[key])
         slots[key] += 1
         queues[key] += reads

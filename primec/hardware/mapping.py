@@ -115,7 +115,8 @@ class PlacedTile:
 
     Physical row `row + i` of the array is driven with crossbar input row `rows[i]`; the pair of
     columns (col + 2j, col + 2j + 1) = (G+, G-) holds output `outputs[j]`. Tiles are listed in
-    accumulation order; `slot` is the tile's place in its array's read queue (-1 before schedule).
+    accumulation order; `queue_index` is the tile's place in its array's read queue (IR attribute
+`tile_slot`; -1 before schedule). A `Slot`, by contrast, is a position on an array.
     """
 
     index: int
@@ -125,7 +126,7 @@ class PlacedTile:
     array: int
     row: int
     col: int
-    slot: int
+    queue_index: int
 
 
 def placed_tiles(node: Node) -> list[PlacedTile]:
