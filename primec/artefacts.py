@@ -64,7 +64,13 @@ def build_program(
         return program, None
     if not exits.calibrate:
         return lower(graph, target, base.check(_classes(program))), None
-    data = load_inputs(exits.calibrate, program.input_shape, program.timesteps, _classes(program))
+    data = load_inputs(
+        exits.calibrate,
+        program.input_shape,
+        program.timesteps,
+        _classes(program),
+        program.input_drive,
+    )
     program, result = calibrate_program(program, data, base, exits.budget_points)
     if exits.plot:
         plot_curve(
