@@ -52,6 +52,15 @@ _NPY_ERRORS = (
 )
 
 
+def reader_error(what: str, hint: str) -> Callable[..., PrimecError]:
+    """Errors for one kind of file: "cannot read WHAT: message", with a hint on what to do."""
+
+    def error(message: str, where: str = "") -> PrimecError:
+        return PrimecError(f"cannot read {what}: {message}", where=where, hint=hint)
+
+    return error
+
+
 @dataclass(frozen=True)
 class Limits:
     """How much an archive may hold: member count, bytes per member, bytes in all."""
@@ -72,7 +81,7 @@ class UntrustedZip:
         source: str | Path | bytes,
         where: str,
         limits: Limits = DEFAULT_LIMITS,
-        error: type[PrimecError] = PrimecError,
+        error: Callable[..., PrimecError] = PrimecError,
     ) -> None:
         self.where = where
         self.limits = limits
@@ -173,7 +182,7 @@ def parse_npy(
     data: bytes,
     where: str,
     max_bytes: int = DEFAULT_LIMITS.member_bytes,
-    error: type[PrimecError] = PrimecError,
+    error: Callable[..., PrimecError] = PrimecError,
 ) -> np.ndarray:
     """An array from .npy bytes: header checked against the data before allocating; no pickles."""
     stream = io.BytesIO(data)
@@ -215,7 +224,7 @@ def read_npz(
     where: str,
     keys: Iterable[str] | None = None,
     limits: Limits = DEFAULT_LIMITS,
-    error: type[PrimecError] = PrimecError,
+    error: Callable[..., PrimecError] = PrimecError,
 ) -> dict[str, np.ndarray]:
     """The arrays of an .npz; with `keys`, any other member is refused before it is read."""
     with UntrustedZip(source, where, limits, error) as archive:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from primec.archive import read_npz
+from primec.archive import read_npz, reader_error
 from primec.errors import PrimecError
+
+_INPUT_ERROR = reader_error("input data", "write it with numpy.savez(path, x=x, y=y)")
 
 
 @dataclass(frozen=True)
@@ -55,24 +57,12 @@ def _read_npz(path: Path, where: str) -> dict[str, np.ndarray]:
         with path.open("rb") as handle:
             head = handle.read(6)
     except OSError as exc:
-        raise _InputError(str(exc), where) from exc
+        raise _INPUT_ERROR(str(exc), where) from exc
     if head == b"\x93NUMPY":
         raise PrimecError(
             "expected an .npz archive with arrays x and y, found a single array", where=where
         )
-    return read_npz(path, where, keys=("x", "y"), error=_InputError)
-
-
-class _InputError(PrimecError):
-    """A damaged or unreadable input file."""
-
-    def __init__(self, message: str, where: str = "", hint: str = "", context: str = "") -> None:
-        super().__init__(
-            f"cannot read input data: {message}",
-            where,
-            hint or "write it with numpy.savez(path, x=x, y=y)",
-            context,
-        )
+    return read_npz(path, where, keys=("x", "y"), error=_INPUT_ERROR)
 
 
 def _check_levels(x: np.ndarray, quantum: float, planes: int, where: str) -> None:

@@ -9,6 +9,7 @@ alike.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from primec.errors import PrimecError
@@ -19,6 +20,23 @@ from primec.text import graph_lines, node_line
 
 class VerifyError(PrimecError):
     """The graph is not well formed."""
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _positive_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
+
+
+# The time-loop facts every later stage relies on: key -> (check, what it must be).
+META_CHECKS = {
+    "timesteps": (_positive_int, "a positive integer"),
+    "input_quantum": (_positive_number, "a positive finite number"),
+    "readout": (lambda v: isinstance(v, str), "a string"),
+    "input_encoding": (lambda v: isinstance(v, str), "a string"),
+}
 
 
 def verify(graph: Graph, lines: Sequence[int] | None = None, source: str = "") -> Graph:
@@ -53,12 +71,22 @@ class _Verifier:
         return "\n".join(("> " if i == at else "  ") + printed[i] for i in window)
 
     def run(self) -> None:
+        self.meta()
         for value in self.graph.inputs:
             self.define(value.name, value.type, None)
         for index, node in enumerate(self.graph.nodes):
             self.node(index, node)
         self.outputs()
         self.states()
+
+    def meta(self) -> None:
+        keys = [key for key, _ in self.graph.meta]
+        if len(set(keys)) != len(keys):
+            self.fail(f"graph meta repeats a key: {keys}")
+        for key, value in self.graph.meta:
+            check = META_CHECKS.get(key)
+            if check is not None and not check[0](value):
+                self.fail(f"graph meta {key} must be {check[1]}, got {value!r}")
 
     def define(self, name: str, type_: TensorType, index: int | None) -> None:
         if name in self.defined:
