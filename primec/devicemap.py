@@ -121,6 +121,14 @@ def load(path: str | Path, target: Target) -> DeviceMap:
             hint="write one with `primec devicemap synth` (format in docs/mapping.md)",
         )
     header = {k: _scalar(arrays[k], k, where) for k in KEYS[:5]}
+    kinds = {"format": str, "version": int, "target": str, "units": str, "seed": int}
+    wrong = [k for k, kind in kinds.items() if type(header[k]) is not kind]
+    if wrong:
+        raise PrimecError(
+            f"device map field {wrong[0]!r} must be {kinds[wrong[0]].__name__}, "
+            f"got {header[wrong[0]]!r}",
+            where=where,
+        )
     _check_header(header, where)
     device_map = DeviceMap(str(header["target"]), arrays["g"], arrays["fault"], int(header["seed"]))
     if device_map.target != target.name:

@@ -22,8 +22,11 @@ class VerifyError(PrimecError):
     """The graph is not well formed."""
 
 
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+MAX_TIMESTEPS = 1 << 20  # far above any SNN's T; bounds every loop over time
+
+
+def _timesteps(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_TIMESTEPS
 
 
 def _positive_number(value: object) -> bool:
@@ -32,7 +35,7 @@ def _positive_number(value: object) -> bool:
 
 # The time-loop facts every later stage relies on: key -> (check, what it must be).
 META_CHECKS = {
-    "timesteps": (_positive_int, "a positive integer"),
+    "timesteps": (_timesteps, f"an integer 1..{MAX_TIMESTEPS}"),
     "input_quantum": (_positive_number, "a positive finite number"),
     "readout": (lambda v: isinstance(v, str), "a string"),
     "input_encoding": (lambda v: isinstance(v, str), "a string"),

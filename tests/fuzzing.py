@@ -99,7 +99,7 @@ class CaseResult:
     index: int
     seed: str
     mutations: list[str]
-    outcome: str = "refused"  # accepted | refused
+    outcome: str = "refused"  # accepted | refused | crashed (the first stage) | hang
     stages: list[str] = field(default_factory=list)
     finding: Finding | None = None
     seconds: float = 0.0
@@ -119,7 +119,11 @@ def signature(exc: BaseException, tb: Any = None) -> str:
     frames = traceback.extract_tb(tb if tb is not None else exc.__traceback__)
     ours = [f for f in frames if f.filename.startswith(PRIMEC_DIRS)]
     kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
     if ours:
         frame = ours[-1]
         return f"{name} at {os.path.relpath(frame.filename, REPO)}:{frame.lineno}"
@@ -156,12 +160,23 @@ class Member:
 
 
 def zip_members(data: bytes) -> list[Member]:
-    """Members of a zip in order (raises on anything zipfile cannot read)."""
+    """Members of a zip in order (raises on anything zipfile cannot read).
+
+    A member over 64 MiB or compressed over 1 MiB (a bomb an earlier mutation added) stays
+    compressed."""
+    members = []
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return [
-            Member(info.filename, archive.read(info), 8 if info.compress_type == 8 else 0)
-            for info in archive.infolist()
-        ]
+        for info in archive.infolist():
+            method = 8 if info.compress_type == 8 else 0
+            if info.file_size <= 64 << 20 and info.compress_size <= 1 << 20:
+                members.append(Member(info.filename, archive.read(info), method))
+                continue
+            start = info.header_offset + 30
+            name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+            start += name_len + extra_len
+            raw = data[start : start + info.compress_size]
+            members.append(Member(info.filename, raw, method, info.file_size, info.CRC, raw=True))
+    return members
 
 
 def write_zip(members: list[Member], align: int = 64) -> bytes:
@@ -234,15 +249,17 @@ def _deflate(data: bytes) -> bytes:
 
 @functools.lru_cache(maxsize=1)
 def bomb() -> tuple[bytes, int]:
-    """A raw deflate stream of BOMB_BYTES zeros (about 1.5 MB) and its CRC32."""
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    """A raw deflate stream of BOMB_BYTES zeros (about 1.5 MB) and its CRC32.
+
+    One 16 MiB block of zeros, compressed after a full flush, repeats byte for byte."""
     chunk = bytes(16 << 20)
-    parts, crc = [], 0
-    for _ in range(BOMB_BYTES // len(chunk)):
-        parts.append(compressor.compress(chunk))
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    count = BOMB_BYTES // len(chunk)
+    crc = 0
+    for _ in range(count):
         crc = zlib.crc32(chunk, crc)
-    parts.append(compressor.flush())
-    return b"".join(parts), crc
+    return block * count + compressor.flush(), crc
 
 
 def npy_parts(data: bytes) -> tuple[dict[str, Any], bytes]:
@@ -255,7 +272,11 @@ def npy_parts(data: bytes) -> tuple[dict[str, Any], bytes]:
         else np.lib.format.read_array_header_2_0
     )
     shape, fortran, dtype = reader(stream)
-    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran, "shape": shape}
+    header = {
+        "descr": np.lib.format.dtype_to_descr(dtype),
+        "fortran_order": fortran,
+        "shape": shape,
+    }
     return header, data[stream.tell() :]
 
 
@@ -555,7 +576,20 @@ def mutate_array(array: np.ndarray, rng: random.Random) -> tuple[np.ndarray, str
         return a, f"array values := {value}"
     if choice < 0.6:
         dtype = rng.choice(
-            ["<f8", "<f2", "<i8", "<i4", "|u1", "|i1", "|b1", "<c8", "<m8[ns]", "<M8[s]", "<U3", "<u8"]
+            [
+                "<f8",
+                "<f2",
+                "<i8",
+                "<i4",
+                "|u1",
+                "|i1",
+                "|b1",
+                "<c8",
+                "<m8[ns]",
+                "<M8[s]",
+                "<U3",
+                "<u8",
+            ]
         )
         with np.errstate(all="ignore"):
             try:
@@ -564,7 +598,9 @@ def mutate_array(array: np.ndarray, rng: random.Random) -> tuple[np.ndarray, str
                 out = np.zeros(a.shape, dtype)
         return out, f"array dtype := {dtype}"
     if choice < 0.85:
-        kind = rng.choice(["extra-dim", "drop-dim", "shrink", "grow", "empty", "scalar", "transpose"])
+        kind = rng.choice(
+            ["extra-dim", "drop-dim", "shrink", "grow", "empty", "scalar", "transpose"]
+        )
         if kind == "extra-dim":
             out = a[None]
         elif kind == "drop-dim" and a.ndim:
@@ -583,7 +619,20 @@ def mutate_array(array: np.ndarray, rng: random.Random) -> tuple[np.ndarray, str
     return np.array(rng.choice([0, -1, 2**40, "text", 1.5])), "array := odd scalar"
 
 
-NPY_DESCRS = ["|O", "<U8", "|V16", ">f4", "<c8", "<m8[ns]", "<M8[s]", "|b1", "<f2", "<i8", "xyz", "|S0"]
+NPY_DESCRS = [
+    "|O",
+    "<U8",
+    "|V16",
+    ">f4",
+    "<c8",
+    "<m8[ns]",
+    "<M8[s]",
+    "|b1",
+    "<f2",
+    "<i8",
+    "xyz",
+    "|S0",
+]
 
 
 def mutate_npy(data: bytes, rng: random.Random) -> tuple[bytes, str]:
@@ -610,11 +659,8 @@ def mutate_npy(data: bytes, rng: random.Random) -> tuple[bytes, str]:
                 (1.5,),
             ]
         )
-        text = "{'descr': %r, 'fortran_order': %r, 'shape': (%s), }" % (
-            descr,
-            fortran,
-            ", ".join(str(s) if s != HUGE_DIGITS else s for s in shape) + ("," if len(shape) == 1 else ""),
-        )
+        dims = ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "")
+        text = f"{{'descr': {descr!r}, 'fortran_order': {fortran!r}, 'shape': ({dims}), }}"
         return npy_raw(text, payload), "npy header shape := " + _show(shape)
     if choice < 0.5:
         descr = rng.choice(NPY_DESCRS)
@@ -628,7 +674,11 @@ def mutate_npy(data: bytes, rng: random.Random) -> tuple[bytes, str]:
                 f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {shape!r}, 'x': 1}}",
                 "[" * 5000 + "]" * 5000,
                 f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {shape!r}",
-                "{'descr': '<f4', 'fortran_order': False, 'shape': (" + "(" * 3000 + "1" + ")" * 3000 + ",), }",
+                "{'descr': '<f4', 'fortran_order': False, 'shape': ("
+                + "(" * 3000
+                + "1"
+                + ")" * 3000
+                + ",), }",
                 "{" + "'a" * 50 + "}",
                 "__import__('os')",
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (1e999,), }",
@@ -644,7 +694,9 @@ def mutate_npy(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     if choice < 0.8:
         n = rng.randrange(len(payload) + 1)
         extra = rng.choice([b"", b"\0" * 8, b"junk"])
-        return data[: len(data) - len(payload)] + payload[:n] + extra, f"npy payload cut to {n}+{len(extra)}"
+        return data[: len(data) - len(payload)] + payload[
+            :n
+        ] + extra, f"npy payload cut to {n}+{len(extra)}"
     try:
         array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
         new, what = mutate_array(array, rng)
@@ -775,10 +827,15 @@ def mutate_pbc(data: bytes, rng: random.Random) -> tuple[bytes, str]:
         del sections[i]
         what = "drop"
     elif choice < 0.78:
-        sections.insert(rng.randrange(len(sections) + 1), (tag, rng.choice([payload, b"", b"null"])))
+        sections.insert(
+            rng.randrange(len(sections) + 1), (tag, rng.choice([payload, b"", b"null"]))
+        )
         what = "duplicate"
     elif choice < 0.82:
-        sections[i] = (rng.choice([b"XXXX", b"meta", b"\0\0\0\0", tags[(i + 1) % len(tags)]]), payload)
+        sections[i] = (
+            rng.choice([b"XXXX", b"meta", b"\0\0\0\0", tags[(i + 1) % len(tags)]]),
+            payload,
+        )
         what = f"retag to {sections[i][0]!r}"
     elif choice < 0.86:
         sections.append((b"JUNK", bytes(rng.randrange(64))))
@@ -801,9 +858,9 @@ def mutate_pbc(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     else:
         new, what = mutate_bytes(payload, rng)
         sections[i] = (tag, new)
-    return pbc_pack(magic, version, sections, checksum=checksum), f"pbc {tag.decode(errors='replace')}: {what}" + (
-        "" if checksum else " (stale checksum)"
-    )
+    return pbc_pack(
+        magic, version, sections, checksum=checksum
+    ), f"pbc {tag.decode(errors='replace')}: {what}" + ("" if checksum else " (stale checksum)")
 
 
 def mutate_program(payload: bytes, rng: random.Random) -> tuple[bytes, str]:
@@ -837,7 +894,9 @@ def mutate_program(payload: bytes, rng: random.Random) -> tuple[bytes, str]:
     new = odd_field_value(old, rng)
     try:
         instrs[i] = dataclasses.replace(instr, **{f.name: new})
-        return encode_program(tuple(instrs)), f"instr {i} {type(instr).__name__}.{f.name} := {_show(new)}"
+        return encode_program(
+            tuple(instrs)
+        ), f"instr {i} {type(instr).__name__}.{f.name} := {_show(new)}"
     except Exception:
         return mutate_bytes(payload, rng)
 
@@ -873,7 +932,9 @@ def mutate_tensors(payload: bytes, rng: random.Random) -> tuple[bytes, str]:
     rec = records[i]
     if choice < 0.3:
         dtype = {1: "<f4", 2: "<f8", 3: "<i8", 4: "|b1", 5: "<i4", 6: "|u1"}[rec[1]]
-        array = np.frombuffer(rec[3], dtype=dtype).reshape(rec[2]) if rec[1] in range(1, 7) else None
+        array = (
+            np.frombuffer(rec[3], dtype=dtype).reshape(rec[2]) if rec[1] in range(1, 7) else None
+        )
         if array is None:
             return mutate_bytes(payload, rng)
         new, what = mutate_array(array, rng)
@@ -891,7 +952,18 @@ def mutate_tensors(payload: bytes, rng: random.Random) -> tuple[bytes, str]:
         rec[1] = rng.choice([0, 7, 255, 1, 2, 3, 4, 5, 6])
         return tensor_payload(records), f"tensor {rec[0]!r} dtype code := {rec[1]}"
     if choice < 0.75:
-        name = rng.choice([b"", b"m0.a0", b"m99.a0", b"m-1.a0", b"m" + b"9" * 30 + b".a0", b"mx", b"\xff\xfe", rec[0] + b"x"])
+        name = rng.choice(
+            [
+                b"",
+                b"m0.a0",
+                b"m99.a0",
+                b"m-1.a0",
+                b"m" + b"9" * 30 + b".a0",
+                b"mx",
+                b"\xff\xfe",
+                rec[0] + b"x",
+            ]
+        )
         rec[0] = name
         return tensor_payload(records), f"tensor name := {name!r}"
     if choice < 0.85:
@@ -952,7 +1024,13 @@ def mutate_pmac(data: bytes, rng: random.Random) -> tuple[bytes, str]:
 def mutate_npz_arrays(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     """An .npz re-made with one array made odd, an array dropped, or an extra one."""
     try:
-        arrays = {m.name: np.lib.format.read_array(io.BytesIO(m.data), allow_pickle=False) for m in zip_members(data)}
+        members = zip_members(data)
+        if any(m.raw for m in members):
+            raise ValueError("holds a bomb")
+        arrays = {
+            m.name: np.lib.format.read_array(io.BytesIO(m.data), allow_pickle=False)
+            for m in members
+        }
     except Exception:
         return mutate_zip(data, rng)
     if not arrays:
@@ -971,7 +1049,9 @@ def mutate_npz_arrays(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     else:
         arrays[name] = arrays[rng.choice(names)]
         what = "replaced by another array"
-    return write_zip([Member(k, npy_of(v), 8) for k, v in arrays.items()], align=0), f"npz {name}: {what}"
+    return write_zip(
+        [Member(k, npy_of(v), 8) for k, v in arrays.items()], align=0
+    ), f"npz {name}: {what}"
 
 
 def mutate_pir(data: bytes, rng: random.Random) -> tuple[bytes, str]:
@@ -993,18 +1073,39 @@ def mutate_pir(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     numbers = list(re.finditer(r"(?<![%#@\w.])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", text))
     if choice < 0.55 and numbers:
         m = rng.choice(numbers)
-        new = rng.choice(["10.5", "0", "-1", "99999999999999999999999", "1e400", "nan", "inf", "-inf", HUGE_DIGITS, "0.0", "2147483648", "-0"])
-        return (text[: m.start()] + new + text[m.end() :]).encode(), f"pir number at {m.start()} {m.group()} -> {_show(new)}"
+        new = rng.choice(
+            [
+                "10.5",
+                "0",
+                "-1",
+                "99999999999999999999999",
+                "1e400",
+                "nan",
+                "inf",
+                "-inf",
+                HUGE_DIGITS,
+                "0.0",
+                "2147483648",
+                "-0",
+            ]
+        )
+        return (
+            text[: m.start()] + new + text[m.end() :]
+        ).encode(), f"pir number at {m.start()} {m.group()} -> {_show(new)}"
     if choice < 0.63:
         m = rng.choice(list(re.finditer(r"\[[^\[\]]*\]", text)) or [None])
         if m is not None:
             deep = "[" * 5000 + "1" + "]" * 5000
-            return (text[: m.start()] + deep + text[m.end() :]).encode(), f"pir deep nesting at {m.start()}"
+            return (
+                text[: m.start()] + deep + text[m.end() :]
+            ).encode(), f"pir deep nesting at {m.start()}"
     if choice < 0.72:
         names = sorted(set(re.findall(r"%[A-Za-z0-9_.\-]+", text)))
         if len(names) > 1:
             a, b = rng.sample(names, 2)
-            occurrences = [m.start() for m in re.finditer(re.escape(a) + r"(?![A-Za-z0-9_.\-])", text)]
+            occurrences = [
+                m.start() for m in re.finditer(re.escape(a) + r"(?![A-Za-z0-9_.\-])", text)
+            ]
             k = rng.choice(occurrences)
             return (text[:k] + b + text[k + len(a) :]).encode(), f"pir {a} at {k} -> {b}"
     if choice < 0.8:
@@ -1014,16 +1115,45 @@ def mutate_pir(data: bytes, rng: random.Random) -> tuple[bytes, str]:
         if ops:
             m = rng.choice(ops)
             new = rng.choice([*sorted(OPS), "nope"])
-            return (text[: m.start(1)] + new + text[m.end(1) :]).encode(), f"pir op {m.group(1)} -> {new}"
+            return (
+                text[: m.start(1)] + new + text[m.end(1) :]
+            ).encode(), f"pir op {m.group(1)} -> {new}"
     if choice < 0.86:
         types = list(re.finditer(r"\b(f32|f64|i64|i32|b1|f16)\b", text))
         if types:
             m = rng.choice(types)
             new = rng.choice(["f32", "f64", "i64", "b1", "f16", "u8", "x"])
-            return (text[: m.start()] + new + text[m.end() :]).encode(), f"pir type {m.group()} -> {new}"
+            return (
+                text[: m.start()] + new + text[m.end() :]
+            ).encode(), f"pir type {m.group()} -> {new}"
     if choice < 0.92:
         k = rng.randrange(len(text) + 1)
-        junk = rng.choice(["{", "}", "(", ")", "[", "]", ",", "=", "<-", "->", ":", '"', "%", "@", "#", "\\", "\x00", "é", "//", "\t", "\n", " loc(\"x\")"])
+        junk = rng.choice(
+            [
+                "{",
+                "}",
+                "(",
+                ")",
+                "[",
+                "]",
+                ",",
+                "=",
+                "<-",
+                "->",
+                ":",
+                '"',
+                "%",
+                "@",
+                "#",
+                "\\",
+                "\x00",
+                "é",
+                "//",
+                "\t",
+                "\n",
+                ' loc("x")',
+            ]
+        )
         return (text[:k] + junk + text[k:]).encode(), f"pir insert {junk!r} at {k}"
     return mutate_bytes(data, rng)
 
@@ -1036,7 +1166,8 @@ def mutate_target(data: bytes, rng: random.Random) -> tuple[bytes, str]:
         try:
             doc = tomllib.loads(data.decode())
         except Exception:
-            return mutate_pir(data, rng)
+            data, what = mutate_pir(data, rng)
+            return data, "text" + what.removeprefix("pir")
         tables = [k for k, v in doc.items() if isinstance(v, dict) and v]
         if tables:
             table = rng.choice(tables)
@@ -1050,12 +1181,35 @@ def mutate_target(data: bytes, rng: random.Random) -> tuple[bytes, str]:
                 return toml_text(doc).encode(), f"toml drop [{table}]"
             old = doc[table][key]
             if isinstance(old, (int, float)) and not isinstance(old, bool) and choice < 0.6:
-                new = rng.choice([0, -1, 0.0, -old, old * 1000, old / 1000, 2**63 - 1, 10**30, math.nan, math.inf, 1e-300, 10.5, 1, 2, 3, 65536])
+                new = rng.choice(
+                    [
+                        0,
+                        -1,
+                        0.0,
+                        -old,
+                        old * 1000,
+                        old / 1000,
+                        2**63 - 1,
+                        10**30,
+                        math.nan,
+                        math.inf,
+                        1e-300,
+                        10.5,
+                        1,
+                        2,
+                        3,
+                        65536,
+                    ]
+                )
             else:
-                new = rng.choice([v for v in INTERESTING_VALUES if v is not None] + ["differential", "normal", "bit_serial", "uniform"])
+                new = rng.choice(
+                    [v for v in INTERESTING_VALUES if v is not None]
+                    + ["differential", "normal", "bit_serial", "uniform"]
+                )
             doc[table][key] = new
             return toml_text(doc).encode(), f"toml {table}.{key} := {_show(new)}"
-    return mutate_pir(data, rng)
+    data, what = mutate_pir(data, rng)
+    return data, "text" + what.removeprefix("pir")
 
 
 def mutate_onnx(data: bytes, rng: random.Random) -> tuple[bytes, str]:
@@ -1145,7 +1299,9 @@ def mutate_onnx(data: bytes, rng: random.Random) -> tuple[bytes, str]:
         node = rng.choice(list(graph.node))
         if node.input:
             k = rng.randrange(len(node.input))
-            node.input[k] = rng.choice(["", "missing", *[n.output[0] for n in graph.node if n.output]])
+            node.input[k] = rng.choice(
+                ["", "missing", *[n.output[0] for n in graph.node if n.output]]
+            )
             what = f"node {node.name} input[{k}] := {node.input[k]!r}"
     elif choice < 0.94:
         graph.node.extend([graph.node[0]] if graph.node else [])
@@ -1171,7 +1327,12 @@ def mutate_torch_member(name: str, data: bytes, rng: random.Random) -> tuple[byt
         return payload_pickle(rng), "payload pickle (opens the canary file)"
     if name.endswith("model.pt") and data[:2] == b"PK":
         return mutate_zip(data, rng, mutate_torch_member)
-    if ("/data/" in name or "weight_" in name or "tensor_" in name) and len(data) % 4 == 0 and data and rng.random() < 0.5:
+    if (
+        ("/data/" in name or "weight_" in name or "tensor_" in name)
+        and len(data) % 4 == 0
+        and data
+        and rng.random() < 0.5
+    ):
         values = np.frombuffer(data, "<f4").copy()
         value = rng.choice([np.nan, np.inf, -np.inf, 3e38, -1e38, 0.0])
         n = rng.choice([1, values.size])
@@ -1288,7 +1449,7 @@ class Corpus:
         """A valid input .npz (2 samples, labels) for a tiny model."""
         program = self.programs[name]
         rng = np.random.default_rng(0)
-        x = rng.integers(0, 3, (2, program.timesteps, *program.input_shape)).astype(np.float32)
+        x = rng.integers(0, 2, (2, program.timesteps, *program.input_shape)).astype(np.float32)
         classes = int(np.prod(program.buffers[program.readout]))
         return npz_of({"x": x, "y": np.arange(2, dtype=np.int64) % classes})
 
@@ -1318,7 +1479,13 @@ class Corpus:
         # The same with a uint8 x and without labels.
         program = self.programs["tiny_conv"]
         x = np.ones((1, program.timesteps, *program.input_shape), np.uint8)
-        seeds.append(Seed("tiny_conv.u8.input.npz", npz_of({"x": x}), {"artefact": self.folder / "tiny_conv.pbc"}))
+        seeds.append(
+            Seed(
+                "tiny_conv.u8.input.npz",
+                npz_of({"x": x}),
+                {"artefact": self.folder / "tiny_conv.pbc"},
+            )
+        )
         return seeds
 
     def _seeds_pir(self) -> list[Seed]:
@@ -1329,7 +1496,11 @@ class Corpus:
 
     def _seeds_pir_weights(self) -> list[Seed]:
         return [
-            Seed(path.with_suffix(".npz").name, path.with_suffix(".npz").read_bytes(), {"text": path.read_bytes()})
+            Seed(
+                path.with_suffix(".npz").name,
+                path.with_suffix(".npz").read_bytes(),
+                {"text": path.read_bytes()},
+            )
             for path in self.graphs.values()
         ]
 
@@ -1394,7 +1565,10 @@ class Corpus:
     def _seeds_target(self) -> list[Seed]:
         return [
             Seed("fuzz-tiny.toml", self.target_file.read_bytes()),
-            Seed("prime-40nm-256k.toml", (REPO / "primec" / "targets" / "prime-40nm-256k.toml").read_bytes()),
+            Seed(
+                "prime-40nm-256k.toml",
+                (REPO / "primec" / "targets" / "prime-40nm-256k.toml").read_bytes(),
+            ),
         ]
 
 
@@ -1436,7 +1610,10 @@ def make_case(corpus: Corpus, fmt: str, index: int, seed: int = 0) -> tuple[Seed
     weights = [w for w, _ in MUTATORS[fmt]]
     for _ in range(rng.choices([1, 2, 3], [0.7, 0.2, 0.1])[0]):
         (mutator,) = rng.choices([m for _, m in MUTATORS[fmt]], weights)
-        data, what = mutator(data, rng)
+        try:
+            data, what = mutator(data, rng)
+        except Exception:  # a structure an earlier mutation broke: damage bytes instead
+            data, what = mutate_bytes(data, rng)
         mutations.append(what)
     return base, data, mutations
 
@@ -1495,7 +1672,8 @@ class _Stage:
 
     def refusal(self) -> str:
         lines = [ln for ln in self.output.splitlines() if ln.lower().startswith("error")]
-        return (lines[0] if lines else self.output.strip().splitlines()[-1:] or [""])[0][:200] if self.output else ""
+        lines = lines or self.output.strip().splitlines()[-1:] or [""]
+        return lines[0][:200]
 
 
 def cli(name: str, *args: object) -> _Stage:
@@ -1508,18 +1686,78 @@ def cli(name: str, *args: object) -> _Stage:
     return _Stage(name, result.exit_code, result.output, result.exc_info)
 
 
+def memoize_export() -> None:
+    """Trace each model structure with `torch.export` once, then reuse the trace with the new
+    weights (the trace of a step does not depend on weight values; it costs ~0.15 s a case).
+
+    Installed by the runners for the model formats; `bench/fuzz.py --no-memo` leaves it out."""
+    import copy
+
+    import primec.frontend as fe
+
+    original = getattr(fe.export_step, "__wrapped__", fe.export_step)
+    cache: dict[Any, Any] = {}
+
+    @functools.wraps(original)
+    def export_step(net: Any, batch: int = 2) -> Any:
+        try:
+            key = (_structure(net), batch)
+            hash(key)
+        except Exception:
+            return original(net, batch)
+        cached = cache.get(key)
+        if cached is None or cached.constants:
+            program = original(net, batch)
+            if len(cache) < 32:
+                cache[key] = program
+            return program
+        fresh = copy.deepcopy(net).float().eval()
+        values = {f"net.{k}": v for k, v in fresh.state_dict(keep_vars=True).items()}
+        if not set(cached.state_dict) <= set(values):
+            return original(net, batch)
+        program = copy.copy(cached)
+        program._state_dict = {k: values[k] for k in cached.state_dict}
+        return program
+
+    fe.export_step = export_step
+
+
+def _structure(net: Any) -> tuple:
+    simple = (int, float, str, bool, tuple, type(None))
+    modules = tuple(
+        (
+            name,
+            type(m).__qualname__,
+            tuple(sorted((k, repr(v)) for k, v in vars(m).items() if isinstance(v, simple))),
+        )
+        for name, m in net.named_modules()
+    )
+    tensors = tuple((k, tuple(v.shape), str(v.dtype)) for k, v in net.state_dict().items())
+    return modules, tensors
+
+
 class CaseRunner:
     """Runs cases of any format in one folder (its own working directory while it runs)."""
 
-    def __init__(self, corpus: Corpus, workdir: Path) -> None:
+    def __init__(self, corpus: Corpus, workdir: Path, memo: bool = True) -> None:
+        import logging
+
         self.corpus = corpus
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        logging.getLogger("torch").setLevel(logging.ERROR)  # torch logs each damaged archive
+        if memo:
+            memoize_export()
 
     def run(self, fmt: str, index: int, seed: int = 0, limit: float = HANG_SECONDS) -> CaseResult:
         """Make and run one case; a foreign exception, hang or canary becomes a finding."""
         base, data, mutations = make_case(self.corpus, fmt, index, seed)
-        result = CaseResult(fmt, index, base.name, mutations)
+        return self.run_data(fmt, base, data, CaseResult(fmt, index, base.name, mutations), limit)
+
+    def run_data(
+        self, fmt: str, base: Seed, data: bytes, result: CaseResult, limit: float = HANG_SECONDS
+    ) -> CaseResult:
+        """Run given bytes as a file of `fmt` made from `base`."""
         started = time.perf_counter()
         rss_before = max_rss()
         case_dir = self.workdir / f"case-{os.getpid()}"
@@ -1531,6 +1769,8 @@ class CaseRunner:
                 getattr(self, "_run_" + fmt.replace("-", "_"))(case_dir, base, data, result)
         except CaseTimeout as exc:
             result.finding = Finding("hang", "/".join(result.stages) or "?", "hang", str(exc))
+            if result.outcome != "accepted":
+                result.outcome = "hang"
         finally:
             os.chdir(cwd)
             canary = (case_dir / CANARY).exists()
@@ -1539,11 +1779,25 @@ class CaseRunner:
         result.seconds = time.perf_counter() - started
         result.max_rss = max_rss()
         if canary:
-            result.finding = Finding("canary", "/".join(result.stages), "code execution: canary file created", "a payload ran")
+            result.finding = Finding(
+                "canary",
+                "/".join(result.stages),
+                "code execution: canary file created",
+                "a payload ran",
+            )
         elif result.finding is None and result.seconds > limit:
-            result.finding = Finding("hang", "/".join(result.stages), "hang", f"{result.seconds:.1f} s")
-        elif result.finding is None and result.max_rss > MEMORY_LIMIT and result.max_rss > rss_before:
-            result.finding = Finding("memory", "/".join(result.stages), "peak RSS over 1 GiB", f"peak RSS {result.max_rss >> 20} MiB")
+            result.finding = Finding(
+                "hang", "/".join(result.stages), "hang", f"{result.seconds:.1f} s"
+            )
+        elif (
+            result.finding is None and result.max_rss > MEMORY_LIMIT and result.max_rss > rss_before
+        ):
+            result.finding = Finding(
+                "memory",
+                "/".join(result.stages),
+                "peak RSS over 1 GiB",
+                f"peak RSS {result.max_rss >> 20} MiB",
+            )
         return result
 
     # --- helpers ------------------------------------------------------------------------------
@@ -1552,7 +1806,10 @@ class CaseRunner:
         """Record a stage; True if it accepted. The first stage decides accepted/refused."""
         result.stages.append(stage.name)
         if stage.crashed:
-            result.finding = stage.finding("uncaught" if first or result.outcome != "accepted" else "accepted-then-crash")
+            accepted = result.outcome == "accepted" and not first
+            result.finding = stage.finding("accepted-then-crash" if accepted else "uncaught")
+            if first:
+                result.outcome = "crashed"
             return False
         if first:
             result.outcome = "accepted" if stage.ok else "refused"
@@ -1560,49 +1817,82 @@ class CaseRunner:
                 result.refusal = stage.refusal()
         return stage.ok
 
-    def _simulate(self, result: CaseResult, artefact: Path, input_bytes: bytes | None) -> None:
-        """Simulate an accepted artefact, ideal and noisy; a refusal here is a finding too."""
+    def _simulate(
+        self, result: CaseResult, artefact: Path, input_bytes: bytes | None, checked: bool = True
+    ) -> None:
+        """Simulate an accepted artefact, ideal and noisy; a refusal here is a finding too.
+
+        The seed's input is tried first, then 0/1 spikes (valid for any input driver)."""
+        from primec.errors import PrimecError
         from primec.simulation import load_artefact
 
-        folder = artefact.parent
-        data = folder / "in.npz"
-        program = load_artefact(artefact)
-        shape, steps = tuple(program.input_shape), program.timesteps
-        size = steps * int(np.prod(shape, dtype=np.float64))
-        if size > 1_000_000:
+        if not checked:  # what compile writes, check must accept
+            stage = cli("check compiled", "check", artefact)
+            result.stages.append(stage.name)
+            if stage.crashed:
+                result.finding = stage.finding("accepted-then-crash")
+                return
+            if not stage.ok:
+                message = "compile wrote an artefact check refuses: " + _norm(stage.refusal())
+                result.finding = Finding(
+                    "accepted-then-refused", stage.name, message, stage.output[-500:]
+                )
+                return
+        try:
+            program = load_artefact(artefact)
+            shape, steps = tuple(program.input_shape), int(program.timesteps)
+            classes = int(np.prod(program.buffers[program.readout], dtype=np.float64))
+        except PrimecError as exc:
+            result.finding = Finding(
+                "accepted-then-refused",
+                "load",
+                "load_artefact refuses what check accepted",
+                str(exc)[:500],
+            )
+            return
+        except Exception as exc:
+            result.finding = Finding(
+                "accepted-then-crash", "load", signature(exc), f"{type(exc).__name__}: {exc}"[:300]
+            )
+            return
+        if steps * float(np.prod(shape, dtype=np.float64)) > 1_000_000:
             result.stages.append("simulate skipped (input too large)")
             return
-        if input_bytes is None:
-            rng = np.random.default_rng(0)
-            classes = int(np.prod(program.buffers[program.readout], dtype=np.float64))
-            x = rng.integers(0, 3, (2, steps, *shape)).astype(np.float32)
-            arrays = {"x": x}
-            if 1 <= classes < 2**31:
-                arrays["y"] = np.arange(2, dtype=np.int64) % classes
-            input_bytes = npz_of(arrays)
-        data.write_bytes(input_bytes)
+        x = (np.random.default_rng(0).random((2, steps, *shape)) < 0.5).astype(np.float32)
+        arrays = {"x": x}
+        if 1 <= classes < 2**31:
+            arrays["y"] = np.arange(2, dtype=np.int64) % classes
+        candidates = ([input_bytes] if input_bytes is not None else []) + [npz_of(arrays)]
+        data = artefact.parent / "in.npz"
         for name, extra in (("simulate", ()), ("simulate --noise", ("--noise", NOISE))):
-            stage = cli(name, "simulate", artefact, "--input", data, *extra)
+            for k, candidate in enumerate(candidates):
+                data.write_bytes(candidate)
+                stage = cli(name, "simulate", artefact, "--input", data, *extra)
+                if stage.ok or stage.crashed:
+                    candidates = [candidate]
+                    break
+                if k + 1 < len(candidates):
+                    continue
             result.stages.append(name)
             if stage.crashed:
                 result.finding = stage.finding("accepted-then-crash")
                 return
             if not stage.ok:
+                message = "check accepts, simulate refuses: " + _norm(stage.refusal())
                 result.finding = Finding(
-                    "accepted-then-refused", name, "check accepts, simulate refuses: " + _norm(stage.refusal()), stage.output[-500:]
+                    "accepted-then-refused", name, message, stage.output[-500:]
                 )
                 return
 
-    def _artefact(self, folder: Path, suffix: str, data: bytes, base: Seed, result: CaseResult) -> None:
+    def _artefact(
+        self, folder: Path, suffix: str, data: bytes, base: Seed, result: CaseResult
+    ) -> None:
         path = folder / f"case{suffix}"
         path.write_bytes(data)
         accepted = self._stage(result, cli("check", "check", path), True)
         if result.finding:
             return
-        self._stage(result, cli("inspect", "inspect", path), False)
-        if result.finding is None and result.outcome == "accepted":
-            # inspect crashing on a file check accepts is as bad as simulate crashing
-            pass
+        self._stage(result, cli("inspect", "inspect", path), False)  # a reader too
         if accepted and result.finding is None:
             self._simulate(result, path, base.extra.get("input"))
 
@@ -1619,17 +1909,33 @@ class CaseRunner:
         path.write_bytes(data)
         stage = cli("simulate", "simulate", base.extra["artefact"], "--input", path)
         if self._stage(result, stage, True):
-            self._stage(result, cli("simulate --noise", "simulate", base.extra["artefact"], "--input", path, "--noise", NOISE), False)
+            self._stage(
+                result,
+                cli(
+                    "simulate --noise",
+                    "simulate",
+                    base.extra["artefact"],
+                    "--input",
+                    path,
+                    "--noise",
+                    NOISE,
+                ),
+                False,
+            )
 
-    def _compile_and_simulate(self, folder: Path, result: CaseResult, source: Path, *flags: object) -> None:
+    def _compile_and_simulate(
+        self, folder: Path, result: CaseResult, source: Path, *flags: object
+    ) -> None:
         out = folder / "out.pbc"
-        stage = cli("compile", "compile", source, "--emit", "bytecode", "-o", out, "--force", *flags)
+        stage = cli(
+            "compile", "compile", source, "--emit", "bytecode", "-o", out, "--force", *flags
+        )
         result.stages.append("compile")
         if stage.crashed:
             result.finding = stage.finding("accepted-then-crash")
             return
         if stage.ok:
-            self._simulate(result, out, None)
+            self._simulate(result, out, None, checked=False)
 
     def _run_pir(self, folder: Path, base: Seed, data: bytes, result: CaseResult) -> None:
         path = folder / "case.pir"
@@ -1644,12 +1950,15 @@ class CaseRunner:
         self._read_ir(folder, path, result)
 
     def _read_ir(self, folder: Path, path: Path, result: CaseResult) -> None:
-        if self._stage(result, cli("check", "check", path), True):
+        accepted = self._stage(result, cli("check", "check", path), True)
+        if result.finding is None:
             self._stage(result, cli("inspect", "inspect", path), False)
-            if result.finding is None:
-                self._compile_and_simulate(folder, result, path, "--target", self.corpus.target_file)
+        if accepted and result.finding is None:
+            self._compile_and_simulate(folder, result, path, "--target", self.corpus.target_file)
 
-    def _model(self, folder: Path, suffix: str, base: Seed, data: bytes, result: CaseResult) -> None:
+    def _model(
+        self, folder: Path, suffix: str, base: Seed, data: bytes, result: CaseResult
+    ) -> None:
         path = folder / f"case{suffix}"
         path.write_bytes(data)
         arch = ("--arch", base.extra["arch"]) if "arch" in base.extra else ()
@@ -1672,17 +1981,20 @@ class CaseRunner:
     def _run_devicemap(self, folder: Path, base: Seed, data: bytes, result: CaseResult) -> None:
         path = folder / "chip.npz"
         path.write_bytes(data)
-        pir = self.corpus.graphs["tiny_conv"]
-        stage = cli(
-            "compile --device-map", "compile", pir, "--target", self.corpus.target_file, "--device-map", path
-        )
-        self._stage(result, stage, True)
+        out = folder / "out.pbc"
+        pir = self.corpus.graphs["tiny_mlp"]  # plain weights: placed on any healthy cells
+        flags = ("--target", self.corpus.target_file, "--device-map", path)
+        stage = cli("compile --device-map", "compile", pir, *flags, "--emit", "bytecode", "-o", out)
+        if self._stage(result, stage, True):
+            self._simulate(result, out, None, checked=False)
 
     def _run_target(self, folder: Path, base: Seed, data: bytes, result: CaseResult) -> None:
         path = folder / "target.toml"
         path.write_bytes(data)
         if self._stage(result, cli("targets --show", "targets", "--show", path), True):
-            self._compile_and_simulate(folder, result, self.corpus.graphs["tiny_mlp"], "--target", path)
+            self._compile_and_simulate(
+                folder, result, self.corpus.graphs["tiny_mlp"], "--target", path
+            )
 
 
 def _norm(text: str) -> str:
@@ -1699,4 +2011,6 @@ def replay(corpus: Corpus, fmt: str, index: int, seed: int, save: Path | None = 
         target = save / f"{fmt}-{index}{SUFFIX[fmt]}"
         target.write_bytes(data)
         print(f"wrote {target} (seed {base.name})")
-    return CaseRunner(corpus, Path(os.environ.get("TMPDIR", "/tmp")) / "primec-fuzz-replay").run(fmt, index, seed)
+    return CaseRunner(corpus, Path(os.environ.get("TMPDIR", "/tmp")) / "primec-fuzz-replay").run(
+        fmt, index, seed
+    )
