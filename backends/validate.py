@@ -106,6 +106,9 @@ class _Checker:
             raise self.fail(
                 f"debug table has {len(p.debug)} entries for {len(p.instrs)} instructions"
             )
+        bad = [n for n, d in enumerate(p.debug) if not all(map(_is_str, (d.value, d.op, d.loc)))]
+        if bad:
+            raise self.fail(f"debug entry {bad[0]} must be three strings (value, op, loc)")
         if len(p.inputs) != 1:
             raise self.fail(
                 f"the program has {len(p.inputs)} step inputs; the macro takes exactly one "
@@ -475,6 +478,10 @@ def _layer_problem(layer: Any) -> str | None:
         return "not an object"
     bad = next((k for k, ok in LAYER_FIELDS.items() if k not in layer or not ok(layer[k])), None)
     return None if bad is None else f"field {bad} is missing or out of range ({layer.get(bad)!r})"
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
 
 
 def _int(value: Any) -> bool:
