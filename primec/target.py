@@ -44,16 +44,16 @@ def _p(unit: str, low: float | None = None, high: float | None = None, **extra: 
 class ArraySpec:
     """One crossbar array: rows (inputs) x columns (cells per row)."""
 
-    rows: int = _p("rows", 1)
-    cols: int = _p("columns", 2, even=True)
+    rows: int = _p("rows", 1, 4096)
+    cols: int = _p("columns", 2, 4096, even=True)
 
 
 @dataclass(frozen=True)
 class ChipSpec:
     """How arrays group into macros, and how many macros the system has."""
 
-    arrays_per_macro: int = _p("arrays", 1)
-    macros: int = _p("macros", 1)
+    arrays_per_macro: int = _p("arrays", 1, 1024)
+    macros: int = _p("macros", 1, 1 << 16)
 
 
 @dataclass(frozen=True)
