@@ -150,3 +150,38 @@ def test_timedelta_inputs_are_refused(tmp_path):
     np.savez(path, x=_x(1).astype(np.int64).astype("m8[s]"))
     with pytest.raises(PrimecError, match="dtype timedelta64"):
         load_inputs(path, SHAPE, 4)
+
+
+TARGET_FILE = Path(__file__).resolve().parents[1] / "primec/targets/prime-40nm-256k.toml"
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("voltage_v = 0.2 ", "voltage_v = nan ", "read.voltage_v: must be a finite number of V"),
+        ("voltage_v = 0.2 ", "voltage_v = -0.0 ", "read.voltage_v: must be positive"),
+        ("full_scale_ua = 100.0", "full_scale_ua = inf", "must be a finite number of uA"),
+        ("full_scale_ua = 100.0", "full_scale_ua = 0.0", "adc.full_scale_ua: must be positive"),
+        ("cols = 512 ", "cols = 513 ", "array.cols: must be even"),
+        ("rows = 512 ", "rows = 65536 ", "array.rows: must be at most 4096 rows"),
+        ("rows = 512 ", "rows = " + "[" * 2000 + "]" * 2000 + " ", "malformed TOML"),
+    ],
+)
+def test_target_values_must_be_finite_and_in_range(tmp_path, old, new, message):
+    from primec.target import load_target
+
+    text = TARGET_FILE.read_text()
+    assert old in text
+    path = tmp_path / "t.toml"
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(PrimecError, match=re.escape(message)):
+        load_target(path)
+
+
+def test_target_file_that_is_not_text(tmp_path):
+    from primec.target import load_target
+
+    path = tmp_path / "t.toml"
+    path.write_bytes(TARGET_FILE.read_bytes().replace(b"rows", b"r\x80ws", 1))
+    with pytest.raises(PrimecError, match="not UTF-8 text"):
+        load_target(path)
