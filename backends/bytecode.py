@@ -24,6 +24,7 @@ from primec.backends.container import (
 )
 from primec.backends.isa import decode_program, encode_program
 from primec.backends.program import DebugEntry, Program, program_from_header, program_header
+from primec.backends.validate import validate
 
 from primec.fileio import atomic_write_bytes
 from primec.hardware.earlyexit import ExitTable
@@ -35,6 +36,7 @@ _ARRAY_NAME = re.compile(r"m(\d+)\.a(\d+)")
 
 def encode(program: Program) -> bytes:
     """The bytes of a .pbc file (deterministic: same program, same bytes)."""
+    validate(program, "the bytecode being written")  # never write a file that reads back wrong
     header = program_header(program)
     arrays = {f"m{m}.a{a}": cells for (m, a), cells in program.arrays.items()}
     return pack(
@@ -53,24 +55,28 @@ def encode(program: Program) -> bytes:
 
 
 def decode(data: bytes, where: str = "<bytes>") -> Program:
-    """Read a .pbc; every malformation gets one clear `PrimecError`."""
+    """Read and validate a .pbc; every malformation gets one clear `PrimecError`."""
     sections = unpack(data, MAGIC, VERSION, where)
     try:
-        header = json.loads(require(sections, b"META", where))
-        table = json.loads(require(sections, b"EXIT", where))
-        debug = [DebugEntry(*entry) for entry in json.loads(require(sections, b"DBUG", where))]
-        neurons = tuple(json.loads(require(sections, b"NEUR", where)))
-    except (ValueError, TypeError) as exc:
-        raise ContainerError(f"malformed metadata section: {exc}", where=where) from exc
+        program = _program(sections, where)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
+        raise ContainerError(
+            f"malformed bytecode: {type(exc).__name__}: {exc}", where=where
+        ) from exc
+    validate(program, where, ContainerError)
+    return program
+
+
+def _program(sections: dict[bytes, bytes], where: str) -> Program:
+    header = json.loads(require(sections, b"META", where))
+    table = json.loads(require(sections, b"EXIT", where))
+    debug = [DebugEntry(*entry) for entry in json.loads(require(sections, b"DBUG", where))]
+    neurons = tuple(json.loads(require(sections, b"NEUR", where)))
     instrs = decode_program(require(sections, b"PROG", where), where)
     arrays = {
         _array_key(name, where): cells
         for name, cells in read_tensors(require(sections, b"COND", where), where).items()
     }
-    if len(debug) != len(instrs):
-        raise ContainerError(
-            f"debug table has {len(debug)} entries for {len(instrs)} instructions", where=where
-        )
     return program_from_header(
         header,
         instrs=instrs,
@@ -78,7 +84,7 @@ def decode(data: bytes, where: str = "<bytes>") -> Program:
         tensors=read_tensors(require(sections, b"TENS", where), where),
         arrays=arrays,
         neurons=neurons,
-        exit_table=ExitTable.from_dict(table) if table else None,
+        exit_table=ExitTable.from_dict(table) if table is not None else None,
     )
 
 

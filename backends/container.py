@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ def _sections(body: bytes, count: int, where: str) -> dict[bytes, bytes]:
             raise ContainerError("section table runs past the end of the file", where=where)
         tag, length = SECTION.unpack_from(body, offset)
         offset += SECTION.size
+        if tag in sections:
+            raise ContainerError(f"section {tag!r} appears twice", where=where)
         if offset + length > len(body):
             raise ContainerError(f"section {tag!r} runs past the end of the file", where=where)
         sections[tag] = body[offset : offset + length]
@@ -135,7 +138,7 @@ def read_tensors(payload: bytes, where: str) -> dict[str, np.ndarray]:
     """Decode a tensor section."""
     try:
         return _read_tensors(payload)
-    except (struct.error, KeyError, ValueError) as exc:
+    except (struct.error, KeyError, ValueError, TypeError, OverflowError) as exc:
         raise ContainerError(f"malformed tensor section: {exc}", where=where) from exc
 
 
@@ -150,7 +153,9 @@ def _read_tensors(payload: bytes) -> dict[str, np.ndarray]:
         dims = struct.unpack_from(f"<{rank}Q", payload, offset + 2)
         offset += 2 + 8 * rank
         dtype = CODE_DTYPES[code]
-        size = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        size = math.prod(dims) * dtype.itemsize
+        if name in tensors:
+            raise ValueError(f"tensor {name!r} appears twice")
         if offset + size > len(payload):
             raise ValueError(f"tensor {name!r} runs past the end of its section")
         tensors[name] = np.frombuffer(

@@ -300,8 +300,8 @@ def decode_program(data: bytes, where: str = "") -> tuple[Instr, ...]:
     """Decode an instruction stream; malformed input gets one clear error."""
     try:
         return _decode(data)
-    except (struct.error, UnicodeDecodeError, KeyError) as exc:
-        raise PrimecError(f"malformed program section: {exc}", where=where) from exc
+    except (struct.error, UnicodeDecodeError, KeyError, IndexError) as exc:
+        raise PrimecError(f"malformed program section: {exc!r}", where=where) from exc
 
 
 def _decode(data: bytes) -> tuple[Instr, ...]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from primec.backends.isa import Instr, disassemble
+from primec.backends.isa import Gather, Instr, Read, disassemble
 
 from primec.hardware.earlyexit import ExitTable
 
@@ -68,6 +68,26 @@ class Program:
             f"exit table {table}"
         )
         return head + "\n" + self.disassembly()
+
+    @property
+    def input_drive(self) -> tuple[float, int] | None:
+        """(quantum, planes) of the reads that drive the step input, if any read it directly.
+
+        A step input value x is driven as the level x / quantum on `planes` bit planes, so
+        it must be a whole level in 0 .. 2**planes - 1.
+        """
+        sources = {self.inputs[0]} | {
+            i.dst for i in self.instrs if isinstance(i, Gather) and i.src == self.inputs[0]
+        }
+        drives = sorted(
+            {
+                (i.quantum, i.planes)
+                for i in self.instrs
+                if isinstance(i, Read) and i.src in sources
+            },
+            key=lambda drive: drive[1],
+        )
+        return drives[0] if drives else None
 
     def disassembly(self) -> str:
         """Every instruction with its debug location, one per line."""

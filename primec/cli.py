@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from primec import __version__
 from primec.backends import BACKENDS
 from primec.core.passmanager import PassOptions
 from primec.errors import PrimecError
-from primec.fileio import atomic_write_text
+from primec.fileio import atomic_write_text, check_outputs
 
 EXIT_USER_ERROR = 2
 
@@ -41,6 +43,48 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def checked_outputs(
+    outputs: dict[str, str], inputs: tuple[str, ...], more: Callable[[dict], dict] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add --force, and check the command's outputs (parameter -> option) before any work."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def wrapper(*args: Any, force: bool, **kwargs: Any) -> Any:
+            paths = {option: kwargs.get(name) for name, option in outputs.items()}
+            paths |= more(kwargs) if more else {}
+            sources = [_input_file(kwargs.get(name)) for name in inputs]
+            check_outputs(paths, sources, force)
+            return command(*args, **kwargs)
+
+        return click.option(
+            "--force", is_flag=True, help="Replace output files that already exist."
+        )(wrapper)
+
+    return decorate
+
+
+def _input_file(value: str | None) -> str | None:
+    """The file an input option names (FILE.py of FILE.py:factory; None for built-in names)."""
+    if not value:
+        return None
+    file = value.rpartition(":")[0] if value.rpartition(":")[0].endswith(".py") else value
+    return file if Path(file).is_file() else None
+
+
+def _compile_outputs(kwargs: dict) -> dict[str, str | None]:
+    """compile's outputs beyond -o/--report/--plot: the IR's weights file; inputs in --dump-dir."""
+    dump, output = kwargs.get("dump_dir"), kwargs.get("output")
+    model = Path(kwargs["model"]).resolve()
+    if dump and model.parent == Path(dump).resolve():
+        raise PrimecError(
+            f"--dump-dir {dump} holds the input {kwargs['model']}; dumps could overwrite it",
+            hint="dump into another folder",
+        )
+    weights = Path(output).with_suffix(".npz") if output and kwargs.get("emit") == "ir" else None
+    return {"-o's weights file": str(weights) if weights else None}
+
+
 def write_report(path: str | None, report: dict[str, Any]) -> None:
     """Write a JSON report atomically, if asked for."""
     if path:
@@ -60,6 +104,7 @@ def main(verbose: bool) -> None:
       primec compile model.pt --arch prime-nmnist --stop-after import --dump-dir ir/
       primec -v compile model.pt --arch prime-nmnist
     """
+    _exit_cleanly_on_sigterm()
     logger = logging.getLogger("primec")
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
     if not any(isinstance(h, EchoHandler) for h in logger.handlers):
@@ -71,6 +116,12 @@ class EchoHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         click.echo(f"debug: {record.name}: {record.getMessage()}", err=True)
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """A terminated run unwinds like Ctrl-C, so temp files of unfinished writes are removed."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def observability(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -194,6 +245,11 @@ MODEL_HELP = "A .pt state_dict (with --arch), .pt2, TorchScript archive, ONNX fi
 )
 @observability
 @user_errors
+@checked_outputs(
+    {"output": "-o", "report": "--report", "plot": "--plot"},
+    ("model", "calibrate", "device_map", "target_spec", "arch"),
+    _compile_outputs,
+)
 def compile(
     model: str,
     arch: str | None,
@@ -359,6 +415,7 @@ def compile_report(result: Any) -> dict[str, Any]:
     "--report", type=click.Path(dir_okay=False), help="Write the JSON report to this file."
 )
 @user_errors
+@checked_outputs({"output": "--output", "report": "--report"}, ("artefact", "input_path"))
 def simulate(
     artefact: str,
     input_path: str,
@@ -386,7 +443,13 @@ def simulate(
     from primec.runtime.simulation import simulate as run_simulation
 
     program = read_artefact(artefact)
-    data = load_inputs(input_path, program.input_shape, program.timesteps, classes_of(program))
+    data = load_inputs(
+        input_path,
+        program.input_shape,
+        program.timesteps,
+        classes_of(program),
+        program.input_drive,
+    )
     settings, source = Noise.choose(noise, program.meta["target_parameters"], seed)
     _check_device(device)
     with click.progressbar(length=len(data.x), label="simulating", file=sys.stderr) as bar:
@@ -507,6 +570,7 @@ def check(model: str, arch: str | None, trust_pickle: bool) -> None:
     help="The .onnx file to write.",
 )
 @user_errors
+@checked_outputs({"output": "-o"}, ("model", "arch"))
 def export(model: str, arch: str | None, trust_pickle: bool, output: str) -> None:
     """Export MODEL's step graph to ONNX (neurons as primec-domain ops; opens in Netron).
 
@@ -583,6 +647,7 @@ def datasets() -> None:
     help="The .npz to write (x, y).",
 )
 @user_errors
+@checked_outputs({"output": "-o"}, ())
 def ndigits(split: str, seed: int, timesteps: int, output: str) -> None:
     """N-MNIST-like events from scikit-learn's digits, in the simulator's input format.
 
@@ -653,6 +718,7 @@ def devicemap() -> None:
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npz to write."
 )
 @user_errors
+@checked_outputs({"output": "-o"}, ("target_spec",))
 def devicemap_synth(target_spec: str, seed: int, macros: int | None, output: str) -> None:
     """Synthesise a device map from the target's as-formed distribution and stuck-at rates.
 
@@ -745,6 +811,7 @@ def devicemap_synth(target_spec: str, seed: int, macros: int | None, output: str
     help="The state_dict (.pt) to write.",
 )
 @user_errors
+@checked_outputs({"output": "-o"}, ("device_map", "target_spec", "arch"))
 def train(
     arch: str,
     epochs: int,

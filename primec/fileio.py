@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from primec.errors import PrimecError
+
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -67,3 +69,56 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write a deterministic .npz atomically."""
     atomic_write_bytes(path, npz_bytes(arrays))
+
+
+def check_outputs(
+    outputs: dict[str, str | os.PathLike | None],
+    inputs: list[str | os.PathLike | None],
+    force: bool,
+) -> None:
+    """Refuse, before any work, outputs that would clobber an input, each other or a file.
+
+    `outputs` maps each option (as the user typed it, e.g. `-o`) to its path. An output may not
+    be an input or another output; its folder must exist; an existing file is replaced only
+    with `force`, and a folder never.
+    """
+    given = {option: Path(path) for option, path in outputs.items() if path}
+    sources = [Path(path) for path in inputs if path]
+    seen: dict[Path, str] = {}
+    for option, path in given.items():
+        resolved = path.resolve()
+        clash = next((s for s in sources if _same_path(s, path)), None)
+        if clash is not None:
+            raise PrimecError(
+                f"{option} {path} is also an input of this command; it would be overwritten",
+                hint="write the output to another file",
+            )
+        if resolved in seen:
+            raise PrimecError(
+                f"{seen[resolved]} and {option} name the same file {path}",
+                hint="give each output its own file",
+            )
+        seen[resolved] = option
+        _check_destination(option, path, force)
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _check_destination(option: str, path: Path, force: bool) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise PrimecError(
+            f"{option} {path}: the folder {folder} {what}", hint="create the folder first"
+        )
+    if path.is_dir():
+        raise PrimecError(f"{option} {path} is a folder", hint="give a file name")
+    if path.exists() and not force:
+        raise PrimecError(
+            f"{option} {path} already exists",
+            hint="pass --force to replace it, or choose another name",
+        )

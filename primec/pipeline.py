@@ -168,7 +168,9 @@ def set_exit_table(program: Program, exits: ExitOptions) -> tuple[Program, Calib
         return replace(program, exit_table=base.check(_classes(program)).check()), None
     data = exits.calibrate
     if not isinstance(data, SimData):
-        data = load_inputs(data, program.input_shape, program.timesteps, _classes(program))
+        data = load_inputs(
+            data, program.input_shape, program.timesteps, _classes(program), program.input_drive
+        )
     return calibrate_program(program, data, base, exits.budget_points)
 
 

@@ -14,10 +14,7 @@ the file, and writing checks the cross-references, so no file is written that wo
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
-import zlib
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -26,9 +23,10 @@ import numpy as np
 from primec.backends.container import read_bytes
 from primec.backends.isa import INSTRUCTIONS, Instr
 from primec.backends.macrofile.pairs import PAIR_CODES, estimated_pulses, pair_operations
-from primec.backends.macrofile.validate import MacroFileError, validate
+from primec.backends.macrofile.validate import MacroFileError, check_settings, validate
 from primec.backends.program import DebugEntry, Program, program_from_header, program_header
 
+from primec.archive import UntrustedZip, parse_npy
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_bytes, npy_bytes, zip_bytes
 from primec.hardware.earlyexit import ExitTable
@@ -140,31 +138,41 @@ def decode(data: bytes, where: str = "<bytes>") -> Program:
     manifest = _manifest(members, where)
     program = _program(manifest, members, where)
     validate(program, where)
+    check_settings(manifest, program, where)
     check_pair_members(manifest, members, program, where)
     return program
 
 
 def read_members(data: bytes, where: str) -> dict[str, bytes]:
+    """The manifest, then only the members its checksums list, each within the size limits."""
+    with UntrustedZip(data, where, error=_unreadable) as archive:
+        if "manifest.json" not in archive.names:
+            raise MacroFileError("manifest.json is missing", where=where)
+        listed = _listed(archive.read("manifest.json"))
+        # Whatever the manifest does not vouch for must not reach a chip, nor be inflated.
+        unlisted = [n for n in archive.names if n != "manifest.json" and n not in listed]
+        if unlisted:
+            raise MacroFileError(
+                f"member {unlisted[0]} is not listed in the manifest's checksums", where=where
+            )
+        return archive.read_all()
+
+
+def _unreadable(message: str, where: str = "") -> MacroFileError:
+    return MacroFileError(
+        f"not a readable macro file (corrupted, or not a zip): {message}",
+        where=where,
+        hint="recompile the model or copy the file again",
+    )
+
+
+def _listed(manifest: bytes) -> set[str]:
+    """The member names a manifest's checksum table lists (none if it cannot be read)."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return {name: archive.read(name) for name in archive.namelist()}
-    # A damaged deflate stream raises zlib.error, a damaged method field NotImplementedError and
-    # a damaged flag bit RuntimeError ("encrypted"): each is a corrupted file, not a crash.
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        zlib.error,
-        NotImplementedError,
-        RuntimeError,
-        OSError,
-        EOFError,
-        ValueError,
-    ) as exc:
-        raise MacroFileError(
-            f"not a readable macro file (corrupted, or not a zip): {exc}",
-            where=where,
-            hint="recompile the model or copy the file again",
-        ) from exc
+        checksums = json.loads(manifest).get("checksums")
+    except (ValueError, RecursionError, AttributeError):
+        return set()
+    return set(checksums) if isinstance(checksums, dict) else set()
 
 
 def _manifest(members: dict[str, bytes], where: str) -> dict[str, Any]:
@@ -172,7 +180,7 @@ def _manifest(members: dict[str, bytes], where: str) -> dict[str, Any]:
         raise MacroFileError("manifest.json is missing", where=where)
     try:
         manifest = json.loads(members["manifest.json"])
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise MacroFileError(f"manifest.json is not valid JSON: {exc}", where=where) from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
@@ -203,12 +211,7 @@ def _manifest(members: dict[str, bytes], where: str) -> dict[str, Any]:
 def _npy(members: dict[str, bytes], name: str, where: str) -> np.ndarray:
     if name not in members:
         raise MacroFileError(f"member {name} is missing", where=where)
-    try:
-        return np.load(io.BytesIO(members[name]), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise MacroFileError(
-            f"member {name} is not a valid .npy array: {exc}", where=where
-        ) from exc
+    return parse_npy(members[name], f"{where}: member {name}", error=MacroFileError)
 
 
 def _program(manifest: dict[str, Any], members: dict[str, bytes], where: str) -> Program:
@@ -251,16 +254,6 @@ def _exit_table(record: Any, where: str) -> ExitTable | None:
         ) from exc
 
 
-def write(program: Program, path: str | Path) -> None:
-    """Write a .pmac atomically."""
-    atomic_write_bytes(path, encode(program))
-
-
-def read(path: str | Path) -> Program:
-    """Read and validate a .pmac file."""
-    return decode(read_bytes(path, "macro file"), str(path))
-
-
 def check_pair_members(
     manifest: dict[str, Any], members: dict[str, bytes], program: Program, where: str
 ) -> None:
@@ -291,3 +284,13 @@ def check_pair_members(
                 f"manifest pair counts of macro {key[0]} array {key[1]} are {entry.get('pairs')}, the file holds {counts}",
                 where=where,
             )
+
+
+def write(program: Program, path: str | Path) -> None:
+    """Write a .pmac atomically."""
+    atomic_write_bytes(path, encode(program))
+
+
+def read(path: str | Path) -> Program:
+    """Read and validate a .pmac file."""
+    return decode(read_bytes(path, "macro file"), str(path))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from primec.archive import read_npz, reader_error
 from primec.core.ir import (
     DTYPES,
     Graph,
@@ -33,6 +34,11 @@ from primec.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
 
 # ---------------------------------------------------------------------------------------------
 # printer
+
+_MAX_NESTING = 64  # list attributes nest at most this deep
+_MAX_DIGITS = 64  # a number token is at most this long
+
+_SIDE_ERROR = reader_error("weight side file", "rewrite it with `primec compile ... --emit ir`")
 
 
 def format_value(value: Any) -> str:
@@ -251,8 +257,27 @@ class _Parser:
         token = self.t.peek()
         if token[0] != "number" or not re.fullmatch(r"-?\d+", token[1]):
             self.t.fail(f"expected an integer, found {token[1]!r}")
+        return self.number()
+
+    def string(self) -> str:
+        """A string token, decoded as a JSON string."""
+        lexeme = self.t.expect("string")
+        try:
+            return json.loads(lexeme)
+        except ValueError:
+            self.t.pos -= 1
+            self.t.fail(f"invalid string {lexeme[:40]}: use JSON escapes")
+
+    def number(self) -> int | float:
+        """A number token: an int, or a finite float; at most _MAX_DIGITS characters."""
+        lexeme = self.t.peek()[1]
+        if len(lexeme) > _MAX_DIGITS:
+            self.t.fail(f"number {lexeme[:20]}... is longer than {_MAX_DIGITS} characters")
+        value = int(lexeme) if re.fullmatch(r"-?\d+", lexeme) else float(lexeme)
+        if not math.isfinite(value):
+            self.t.fail(f"number {lexeme} is out of range")
         self.t.pos += 1
-        return int(token[1])
+        return value
 
     def meta(self) -> tuple[str, Any]:
         t = self.t
@@ -316,7 +341,7 @@ class _Parser:
         if t.peek(skip_newlines=False)[1] == "loc":
             t.next()
             t.expect("punct", "(")
-            loc = Loc(json.loads(t.expect("string")))
+            loc = Loc(self.string())
             t.expect("punct", ")")
         if t.peek(skip_newlines=False)[0] not in ("nl", "eof"):
             t.fail(f"unexpected {t.peek(skip_newlines=False)[1]!r} after node")
@@ -341,15 +366,15 @@ class _Parser:
             attrs[key] = self.attr_value()
         return attrs
 
-    def attr_value(self) -> Any:
+    def attr_value(self, depth: int = 0) -> Any:
         t = self.t
         kind, lexeme, _, _ = t.peek()
+        if depth > _MAX_NESTING:
+            t.fail(f"lists nested deeper than {_MAX_NESTING} levels")
         if kind == "number":
-            t.pos += 1
-            return int(lexeme) if re.fullmatch(r"-?\d+", lexeme) else float(lexeme)
+            return self.number()
         if kind == "string":
-            t.pos += 1
-            return json.loads(lexeme)
+            return self.string()
         if kind == "ident" and lexeme in ("true", "false"):
             t.pos += 1
             return lexeme == "true"
@@ -361,7 +386,7 @@ class _Parser:
             while not t.accept("punct", "]"):
                 if items:
                     t.expect("punct", ",")
-                items.append(self.attr_value())
+                items.append(self.attr_value(depth + 1))
             return tuple(items)
         t.fail(f"expected an attribute value, found {lexeme!r}")
 
@@ -454,15 +479,7 @@ def save_graph(graph: Graph, path: str | Path) -> None:
 
 def load_weights(path: Path) -> dict[str, np.ndarray]:
     """Read a weight side file and check that every array matches its digest."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError) as exc:
-        raise PrimecError(
-            f"cannot read weight side file: {exc}",
-            where=str(path),
-            hint="rewrite it with `primec compile ... --emit ir`",
-        ) from exc
+    arrays = read_npz(path, str(path), error=_SIDE_ERROR)
     for digest, array in arrays.items():
         if content_digest(array) != digest:
             raise PrimecError(

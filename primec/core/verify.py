@@ -9,6 +9,7 @@ alike.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from primec.core.ir import Graph, Node, TensorType
@@ -19,6 +20,26 @@ from primec.errors import PrimecError
 
 class VerifyError(PrimecError):
     """The graph is not well formed."""
+
+
+MAX_TIMESTEPS = 1 << 20  # far above any SNN's T; bounds every loop over time
+
+
+def _timesteps(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_TIMESTEPS
+
+
+def _positive_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
+
+
+# The time-loop facts every later stage relies on: key -> (check, what it must be).
+META_CHECKS = {
+    "timesteps": (_timesteps, f"an integer 1..{MAX_TIMESTEPS}"),
+    "input_quantum": (_positive_number, "a positive finite number"),
+    "readout": (lambda v: isinstance(v, str), "a string"),
+    "input_encoding": (lambda v: isinstance(v, str), "a string"),
+}
 
 
 def ir_context(graph: Graph, index: int) -> str:
@@ -58,12 +79,22 @@ class _Verifier:
         return ir_context(self.graph, index)
 
     def run(self) -> None:
+        self.meta()
         for value in self.graph.inputs:
             self.define(value.name, value.type, None)
         for index, node in enumerate(self.graph.nodes):
             self.node(index, node)
         self.outputs()
         self.states()
+
+    def meta(self) -> None:
+        keys = [key for key, _ in self.graph.meta]
+        if len(set(keys)) != len(keys):
+            self.fail(f"graph meta repeats a key: {keys}")
+        for key, value in self.graph.meta:
+            check = META_CHECKS.get(key)
+            if check is not None and not check[0](value):
+                self.fail(f"graph meta {key} must be {check[1]}, got {value!r}")
 
     def define(self, name: str, type_: TensorType, index: int | None) -> None:
         if name in self.defined:

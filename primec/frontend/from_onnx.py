@@ -20,18 +20,41 @@ from onnx import numpy_helper
 from primec.core.builder import GraphBuilder
 from primec.core.ir import Graph, TensorType, Value
 from primec.core.ops import ShapeError
+from primec.errors import PrimecError
 from primec.frontend import convention as cv
-from primec.frontend.problems import Problem, Unsupported, raise_if_any
+from primec.frontend.problems import Problem, Unsupported, first_line, raise_if_any
 
 READOUTS = ("mean", "exp_tanh")
 
 
 def import_onnx(model: onnx.ModelProto, source: str = "") -> Graph:
     """The IR step graph of an ONNX model; raises one error listing every problem."""
-    importer = _Importer(model)
-    importer.run()
-    raise_if_any(importer.problems, "cannot import the ONNX model", source or "ONNX model")
-    return importer.builder.build()
+    try:
+        importer = _Importer(model)
+        importer.run()
+        raise_if_any(importer.problems, "cannot import the ONNX model", source or "ONNX model")
+        return importer.builder.build()
+    except _MALFORMED as exc:
+        # A model from elsewhere can break the protobuf's invariants in ways no rule expects.
+        raise PrimecError(
+            f"cannot import the ONNX model: it is malformed ({type(exc).__name__}: "
+            f"{first_line(exc)})",
+            where=source or "ONNX model",
+            hint="check it with onnx.checker.check_model; primec's convention is in docs/onnx.md",
+        ) from exc
+
+
+_MALFORMED = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    RecursionError,
+    OverflowError,
+    onnx.checker.ValidationError,
+    onnx.shape_inference.InferenceError,
+)
 
 
 def float32_value(value: float) -> float:

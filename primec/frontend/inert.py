@@ -8,13 +8,15 @@ raw storage files, and refuses every other global.
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from primec.archive import UntrustedZip
 
 _STORAGE_DTYPES = {
     "FloatStorage": torch.float32,
@@ -64,8 +66,8 @@ _ALLOWED = {
 
 
 class _InertUnpickler(pickle.Unpickler):
-    def __init__(self, archive: zipfile.ZipFile, prefix: str) -> None:
-        super().__init__(archive.open(f"{prefix}data.pkl"))
+    def __init__(self, archive: UntrustedZip, prefix: str) -> None:
+        super().__init__(io.BytesIO(archive.read(f"{prefix}data.pkl")))
         self.archive = archive
         self.prefix = prefix
 
@@ -91,8 +93,8 @@ class _InertUnpickler(pickle.Unpickler):
 
 def read_torchscript(path: str) -> Archive:
     """The module tree and tensors of a TorchScript archive, read without running its code."""
-    with zipfile.ZipFile(path) as archive:
-        data = next(n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") == 1)
+    with UntrustedZip(path, path) as archive:
+        data = next(n for n in archive.names if n.endswith("data.pkl") and n.count("/") == 1)
         root = _InertUnpickler(archive, data[: -len("data.pkl")]).load()
     result = Archive()
     _collect(root, "", result)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import json
 import pickle
 import re
@@ -29,9 +28,11 @@ import torch
 from google.protobuf.message import DecodeError
 from torch import nn
 
+from primec.archive import UntrustedZip
 from primec.errors import PrimecError
 from primec.frontend.inert import Archive, read_torchscript
-from primec.frontend.problems import first_line
+from primec.frontend.problems import first_line, pickle_refusal
+from primec.frontend.pt2 import check_archive, load_checked
 from primec.frontend.to_onnx import StepFacts
 from primec.nn import ARCHS, RELEASED_WEIGHTS, SNN
 from primec.nn.network import STEP_FACTS_FILE
@@ -88,8 +89,8 @@ def _sniff(path: Path) -> str:
 
 
 def _zip_kind(path: Path) -> str:
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
+    with UntrustedZip(path, str(path)) as archive:
+        names = archive.names
     if any(n.endswith("archive_format") for n in names):
         return "pt2"
     if any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names):
@@ -122,8 +123,8 @@ def _torch_load(path: Path, trust_pickle: bool) -> object:
             raise PrimecError(
                 f"the checkpoint is truncated or damaged: {first_line(exc)}", where=str(path)
             ) from exc
-        raise _pickle_refusal(path, refused) from exc
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise pickle_refusal(path, refused) from exc
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many kinds on a damaged file
         raise PrimecError(
             f"the checkpoint is truncated or damaged: {first_line(exc)}", where=str(path)
         ) from exc
@@ -134,14 +135,6 @@ def _refused_global(message: str) -> str | None:
         return None
     found = re.search(r"GLOBAL ([\w.]+)", message)
     return found.group(1) if found else "a non-tensor object"
-
-
-def _pickle_refusal(path: Path, refused: str) -> PrimecError:
-    return PrimecError(
-        f"refused: the file is a pickle that would run code ({refused}); nothing was executed",
-        where=str(path),
-        hint="save model.state_dict() and pass --arch; only if you trust the file, add --trust-pickle",
-    )
 
 
 def _pickled_module(module: nn.Module, path: Path) -> Source:
@@ -269,11 +262,17 @@ def mismatches(net: nn.Module, tensors: Mapping[str, torch.Tensor]) -> list[str]
 
 
 def _read_pt2(path: Path, arch: str | None, trust_pickle: bool) -> Source:
-    if not trust_pickle:
-        _refuse_pickles_in_pt2(path)
     extra = {STEP_FACTS_FILE: ""}
+    if not trust_pickle:
+        check_archive(path)
     try:
-        program = torch.export.load(path, extra_files=extra)
+        program = (
+            torch.export.load(path, extra_files=extra)
+            if trust_pickle
+            else load_checked(path, extra)
+        )
+    except PrimecError:
+        raise
     except Exception as exc:
         raise PrimecError(
             f"cannot read the torch.export archive: {first_line(exc)}", where=str(path)
@@ -286,45 +285,11 @@ def _json_object(text: str, path: Path) -> dict:
     """The time-loop facts saved with a .pt2 ({} when there are none)."""
     try:
         facts = json.loads(text) if text else {}
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise PrimecError(f"{STEP_FACTS_FILE} in the archive is not JSON", where=str(path)) from exc
     if not isinstance(facts, dict):
         raise PrimecError(f"{STEP_FACTS_FILE} in the archive is not a JSON object", where=str(path))
     return facts
-
-
-def _refuse_pickles_in_pt2(path: Path) -> None:
-    """torch.export.load unpickles some members without weights_only: check them first."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for name in archive.namelist():
-                _check_pt2_member(path, name, archive.read(name))
-    except (zipfile.BadZipFile, ValueError, RuntimeError, EOFError) as exc:
-        raise PrimecError(
-            f"the archive is truncated or damaged: {first_line(exc)}", where=str(path)
-        ) from exc
-
-
-def _check_pt2_member(path: Path, name: str, data: bytes) -> None:
-    if name.endswith("_config.json"):
-        pickled = _pickled_entries(json.loads(data).get("config", {}))
-        if pickled:
-            raise _pickle_refusal(path, f"pickled objects {pickled} in {name}")
-    if name.endswith(".pt"):
-        try:
-            torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise _pickle_refusal(path, _refused_global(str(exc)) or name) from exc
-
-
-def _pickled_entries(config: Mapping[str, dict]) -> list[str]:
-    """Weights and constants stored as pickles or as custom objects rather than raw tensors."""
-    raw = ("weight_", "tensor_")
-    return [
-        key
-        for key, entry in config.items()
-        if entry.get("use_pickle") or not str(entry.get("path_name", "")).startswith(raw)
-    ]
 
 
 # --- TorchScript and ONNX --------------------------------------------------------------------
@@ -334,8 +299,19 @@ def _read_torchscript(path: Path, arch: str | None, trust_pickle: bool) -> Sourc
     try:
         archive = read_torchscript(str(path))
     except pickle.UnpicklingError as exc:
-        raise _pickle_refusal(path, str(exc)) from exc
-    except (KeyError, StopIteration, ValueError, TypeError, EOFError) as exc:
+        raise pickle_refusal(path, str(exc)) from exc
+    except (
+        KeyError,
+        StopIteration,
+        ValueError,
+        TypeError,
+        EOFError,
+        AttributeError,
+        IndexError,
+        RuntimeError,
+        RecursionError,
+        MemoryError,
+    ) as exc:
         raise PrimecError(
             f"cannot read the TorchScript archive: {first_line(exc)}", where=str(path)
         ) from exc
@@ -370,7 +346,23 @@ def _class_mismatches(net: nn.Module, archive: Archive) -> list[str]:
 
 def _read_onnx(path: Path, arch: str | None, trust_pickle: bool) -> Source:
     try:
-        model = onnx.load(str(path))
-    except (DecodeError, ValueError, OSError) as exc:
+        # External data would be read from files beside the model that the user never named.
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, OSError, RecursionError) as exc:
         raise PrimecError(f"not a readable ONNX file: {first_line(exc)}", where=str(path)) from exc
+    external = _external_tensors(model)
+    if external:
+        raise PrimecError(
+            f"the model keeps tensor {external[0]!r} in an external data file; "
+            "primec reads self-contained ONNX files only",
+            where=str(path),
+            hint="save it with onnx.save(model, path, save_as_external_data=False)",
+        )
     return Source("ONNX model", path, onnx=model)
+
+
+def _external_tensors(model: onnx.ModelProto) -> list[str]:
+    tensors = list(model.graph.initializer) + [
+        attr.t for node in model.graph.node for attr in node.attribute if attr.HasField("t")
+    ]
+    return [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from primec.errors import PrimecError
 
@@ -46,3 +47,12 @@ def raise_if_any(problems: Sequence[Problem], stage: str, where: str) -> None:
     count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
     lines = "\n".join(p.line() for p in problems)
     raise PrimecError(f"{stage}: {count}:\n{lines}", where=where)
+
+
+def pickle_refusal(path: Path, refused: str) -> PrimecError:
+    """The refusal of a file that would run code if unpickled; nothing was executed."""
+    return PrimecError(
+        f"refused: the file is a pickle that would run code ({refused}); nothing was executed",
+        where=str(path),
+        hint="save model.state_dict() and pass --arch; only if you trust the file, add --trust-pickle",
+    )

@@ -23,6 +23,7 @@ from onnx import helper as oh
 from torch.fx import Node
 
 from primec import __version__
+from primec.errors import PrimecError
 from primec.frontend import convention as cv
 from primec.frontend.problems import Problem, Unsupported, raise_if_any
 
@@ -41,9 +42,20 @@ class StepFacts:
     @staticmethod
     def of(facts: dict) -> StepFacts:
         """From the dict `SNN.step_facts()` gives (and a .pt2 stores); missing keys stay None."""
-        return StepFacts(
-            facts.get("timesteps"), facts.get("input_encoding"), tuple(facts.get("states", ()))
-        )
+        timesteps, encoding = facts.get("timesteps"), facts.get("input_encoding")
+        states = facts.get("states", [])
+        if not (
+            (timesteps is None or (isinstance(timesteps, int) and not isinstance(timesteps, bool)))
+            and (encoding is None or isinstance(encoding, str))
+            and isinstance(states, list)
+            and all(isinstance(name, str) for name in states)
+        ):
+            raise PrimecError(
+                "the step's time-loop facts are malformed: timesteps must be an integer, "
+                "input_encoding a string and states a list of names",
+                hint="save the step with primec.nn.save_step",
+            )
+        return StepFacts(timesteps, encoding, tuple(states))
 
 
 def sanitize(name: str) -> str:

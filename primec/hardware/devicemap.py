@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from primec.archive import read_npz, reader_error
 from primec.errors import PrimecError
 from primec.fileio import write_npz
 from primec.hardware.geometry import PAIR
@@ -41,6 +42,9 @@ UNITS = "uS"
 HEALTHY, STUCK_LOW, STUCK_HIGH = 0, 1, 2
 MEASURED_SEED = -1
 KEYS = ("format", "version", "target", "units", "seed", "g", "fault")
+_READ_ERROR = reader_error(
+    "device map", "write one with `primec devicemap synth` (format in docs/mapping.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -109,11 +113,7 @@ def save(device_map: DeviceMap, path: str | Path) -> None:
 def load(path: str | Path, target: Target) -> DeviceMap:
     """Read a device map and check it against the target: format, units, shape, values."""
     where = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError) as exc:
-        raise PrimecError(f"cannot read device map: {exc}", where=where) from exc
+    arrays = read_npz(path, where, keys=KEYS, error=_READ_ERROR)
     missing = [k for k in KEYS if k not in arrays]
     if missing:
         raise PrimecError(
@@ -122,6 +122,14 @@ def load(path: str | Path, target: Target) -> DeviceMap:
             hint="write one with `primec devicemap synth` (format in docs/mapping.md)",
         )
     header = {k: _scalar(arrays[k], k, where) for k in KEYS[:5]}
+    kinds = {"format": str, "version": int, "target": str, "units": str, "seed": int}
+    wrong = [k for k, kind in kinds.items() if type(header[k]) is not kind]
+    if wrong:
+        raise PrimecError(
+            f"device map field {wrong[0]!r} must be {kinds[wrong[0]].__name__}, "
+            f"got {header[wrong[0]]!r}",
+            where=where,
+        )
     _check_header(header, where)
     device_map = DeviceMap(str(header["target"]), arrays["g"], arrays["fault"], int(header["seed"]))
     if device_map.target != target.name:
@@ -181,6 +189,12 @@ def _check_shape(device_map: DeviceMap, target: Target, where: str) -> None:
 
 def _check_values(device_map: DeviceMap, target: Target, where: str) -> None:
     g, cells = device_map.g, target.cells
+    if g.dtype.kind != "f" or device_map.fault.dtype.kind not in "iu":
+        raise PrimecError(
+            f"device map g must hold floats and fault integers, got {g.dtype} and "
+            f"{device_map.fault.dtype}",
+            where=where,
+        )
     if not np.isfinite(g).all() or g.min() < 0:
         raise PrimecError("device map conductances must be finite and non-negative", where=where)
     if float(np.median(g)) < cells.g_off_us:

@@ -113,10 +113,10 @@ def range_attrs(ranges: list[TileRange]) -> dict[str, tuple[int, ...]]:
 class PlacedTile:
     """One placed tile of a crossbar, as a backend executes it (docs/mapping.md).
 
-    Physical row `row + i` of the array is driven with crossbar input row `rows[i]`; the pair of
-    columns (col + 2j, col + 2j + 1) = (G+, G-) holds output `outputs[j]`. Tiles are listed in
-    accumulation order; `queue_index` is the tile's place in its array's read queue (IR attribute
-`tile_slot`; -1 before schedule). A `Slot`, by contrast, is a position on an array.
+        Physical row `row + i` of the array is driven with crossbar input row `rows[i]`; the pair of
+        columns (col + 2j, col + 2j + 1) = (G+, G-) holds output `outputs[j]`. Tiles are listed in
+        accumulation order; `queue_index` is the tile's place in its array's read queue (IR attribute
+    `tile_slot`; -1 before schedule). A `Slot`, by contrast, is a position on an array.
     """
 
     index: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,16 +45,16 @@ def _p(unit: str, low: float | None = None, high: float | None = None, **extra: 
 class ArraySpec:
     """One crossbar array: rows (inputs) x columns (cells per row)."""
 
-    rows: int = _p("rows", 1)
-    cols: int = _p("columns", 2)
+    rows: int = _p("rows", 1, 4096)
+    cols: int = _p("columns", 2, 4096, even=True)
 
 
 @dataclass(frozen=True)
 class ChipSpec:
     """How arrays group into macros, and how many macros the system has."""
 
-    arrays_per_macro: int = _p("arrays", 1)
-    macros: int = _p("macros", 1)
+    arrays_per_macro: int = _p("arrays", 1, 1024)
+    macros: int = _p("macros", 1, 1 << 16)
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,14 @@ class CellSpec:
 
     encoding: str = _p("", choices=("differential",))
     g_off_us: float = _p("uS", 0.0)
-    g_max_us: float = _p("uS", 0.0)
+    g_max_us: float = _p("uS", 0.0, positive=True)
     formed_distribution: str = _p("", choices=("normal",))
     formed_mean_us: float = _p("uS", 0.0)
     formed_std_us: float = _p("uS", 0.0)
     read_noise: float = _p("relative std", 0.0, 1.0)
     stuck_low_rate: float = _p("fraction of cells", 0.0, 1.0)
     stuck_high_rate: float = _p("fraction of cells", 0.0, 1.0)
-    write_verify_tolerance_us: float = _p("uS", 0.0)
+    write_verify_tolerance_us: float = _p("uS", 0.0, positive=True)
     map_tolerance_us: float = _p("uS", 0.0)
 
 
@@ -86,14 +87,14 @@ class AdcSpec:
     """The column ADCs."""
 
     bits: int = _p("bits", 1, 32)
-    full_scale_ua: float = _p("uA", 0.0)
+    full_scale_ua: float = _p("uA", 0.0, positive=True)
 
 
 @dataclass(frozen=True)
 class ReadSpec:
     """One crossbar read: voltage and latency."""
 
-    voltage_v: float = _p("V", 0.0)
+    voltage_v: float = _p("V", 0.0, positive=True)
     latency_ns: float = _p("ns", 0.0)
 
 
@@ -213,8 +214,10 @@ def load_target_file(path: Path) -> Target:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise PrimecError(f"cannot read target file: {exc.strerror}", where=str(path)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise PrimecError(f"malformed TOML: {exc}", where=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise PrimecError(f"target file is not UTF-8 text: {exc}", where=str(path)) from exc
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise PrimecError(f"malformed TOML: {exc!s:.200}", where=str(path)) from exc
     return _Loader(path).target(data)
 
 
@@ -271,17 +274,9 @@ class _Loader:
     def checked(self, key: str, table: dict[str, Any], spec_field: dataclasses.Field) -> Any:
         kind = {"int": int, "float": float, "str": str}[str(spec_field.type)]
         value = self.typed(key, table, kind)
-        meta = spec_field.metadata
-        choices = meta.get("choices")
-        if choices and value not in choices:
-            self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
-        low, high = meta["low"], meta["high"]
-        if low is not None and value < low:
-            self.fail(key, f"must be at least {low} {meta['unit']}, got {value}")
-        if high is not None and value >= high and kind is float:
-            self.fail(key, f"must be below {high} {meta['unit']}, got {value}")
-        if high is not None and value > high and kind is int:
-            self.fail(key, f"must be at most {high} {meta['unit']}, got {value}")
+        problem = parameter_problem(spec_field, value)
+        if problem:
+            self.fail(key, problem)
         return value
 
     def typed(self, key: str, table: dict[str, Any], kind: type) -> Any:
@@ -328,3 +323,37 @@ class _Loader:
 
 
 _KIND_WORDS = {int: "an integer", float: "a number", str: "a string"}
+
+
+def parameter_fields() -> dict[str, dataclasses.Field]:
+    """Every target parameter's field (unit, range, choices) by its `section.key`."""
+    return {
+        f"{section}.{f.name}": f
+        for section, spec in SECTIONS.items()
+        for f in dataclasses.fields(spec)
+    }
+
+
+def parameter_problem(spec_field: dataclasses.Field, value: Any) -> str | None:
+    """What is wrong with a parameter's value by its field's kind, choices and range, if anything."""
+    kind = {"int": int, "float": float, "str": str}[str(spec_field.type)]
+    meta = spec_field.metadata
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
+        return f"must be {_KIND_WORDS[kind]}, got {type(value).__name__} {value!r}"
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        return f"must be one of {', '.join(choices)}, got {value!r}"
+    if kind is str:
+        return None
+    low, high, unit = meta["low"], meta["high"], meta["unit"]
+    if not math.isfinite(value):
+        return f"must be a finite number of {unit}, got {value}"
+    if meta.get("positive") and value <= 0:
+        return f"must be positive ({unit}), got {value}"
+    if low is not None and value < low:
+        return f"must be at least {low} {unit}, got {value}"
+    if high is not None and (value >= high if kind is float else value > high):
+        return f"must be {'below' if kind is float else 'at most'} {high} {unit}, got {value}"
+    if meta.get("even") and value % 2:
+        return f"must be even ({unit} come in pairs), got {value}"
+    return None

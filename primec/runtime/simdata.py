@@ -6,13 +6,15 @@ found, before any simulation starts.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from primec.archive import read_npz, reader_error
 from primec.errors import PrimecError
+
+_INPUT_ERROR = reader_error("input data", "write it with numpy.savez(path, x=x, y=y)")
 
 
 @dataclass(frozen=True)
@@ -24,11 +26,19 @@ class SimData:
 
 
 def load_inputs(
-    path: str | Path, step_shape: tuple[int, ...], timesteps: int, classes: int | None = None
+    path: str | Path,
+    step_shape: tuple[int, ...],
+    timesteps: int,
+    classes: int | None = None,
+    drive: tuple[float, int] | None = None,
 ) -> SimData:
-    """Read and check `path` against the artefact's per-step input shape, T and class count."""
+    """Read and check `path` against the artefact's per-step input shape, T and class count.
+
+    With `drive` = (quantum, planes), every value of x must be a whole number of quanta that
+    the input drivers can apply: 0 .. (2**planes - 1) * quantum.
+    """
     where = str(path)
-    arrays = _read_npz(Path(path))
+    arrays = _read_npz(Path(path), where)
     if "x" not in arrays:
         raise PrimecError(
             f"no array `x` in the file (found: {', '.join(sorted(arrays)) or 'nothing'})",
@@ -36,36 +46,45 @@ def load_inputs(
             hint="save x [N, T, ...] (and y [N]) with numpy.savez",
         )
     x = _check_x(arrays["x"], step_shape, timesteps, where)
+    if drive is not None:
+        _check_levels(x, *drive, where)
     y = _check_y(arrays["y"], len(x), classes, where) if "y" in arrays else None
     return SimData(x, y)
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, where: str) -> dict[str, np.ndarray]:
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        with path.open("rb") as handle:
+            head = handle.read(6)
+    except OSError as exc:
+        raise _INPUT_ERROR(str(exc), where) from exc
+    if head == b"\x93NUMPY":
         raise PrimecError(
-            f"cannot read input data: {exc}",
-            where=str(path),
-            hint="write it with numpy.savez(path, x=x, y=y)",
-        ) from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise PrimecError(
-            "expected an .npz archive with arrays x and y, found a single array", where=str(path)
+            "expected an .npz archive with arrays x and y, found a single array", where=where
         )
-    try:
-        with archive:
-            return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise PrimecError(f"cannot read input data: {exc}", where=str(path)) from exc
+    return read_npz(path, where, keys=("x", "y"), error=_INPUT_ERROR)
+
+
+def _check_levels(x: np.ndarray, quantum: float, planes: int, where: str) -> None:
+    top = 2**planes - 1
+    levels = x.reshape(len(x), -1) / np.float32(quantum)
+    bad = ~((levels >= 0) & (levels <= top) & (levels == np.round(levels))).all(axis=1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        row = levels[first]
+        value = row[~((row >= 0) & (row <= top) & (row == np.round(row)))][0] * quantum
+        unit = "" if quantum == 1.0 else f" times {quantum}"
+        raise PrimecError(
+            f"x has values the input drivers cannot apply in {int(bad.sum())} samples "
+            f"(first: sample {first}, value {value:g}); each must be a whole number 0..{top}{unit}",
+            where=where,
+            hint="inputs are event counts or levels on the driver's grid (docs/simulator.md)",
+        )
 
 
 def _check_x(x: np.ndarray, step_shape: tuple[int, ...], timesteps: int, where: str) -> np.ndarray:
     expected = f"[N, {timesteps}, {', '.join(map(str, step_shape))}]"
-    if (
-        not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer))
-        or x.dtype == np.bool_
-    ):
+    if x.dtype.kind not in "iuf":
         raise PrimecError(
             f"x has dtype {x.dtype}; expected float32 (or another real number type)", where=where
         )
@@ -94,7 +113,7 @@ def _check_x(x: np.ndarray, step_shape: tuple[int, ...], timesteps: int, where: 
 
 
 def _check_y(y: np.ndarray, samples: int, classes: int | None, where: str) -> np.ndarray:
-    if not np.issubdtype(y.dtype, np.integer):
+    if y.dtype.kind not in "iu":
         raise PrimecError(f"y has dtype {y.dtype}; expected integer class labels", where=where)
     if y.shape != (samples,):
         raise PrimecError(

@@ -1,0 +1,290 @@
+"""One validator for the program of every artefact, `.pbc` and `.pmac` alike.
+
+`primec check` and every reader run it before anything trusts a file, so what it accepts the
+simulator runs. It checks, in order: the header (one step input, states and outputs that name
+buffers, sizes within limits), the target parameters the simulator reads, every conductance
+(finite, non-negative, the target's array shape), every tensor (numbers, finite), every
+instruction (operands that exist and are defined before use in the step, field ranges, and the
+buffer shapes its execution implies), every neuron record (the fields and choices of its IR op,
+finite numbers) and the early-exit table. Each failure names the instruction, record or field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+from primec.backends.isa import (
+    Binary,
+    Const,
+    Instr,
+    Integrate,
+    Lif,
+    Pool,
+    Read,
+)
+from primec.backends.program import Program
+from primec.backends.shapes import MAX_PLANES, SHAPES, no_shape
+
+from primec.core.ops import OPS, attr_type_ok
+from primec.core.verify import MAX_TIMESTEPS
+from primec.errors import PrimecError
+from primec.hardware.target import parameter_fields, parameter_problem
+
+Error = Callable[..., PrimecError]
+
+# Limits that bound the simulator's memory and loops, far above any real macro program.
+MAX_BUFFER_ELEMENTS = 1 << 26  # per sample
+KINDS = {Pool: ("avg", "sum", "max"), Binary: ("add", "mul")}
+NEURON_OPS = {Lif: "lif", Integrate: "integrator"}
+
+
+def validate(program: Program, where: str, error: Error = PrimecError) -> None:
+    """Raise `error` on the first thing about the program that the simulator could not run."""
+    check = _Checker(program, where, error)
+    check.header()
+    check.target()
+    check.arrays()
+    check.tensors()
+    check.instructions()
+    check.neurons()
+    check.exit_table()
+
+
+class _Checker:
+    def __init__(self, program: Program, where: str, error: Error) -> None:
+        self.p = program
+        self.where = where
+        self.error = error
+
+    def fail(self, message: str) -> PrimecError:
+        return self.error(message, where=self.where)
+
+    # ---- header and target ------------------------------------------------------------------
+
+    def header(self) -> None:
+        p = self.p
+        if not isinstance(p.name, str) or not isinstance(p.meta, dict):
+            raise self.fail("the program header needs a name (string) and meta (object)")
+        if not _int(p.timesteps) or not 1 <= p.timesteps <= MAX_TIMESTEPS:
+            raise self.fail(f"timesteps must be an integer 1..{MAX_TIMESTEPS}, got {p.timesteps!r}")
+        for number, shape in enumerate(p.buffers):
+            if not all(_int(d) and d >= 1 for d in shape) or _elements(shape) > MAX_BUFFER_ELEMENTS:
+                raise self.fail(f"buffer {number} has a malformed or oversized shape {list(shape)}")
+        if len(p.debug) != len(p.instrs):
+            raise self.fail(
+                f"debug table has {len(p.debug)} entries for {len(p.instrs)} instructions"
+            )
+        bad = [n for n, d in enumerate(p.debug) if not all(map(_is_str, (d.value, d.op, d.loc)))]
+        if bad:
+            raise self.fail(f"debug entry {bad[0]} must be three strings (value, op, loc)")
+        if len(p.inputs) != 1:
+            raise self.fail(
+                f"the program has {len(p.inputs)} step inputs; the macro takes exactly one "
+                "(is a state missing?)"
+            )
+        named = (*p.inputs, *p.outputs, *(b for pair in p.states for b in pair))
+        bad = [b for b in named if not (_int(b) and 0 <= b < len(p.buffers))]
+        if bad or not p.outputs or any(len(pair) != 2 for pair in p.states):
+            raise self.fail(
+                f"program inputs, outputs and states must name some of its {len(p.buffers)} "
+                f"buffers, found {bad or 'none'}"
+            )
+        for state, following in p.states:
+            if p.buffers[state] != p.buffers[following]:
+                raise self.fail(
+                    f"state buffer {state} {list(p.buffers[state])} takes its next value from "
+                    f"buffer {following} {list(p.buffers[following])}"
+                )
+
+    def target(self) -> None:
+        params = self.p.meta.get("target_parameters")
+        if not isinstance(params, dict):
+            raise self.fail("meta has no target_parameters")
+        known = parameter_fields()
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise self.fail(f"unknown target parameter {unknown[0]!r}")
+        for key, spec in known.items():
+            if key not in params:
+                raise self.fail(f"target parameter {key} is missing")
+            problem = parameter_problem(spec, params[key])
+            if problem:
+                raise self.fail(f"target parameter {key} {problem}")
+        for key, kind in (("target", str), ("target_hash", str), ("graph_meta", dict)):
+            if not isinstance(self.p.meta.get(key), kind):
+                raise self.fail(f"meta {key} must be a {kind.__name__}")
+        layers, macs = self.p.meta.get("layers"), self.p.meta.get("dense_macs_per_step")
+        if not _int(macs) or macs < 0 or not isinstance(layers, list):
+            raise self.fail("meta needs dense_macs_per_step (an integer) and layers (a list)")
+        for number, layer in enumerate(layers):
+            problem = _layer_problem(layer)
+            if problem:
+                raise self.fail(f"meta layer {number}: {problem}")
+        values = {layer["value"] for layer in layers}
+        unnamed = next(
+            (
+                n
+                for n, i in enumerate(self.p.instrs)
+                if isinstance(i, Read) and self.p.debug[n].value not in values
+            ),
+            None,
+        )
+        if unnamed is not None:
+            raise self.fail(
+                f"instruction {unnamed} (read) belongs to no layer of the meta's layer table"
+            )
+
+    # ---- conductances and tensors -----------------------------------------------------------
+
+    def arrays(self) -> None:
+        params = self.p.meta["target_parameters"]
+        shape = (params["array.rows"], params["array.cols"])
+        for (macro, array), cells in sorted(self.p.arrays.items()):
+            at = f"macro {macro} array {array}"
+            if cells.shape != shape or cells.dtype != np.float64:
+                raise self.fail(
+                    f"{at} holds {cells.dtype} {list(cells.shape)} conductances; the target's "
+                    f"arrays are float64 {list(shape)}"
+                )
+            if not np.isfinite(cells).all() or cells.min(initial=0.0) < 0:
+                raise self.fail(f"{at}: conductances must be finite and non-negative (uS)")
+
+    def tensors(self) -> None:
+        for name, tensor in sorted(self.p.tensors.items()):
+            if tensor.dtype.kind not in "iuf" or tensor.size > MAX_BUFFER_ELEMENTS:
+                raise self.fail(f"tensor {name!r} must hold numbers, got {tensor.dtype}")
+            if tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
+                raise self.fail(f"tensor {name!r} holds NaN or infinite values")
+
+    # ---- instructions -----------------------------------------------------------------------
+
+    def instructions(self) -> None:
+        defined = {self.p.inputs[0], *(s for s, _ in self.p.states)}
+        defined |= {i.dst for i in self.p.instrs if isinstance(i, Const)}
+        for index, instr in enumerate(self.p.instrs):
+            at = f"instruction {index} ({type(instr).__name__.lower()})"
+            self.operands(at, instr)
+            undefined = [getattr(instr, n) for n in instr.READS if getattr(instr, n) not in defined]
+            if isinstance(instr, Read) and instr.dst not in defined:
+                undefined.append(instr.dst)  # a tile adds into an accumulator set up before
+            if undefined:
+                raise self.fail(f"{at} reads buffer {undefined[0]} before anything writes it")
+            SHAPES.get(type(instr), no_shape)(self, at, instr)
+            defined |= {getattr(instr, name) for name in instr.WRITES}
+        missing = [b for b in (*self.p.outputs, *(n for _, n in self.p.states)) if b not in defined]
+        if missing:
+            raise self.fail(
+                f"buffer {missing[0]} is a step output or next state but is never written"
+            )
+
+    def operands(self, at: str, instr: Instr) -> None:
+        kinds = KINDS.get(type(instr))
+        if kinds and instr.kind not in kinds:
+            raise self.fail(f"{at}: kind {instr.kind!r} is not one of {', '.join(kinds)}")
+        for f in fields(instr):
+            value = getattr(instr, f.name)
+            if f.name in instr.buffers() and not 0 <= value < len(self.p.buffers):
+                raise self.fail(
+                    f"{at}: {f.name} names buffer {value}, but the program has {len(self.p.buffers)}"
+                )
+            if f.type == "str" and f.name != "kind" and value not in self.p.tensors:
+                raise self.fail(f"{at} refers to tensor {value!r}, which the file does not contain")
+            if f.type.startswith(("float", "tuple[float")) and not all(
+                map(math.isfinite, _flat(value))
+            ):
+                raise self.fail(f"{at}: {f.name} must be finite, got {value!r}")
+        if isinstance(instr, Lif | Integrate) and not 0 <= instr.params < len(self.p.neurons):
+            raise self.fail(
+                f"{at} uses neuron record {instr.params}, but the file has {len(self.p.neurons)}"
+            )
+
+    def shape(self, buffer: int) -> tuple[int, ...]:
+        return tuple(self.p.buffers[buffer])
+
+    def same(self, at: str, instr: Instr, *names: str) -> None:
+        shapes = {n: self.shape(getattr(instr, n)) for n in names}
+        if len(set(shapes.values())) > 1:
+            found = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
+            raise self.fail(f"{at}: operands must have one shape, found {found}")
+
+    # ---- neurons and exit table -------------------------------------------------------------
+
+    def neurons(self) -> None:
+        users = {i.params: NEURON_OPS[type(i)] for i in self.p.instrs if type(i) in NEURON_OPS}
+        for record, op in sorted(users.items()):
+            found = self.p.neurons[record]
+            if not isinstance(found, dict):
+                raise self.fail(f"neuron record {record} is not an object")
+            for attr in OPS[op].attrs:
+                self.neuron_field(record, attr, found.get(attr.name))
+
+    def neuron_field(self, record: int, attr: Any, value: Any) -> None:
+        at = f"neuron record {record} field {attr.name!r}"
+        if value is None:
+            raise self.fail(f"neuron record {record} lacks {attr.name}")
+        if not attr_type_ok(attr.kind, value):
+            raise self.fail(f"{at} must be {attr.kind}, got {value!r}")
+        if attr.choices and value not in attr.choices:
+            raise self.fail(f"{at} must be one of {', '.join(attr.choices)}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(f"{at} must be finite, got {value!r}")
+
+    def exit_table(self) -> None:
+        table = self.p.exit_table
+        if table is None:
+            return
+        for f in fields(table):
+            value = getattr(table, f.name)
+            kind = {"float": _number, "int": _int, "str": lambda v: isinstance(v, str)}.get(f.type)
+            if kind is not None and not kind(value):
+                raise self.fail(
+                    f"early-exit table field {f.name} must be a finite {f.type}, got {value!r}"
+                )
+        try:
+            table.check(_elements(self.shape(self.p.readout)))
+        except PrimecError as exc:
+            raise self.error(f"early-exit table: {exc.message}", where=self.where) from exc
+
+
+# What the periphery and the programmer read of each layer record: field -> check.
+LAYER_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "layer": lambda v: isinstance(v, str),
+    "value": lambda v: isinstance(v, str),
+    "kind": lambda v: isinstance(v, str),
+    "mode": lambda v: v in ("as_formed", "programmed"),
+    "drive": lambda v: isinstance(v, str),
+    "planes": lambda v: _int(v) and 1 <= v <= MAX_PLANES,
+    "input_quantum": lambda v: _number(v) and v > 0,
+    "gain": lambda v: _number(v),
+}
+
+
+def _layer_problem(layer: Any) -> str | None:
+    if not isinstance(layer, dict):
+        return "not an object"
+    bad = next((k for k, ok in LAYER_FIELDS.items() if k not in layer or not ok(layer[k])), None)
+    return None if bad is None else f"field {bad} is missing or out of range ({layer.get(bad)!r})"
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _elements(shape: tuple[int, ...]) -> int:
+    return math.prod(int(d) for d in shape)
+
+
+def _flat(value: Any) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
