@@ -176,9 +176,25 @@ def run_model(
         "calibration": cal.to_dict() | {"curve": None},
         "simulator_samples_per_s": ideal["report"]["samples_per_s"],
     }
+    _plot_model(model, program, cal, summary, test, {"full": full, "ideal": ideal}, out)
+    summary["accuracy_vs_read_noise"] = _noise_curve(program, test)
+    return summary
+
+
+def _plot_model(
+    model: DemoModel,
+    program: Program,
+    cal: Any,
+    summary: dict[str, Any],
+    test: SimData,
+    runs: dict[str, dict[str, Any]],
+    out: Path,
+) -> None:
+    """The model's plots: accuracy vs timesteps on the test split, exit steps, occupancy."""
+    hand_steps, _ = apply_table(PRIME_RULE, runs["full"]["result"].readouts)
     test_curve = replace(
         cal,
-        curve=tuple(_test_curve(cal, readouts, test.y)),
+        curve=tuple(_test_curve(cal, runs["full"]["result"].readouts, test.y)),
         accuracy=summary["accuracy_sim_ideal"],
         avg_timesteps=summary["avg_timesteps"],
         accuracy_full=summary["accuracy_sim_all_steps"],
@@ -191,7 +207,7 @@ def run_model(
         f"{model.title}: early exit on the test split",
     )
     exit_histogram(
-        {"calibrated": ideal["result"].exit_step, "PRIME hand-set 0.8": hand_steps},
+        {"calibrated": runs["ideal"]["result"].exit_step, "PRIME hand-set 0.8": hand_steps},
         program.timesteps,
         out / f"{model.key}-exit-steps.png",
         f"{model.title}: exit steps (test split)",
@@ -207,8 +223,6 @@ def run_model(
         out / f"{model.key}-occupancy.png",
         f"{model.title}: array occupancy",
     )
-    summary["accuracy_vs_read_noise"] = _noise_curve(program, test)
-    return summary
 
 
 def _oracle(readouts: np.ndarray) -> float:

@@ -29,167 +29,35 @@ from primec.core.ir import (
     numpy_dtype,
 )
 from primec.core.ops import OPS, REQUIRED
+from primec.core.printer import format_node, format_value, graph_lines, node_line, print_graph
+from primec.core.tokens import ParseError, _Tokens
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_bytes, atomic_write_text, npz_bytes
 
 # ---------------------------------------------------------------------------------------------
 # printer
 
+
+# The text form's public names (printer and tokens included, so callers need one module).
+__all__ = [
+    "ParseError",
+    "format_node",
+    "format_value",
+    "graph_lines",
+    "load_weights",
+    "node_line",
+    "parse_graph",
+    "parse_with_lines",
+    "print_graph",
+    "read_graph_file",
+    "save_graph",
+    "side_file",
+]
+
 _MAX_NESTING = 64  # list attributes nest at most this deep
 _MAX_DIGITS = 64  # a number token is at most this long
 
 _SIDE_ERROR = reader_error("weight side file", "rewrite it with `primec compile ... --emit ir`")
-
-
-def format_value(value: Any) -> str:
-    """One attribute or meta value in text form."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _format_float(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, Weight):
-        return f"weight<{value.type} #{value.digest}>"
-    if isinstance(value, tuple):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
-    raise TypeError(f"cannot print attribute value {value!r}")
-
-
-def _format_float(value: float) -> str:
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return repr(value)
-
-
-def format_node(node: Node) -> str:
-    """One node as one line (without indentation)."""
-    outs = ", ".join(f"%{v.name}" for v in node.outputs)
-    args = ", ".join(f"%{v.name}" for v in node.inputs)
-    text = f"{outs} = {node.op}({args})"
-    if node.attrs:
-        text += " {" + ", ".join(f"{k} = {format_value(v)}" for k, v in node.attrs) + "}"
-    text += " : " + ", ".join(str(v.type) for v in node.outputs)
-    if node.loc.path:
-        text += f" loc({json.dumps(node.loc.path)})"
-    return text
-
-
-def graph_lines(graph: Graph) -> list[str]:
-    """The graph's text, one line per list entry; node i is line `node_line(i)`."""
-    params = ", ".join(f"%{v.name}: {v.type}" for v in graph.inputs)
-    results = ", ".join(f"%{v.name}: {v.type}" for v in graph.outputs)
-    lines = [f"graph @{graph.name}({params}) -> ({results}) {{"]
-    lines += [f"  meta {k} = {format_value(v)}" for k, v in graph.meta]
-    lines += [f"  state %{s.input} <- %{s.output}" for s in graph.states]
-    lines += [f"  {format_node(n)}" for n in graph.nodes]
-    lines.append("  return " + ", ".join(f"%{v.name}" for v in graph.outputs))
-    lines.append("}")
-    return lines
-
-
-def node_line(graph: Graph, index: int) -> int:
-    """The 1-based line number on which node `index` is printed."""
-    return 2 + len(graph.meta) + len(graph.states) + index
-
-
-def print_graph(graph: Graph) -> str:
-    """The canonical text form of a graph."""
-    return "\n".join(graph_lines(graph)) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# parser
-
-_TOKEN = re.compile(
-    r"""(?P<ws>[ \t\r]+|//[^\n]*)
-      | (?P<nl>\n)
-      | (?P<string>"(?:[^"\\]|\\.)*")
-      | (?P<value>%[A-Za-z0-9_.\-]+)
-      | (?P<symbol>@[A-Za-z0-9_.\-]+)
-      | (?P<digest>\#[0-9a-f]+)
-      | (?P<number>-?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+|inf\b)|nan\b)
-      | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-      | (?P<arrow>->|<-)
-      | (?P<punct>[(){}\[\]:,=<>])
-    """,
-    re.VERBOSE,
-)
-
-
-class ParseError(PrimecError):
-    """Malformed IR text; carries line and column."""
-
-
-class _Tokens:
-    def __init__(self, text: str, source: str) -> None:
-        self.text = text
-        self.source = source
-        self.tokens: list[tuple[str, str, int, int]] = []
-        self._lex()
-        self.pos = 0
-
-    def _lex(self) -> None:
-        line, col, i = 1, 1, 0
-        while i < len(self.text):
-            match = _TOKEN.match(self.text, i)
-            if match is None:
-                self.fail_at(line, col, f"unexpected character {self.text[i]!r}")
-            kind, lexeme = match.lastgroup, match.group()
-            if kind == "nl":
-                self.tokens.append(("nl", lexeme, line, col))
-                line, col = line + 1, 1
-            elif kind != "ws":
-                self.tokens.append((kind, lexeme, line, col))
-                col += len(lexeme)
-            else:
-                col += len(lexeme)
-            i = match.end()
-        self.tokens.append(("eof", "", line, col))
-
-    def fail_at(self, line: int, col: int, message: str) -> None:
-        lines = self.text.splitlines()
-        snippet = lines[line - 1] if 0 < line <= len(lines) else ""
-        context = f"  {snippet}\n  {' ' * (col - 1)}^"
-        raise ParseError(message, where=f"{self.source}:{line}:{col}", context=context)
-
-    def fail(self, message: str) -> None:
-        _, _, line, col = self.tokens[self.pos]
-        self.fail_at(line, col, message)
-
-    def peek(self, skip_newlines: bool = True) -> tuple[str, str, int, int]:
-        if skip_newlines:
-            self.skip_newlines()
-        return self.tokens[self.pos]
-
-    def skip_newlines(self) -> None:
-        while self.tokens[self.pos][0] == "nl":
-            self.pos += 1
-
-    def next(self, skip_newlines: bool = True) -> tuple[str, str, int, int]:
-        token = self.peek(skip_newlines)
-        self.pos += 1
-        return token
-
-    def expect(self, kind: str, lexeme: str | None = None, skip_newlines: bool = True) -> str:
-        token = self.peek(skip_newlines)
-        if token[0] != kind or (lexeme is not None and token[1] != lexeme):
-            wanted = repr(lexeme) if lexeme is not None else kind
-            found = repr(token[1]) if token[1] else token[0]
-            self.fail(f"expected {wanted}, found {'end of line' if token[0] == 'nl' else found}")
-        self.pos += 1
-        return token[1]
-
-    def accept(self, kind: str, lexeme: str | None = None, skip_newlines: bool = True) -> bool:
-        token = self.peek(skip_newlines)
-        if token[0] == kind and (lexeme is None or token[1] == lexeme):
-            self.pos += 1
-            return True
-        return False
 
 
 class _Parser:

@@ -1,10 +1,9 @@
 """How layers become crossbar matrices, tiles and array slots: the one layout both the passes and
 `bind_device_map` use, so a model bound to a chip compiles back onto exactly those cells.
 
-Row order of a layer's matrix (docs/mapping.md): conv row r = (c*kh + p)*kw + q (PyTorch's
-weight.reshape(O, -1) order), linear row r = input feature r; column o = output channel/feature.
-A transposed conv is the conv of its zero-dilated input with the flipped kernel, so its row
-(c, p, q) holds w[c, o, kh-1-p, kw-1-q].
+Matrix rows (docs/mapping.md): conv row r = (c*kh + p)*kw + q (weight.reshape(O, -1) order),
+linear row r = input feature r; output o = output channel/feature. A transposed conv is the conv
+of its zero-dilated input with the flipped kernel: its row (c, p, q) holds w[c, o, kh-1-p, kw-1-q].
 """
 
 from __future__ import annotations

@@ -1,0 +1,142 @@
+"""`primec simulate`: run an artefact on data and report accuracy, timesteps and energy."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from primec.cli.common import checked_outputs, user_errors, write_report
+from primec.errors import PrimecError
+
+
+@click.command()
+@click.argument("artefact", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="data.npz with x [N,T,...] and optional labels y [N].",
+)
+@click.option(
+    "--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1, ..."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Samples simulated together.",
+)
+@click.option(
+    "--noise",
+    metavar="SPEC",
+    help="Non-idealities instead of the target's (its read noise, stuck rates, ADC bits): "
+    "`ideal`, or e.g. program=0.05,read=0.02,stuck=0.001,adc=8,input=8.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of every random draw (same seed, same numbers).",
+)
+@click.option(
+    "--no-early-exit", is_flag=True, help="Run all T steps, ignoring the early-exit table."
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Per-sample results .npz: pred, exit_step, readouts.",
+)
+@click.option(
+    "--report", type=click.Path(dir_okay=False), help="Write the JSON report to this file."
+)
+@user_errors
+@checked_outputs({"output": "--output", "report": "--report"}, ("artefact", "input_path"))
+def simulate(
+    artefact: str,
+    input_path: str,
+    device: str,
+    batch_size: int,
+    noise: str | None,
+    seed: int,
+    no_early_exit: bool,
+    output: str | None,
+    report: str | None,
+) -> None:
+    """Run a compiled artefact (.pbc bytecode or .pmac macro file) on input data.
+
+    \b
+    Reports accuracy (with labels), timesteps used, energy and latency per inference.
+    Examples:
+      primec simulate model.pbc --input test.npz --report sim.json
+      primec simulate model.pmac --input test.npz --noise read=0.02,adc=8 --seed 1
+      primec simulate model.pbc --input test.npz --noise ideal
+    """
+    from primec.backends import read_artefact
+    from primec.backends.simulator import Noise
+    from primec.runtime.simdata import load_inputs
+    from primec.runtime.simulation import classes_of, write_outputs
+    from primec.runtime.simulation import simulate as run_simulation
+
+    program = read_artefact(artefact)
+    data = load_inputs(
+        input_path,
+        program.input_shape,
+        program.timesteps,
+        classes_of(program),
+        program.input_drive,
+    )
+    settings, source = Noise.choose(noise, program.meta["target_parameters"], seed)
+    _check_device(device)
+    with click.progressbar(length=len(data.x), label="simulating", file=sys.stderr) as bar:
+        result, summary = run_simulation(
+            program,
+            data,
+            settings,
+            device,
+            batch_size,
+            not no_early_exit,
+            lambda done, _: bar.update(done - bar.pos),
+            source,
+        )
+    if output:
+        write_outputs(output, result)
+    write_report(report, summary)
+    click.echo(simulation_summary(summary))
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise PrimecError(
+            f"torch device {device!r} is not available: {exc}", hint="use --device cpu"
+        ) from exc
+
+
+def simulation_summary(summary: dict[str, Any]) -> str:
+    """The simulation report as a few readable lines."""
+    lines = [f"{summary['samples']} samples of {summary['artefact']} on {summary['target']}"]
+    active = {k: v for k, v in summary["noise"].items() if v and k != "seed"}
+    shown = ", ".join(f"{k}={v:g}" for k, v in active.items()) or "none"
+    lines.append(f"non-idealities      {shown} (from {summary['noise_source']})")
+    if "accuracy" in summary:
+        lines.append(f"accuracy            {summary['accuracy'] * 100:.2f}%")
+    lines.append(
+        f"timesteps           {summary['avg_timesteps']:.2f} of {summary['timesteps']} on average ({summary['compute_savings'] * 100:.1f}% saved)"
+    )
+    lines.append(
+        f"energy / inference  {summary['energy_per_inference_j'] * 1e9:.3f} nJ ({_ratio(summary['energy_efficiency_vs_gpu'])} vs the GPU baseline)"
+    )
+    lines.append(f"latency / inference {summary['latency_per_inference_s'] * 1e6:.2f} us")
+    return "\n".join(lines)
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}x"

@@ -1,0 +1,254 @@
+"""The shape rules and attribute checks of the ops in `primec.core.ops`, one function per op.
+
+Each takes the operand types and the op's attributes and returns the result types, or raises
+`ShapeError` with a message a user understands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from primec.core.ir import TensorType, Weight
+
+
+class ShapeError(ValueError):
+    """An op's operands or attributes do not fit its shape rule."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ShapeError(message)
+
+
+def same(types: tuple[TensorType, ...], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+    return (types[0],)
+
+
+def weight_shape(types, attrs):
+    return (attrs["value"].type,)
+
+
+def supermask_shape(types, attrs):
+    weight, scores = types
+    _require(
+        weight.shape == scores.shape, f"supermask scores {scores} must match the weight {weight}"
+    )
+    _require(
+        0.0 <= attrs["sparsity"] < 1.0,
+        f"supermask sparsity must be in [0, 1), got {attrs['sparsity']}",
+    )
+    return (weight,)
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv2d_shape(types, attrs):
+    x, w = types
+    _require(len(x.shape) == 3, f"conv2d input must be [C,H,W], got {x}")
+    _require(len(w.shape) == 4, f"conv2d weight must be [O,C/groups,kH,kW], got {w}")
+    groups = attrs["groups"]
+    _require(
+        x.shape[0] == w.shape[1] * groups,
+        f"conv2d input has {x.shape[0]} channels, weight expects {w.shape[1] * groups}",
+    )
+    _require(
+        w.shape[0] % groups == 0,
+        f"conv2d: {w.shape[0]} output channels not divisible by groups={groups}",
+    )
+    sizes = [
+        _conv_out(
+            x.shape[1 + i],
+            w.shape[2 + i],
+            attrs["stride"][i],
+            attrs["padding"][i],
+            attrs["dilation"][i],
+        )
+        for i in range(2)
+    ]
+    _require(
+        min(sizes) >= 1,
+        f"conv2d output would be empty ({sizes}) for input {x} and kernel {w.shape[2:]}",
+    )
+    return (TensorType((w.shape[0], *sizes), x.dtype),)
+
+
+def conv_transpose2d_shape(types, attrs):
+    x, w = types
+    _require(len(x.shape) == 3, f"conv_transpose2d input must be [C,H,W], got {x}")
+    _require(len(w.shape) == 4, f"conv_transpose2d weight must be [C,O/groups,kH,kW], got {w}")
+    groups = attrs["groups"]
+    _require(
+        x.shape[0] == w.shape[0],
+        f"conv_transpose2d input has {x.shape[0]} channels, weight expects {w.shape[0]}",
+    )
+    sizes = [
+        (x.shape[1 + i] - 1) * attrs["stride"][i]
+        - 2 * attrs["padding"][i]
+        + attrs["dilation"][i] * (w.shape[2 + i] - 1)
+        + attrs["output_padding"][i]
+        + 1
+        for i in range(2)
+    ]
+    _require(min(sizes) >= 1, f"conv_transpose2d output would be empty ({sizes})")
+    return (TensorType((w.shape[1] * groups, *sizes), x.dtype),)
+
+
+def linear_shape(types, attrs):
+    x, w = types
+    _require(len(x.shape) == 1, f"linear input must be a vector [K], got {x} (flatten it first)")
+    _require(len(w.shape) == 2, f"linear weight must be [M,K], got {w}")
+    _require(
+        w.shape[1] == x.shape[0],
+        f"linear weight {w} does not take an input of {x.shape[0]} features",
+    )
+    return (TensorType((w.shape[0],), x.dtype),)
+
+
+def broadcast_shape(types, attrs):
+    a, b = types
+    _require(
+        len(b.shape) <= len(a.shape), f"second operand {b} has more dimensions than the first {a}"
+    )
+    tail = a.shape[len(a.shape) - len(b.shape) :]
+    ok = all(db in (1, da) for da, db in zip(tail, b.shape, strict=True))
+    _require(ok, f"{b} does not broadcast onto {a}")
+    return (a,)
+
+
+def channel_params_shape(types, attrs):
+    x, *params = types
+    _require(len(x.shape) >= 1, "per-channel op needs at least one dimension")
+    for p in params:
+        _require(p.shape == (x.shape[0],), f"per-channel parameter must be [{x.shape[0]}], got {p}")
+    return (x,)
+
+
+def pool_shape(types, attrs):
+    (x,) = types
+    _require(len(x.shape) == 3, f"pooling input must be [C,H,W], got {x}")
+    sizes = [
+        _conv_out(x.shape[1 + i], attrs["kernel"][i], attrs["stride"][i], attrs["padding"][i], 1)
+        for i in range(2)
+    ]
+    _require(min(sizes) >= 1, f"pooling output would be empty ({sizes}) for input {x}")
+    return (TensorType((x.shape[0], *sizes), x.dtype),)
+
+
+def flatten_shape(types, attrs):
+    (x,) = types
+    return (TensorType((x.size,), x.dtype),)
+
+
+def reshape_shape(types, attrs):
+    (x,) = types
+    shape = tuple(attrs["shape"])
+    _require(
+        all(d >= 1 for d in shape), f"reshape target {list(shape)} must have positive dimensions"
+    )
+    target = TensorType(shape, x.dtype)
+    _require(target.size == x.size, f"cannot reshape {x} ({x.size} elements) to {list(shape)}")
+    return (target,)
+
+
+def lif_shape(types, attrs):
+    current, membrane, spike = types
+    _require(
+        membrane.shape == current.shape, f"lif membrane {membrane} must match its input {current}"
+    )
+    _require(
+        spike.shape == current.shape, f"lif spike state {spike} must match its input {current}"
+    )
+    return (current, current)
+
+
+def integrator_shape(types, attrs):
+    current, membrane = types
+    _require(
+        membrane.shape == current.shape,
+        f"integrator membrane {membrane} must match its input {current}",
+    )
+    return (current,)
+
+
+def readout_mean_shape(types, attrs):
+    x, total, count = types
+    _require(total.shape == x.shape, f"readout_mean sum {total} must match its input {x}")
+    _require(count.shape == (1,), f"readout_mean count must be [1], got {count}")
+    return (x, x, count)
+
+
+def readout_exp_shape(types, attrs):
+    x, acc = types
+    _require(acc.shape == x.shape, f"readout_exp_tanh accumulator {acc} must match its input {x}")
+    return (x, x)
+
+
+# ---- mapping ops (docs/mapping.md): introduced by the passes between import and placement ----
+
+EMPTY_MAP = Weight.of(np.zeros(0, dtype=np.int64))  # a crossbar's row/col map before tiling
+DRIVES = ("unset", "binary", "bit_serial")
+TILE_FIELDS = ("tile_macro", "tile_array", "tile_row", "tile_col", "tile_slot")  # one per tile
+
+
+def masked_weight_shape(types, attrs):
+    formed, mask = attrs["formed"].type, attrs["mask"].type
+    _require(mask.shape == formed.shape, f"masked_weight mask {mask} must match formed {formed}")
+    _require(mask.dtype == "bool", f"masked_weight mask must be bool, got {mask}")
+    return (formed,)
+
+
+def im2col_shape(types, attrs):
+    (x,) = types
+    _require(len(x.shape) == 3, f"im2col input must be [C,H,W], got {x}")
+    _require(len(attrs["padding"]) == 4, "im2col padding is [top, left, bottom, right]")
+    _require(min(attrs["padding"]) >= 0, f"im2col padding must be >= 0, got {attrs['padding']}")
+    kernel, sizes = attrs["kernel"], []
+    for i in range(2):
+        dilated = (x.shape[1 + i] - 1) * attrs["input_dilation"][i] + 1
+        padded = dilated + attrs["padding"][i] + attrs["padding"][2 + i]
+        sizes.append(_conv_out(padded, kernel[i], attrs["stride"][i], 0, attrs["dilation"][i]))
+    _require(min(sizes) >= 1, f"im2col output would be empty ({sizes}) for input {x}")
+    return (TensorType((sizes[0] * sizes[1], x.shape[0] * kernel[0] * kernel[1]), x.dtype),)
+
+
+def crossbar_shape(types, attrs):
+    (x,) = types
+    formed, mask = attrs["formed"].type, attrs["mask"].type
+    _require(len(x.shape) == 2, f"crossbar input must be [P,R] (positions x rows), got {x}")
+    _require(
+        len(formed.shape) == 2 and formed.shape[0] == x.shape[1],
+        f"crossbar matrix {formed} must be [R,O] with R = {x.shape[1]} rows",
+    )
+    _require(mask.shape == formed.shape and mask.dtype == "bool", f"crossbar mask {mask} bad")
+    _check_drive(attrs)
+    _check_tiles(attrs)
+    return (TensorType((formed.shape[1], x.shape[0]), x.dtype),)
+
+
+def _check_drive(attrs):
+    drive, planes = attrs["drive"], attrs["planes"]
+    _require(drive != "unset" or planes == 0, "crossbar planes are set only with a drive")
+    _require(drive == "unset" or planes >= 1, f"crossbar drive {drive} needs planes >= 1")
+    _require(drive != "binary" or planes == 1, "a binary crossbar drive has exactly 1 plane")
+    _require(attrs["input_quantum"] > 0, "crossbar input_quantum must be positive")
+    _require(attrs["us_per_unit"] > 0, "crossbar us_per_unit must be positive")
+
+
+def _check_ranges(attrs, name, length):
+    ranges = attrs[name]
+    _require(len(ranges) % 2 == 0, f"crossbar {name} holds (start, stop) pairs")
+    ok = all(0 <= a < b <= length for a, b in zip(ranges[::2], ranges[1::2], strict=True))
+    _require(ok, f"crossbar {name} ranges must lie in [0, {length}] and be non-empty")
+    return len(ranges) // 2
+
+
+def _check_tiles(attrs):
+    tiles = _check_ranges(attrs, "tile_rows", attrs["row_map"].type.size)
+    outputs = _check_ranges(attrs, "tile_outputs", attrs["col_map"].type.size)
+    _require(tiles == outputs, "crossbar tile_rows and tile_outputs need one range per tile")
+    for name in TILE_FIELDS:
+        _require(len(attrs[name]) in (0, tiles), f"crossbar {name} needs one entry per tile")
