@@ -48,10 +48,10 @@ def write_model(weights_m: float, timesteps: int, path: Path) -> None:
 def measure(path: Path) -> dict:
     """Compile one .pir file in this (fresh) process: seconds, peak memory, arrays."""
     from primec.hardware.mapreport import mapping_report
-    from primec.hardware.target import load_target
+    from primec.hardware.target import DEFAULT_TARGET, load_target
     from primec.pipeline import compile_model
 
-    default = load_target("prime-40nm-256k")
+    default = load_target(DEFAULT_TARGET)
     target = dataclasses.replace(
         default, chip=dataclasses.replace(default.chip, macros=BENCH_MACROS)
     )
@@ -86,6 +86,8 @@ def in_fresh_process(*args: str) -> str:
 
 def run_all(sizes: tuple[float, ...]) -> dict:
     """Every size at every T, each write and each compile in its own process."""
+    from primec.hardware.target import DEFAULT_TARGET
+
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for size, timesteps in itertools.product(sizes, TIMESTEPS):
@@ -100,7 +102,7 @@ def run_all(sizes: tuple[float, ...]) -> dict:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "target": f"prime-40nm-256k with chip.macros = {BENCH_MACROS}",
+        "target": f"{DEFAULT_TARGET} with chip.macros = {BENCH_MACROS}",
         "results": rows,
     }
 

@@ -1395,7 +1395,7 @@ class Corpus:
     @functools.cached_property
     def target_file(self) -> Path:
         """A small target (32 x 32 arrays, 8 macros) so artefacts and simulations stay tiny."""
-        text = (REPO / "primec" / "targets" / "prime-40nm-256k.toml").read_text()
+        text = _default_target_file().read_text()
         for old, new in (
             ('name = "prime-40nm-256k"', 'name = "fuzz-tiny"'),
             ("rows = 512", "rows = 32"),
@@ -1566,7 +1566,7 @@ class Corpus:
             Seed("fuzz-tiny.toml", self.target_file.read_bytes()),
             Seed(
                 "prime-40nm-256k.toml",
-                (REPO / "primec" / "targets" / "prime-40nm-256k.toml").read_bytes(),
+                _default_target_file().read_bytes(),
             ),
         ]
 
@@ -2014,3 +2014,10 @@ def replay(corpus: Corpus, fmt: str, index: int, seed: int, save: Path | None = 
     return CaseRunner(corpus, Path(os.environ.get("TMPDIR", "/tmp")) / "primec-fuzz-replay").run(
         fmt, index, seed
     )
+
+
+def _default_target_file() -> Path:
+    """The default target's file, as the target registry names it."""
+    from primec.hardware.target import BUILTIN_TARGETS, DEFAULT_TARGET, TARGET_DIR
+
+    return TARGET_DIR / BUILTIN_TARGETS[DEFAULT_TARGET]

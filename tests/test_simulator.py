@@ -517,7 +517,8 @@ def test_default_noise_is_the_targets_and_the_report_says_which(
         (("--noise", "read=0.02"), "--noise", {"read": 0.02}),
     ]
     for flags, source, active in cases:
-        args = ["simulate", str(artefact), "--input", str(data), "--report", str(report), *flags]
+        args = ["simulate", str(artefact), "--input", str(data), "--report", str(report), "--force"]
+        args += list(flags)
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
         summary = json.loads(report.read_text())

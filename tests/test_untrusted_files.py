@@ -14,6 +14,7 @@ import pytest
 from primec.archive import Limits, UntrustedZip, parse_npy, read_npz
 from primec.errors import PrimecError
 from primec.fileio import npy_bytes
+from primec.hardware.target import BUILTIN_TARGETS, DEFAULT_TARGET, TARGET_DIR
 from primec.runtime.simdata import load_inputs
 
 SHAPE = (2, 3)
@@ -152,7 +153,7 @@ def test_timedelta_inputs_are_refused(tmp_path):
         load_inputs(path, SHAPE, 4)
 
 
-TARGET_FILE = Path(__file__).resolve().parents[1] / "primec/targets/prime-40nm-256k.toml"
+TARGET_FILE = TARGET_DIR / BUILTIN_TARGETS[DEFAULT_TARGET]
 
 
 @pytest.mark.parametrize(
