@@ -186,3 +186,44 @@ def test_target_file_that_is_not_text(tmp_path):
     path.write_bytes(TARGET_FILE.read_bytes().replace(b"rows", b"r\x80ws", 1))
     with pytest.raises(PrimecError, match="not UTF-8 text"):
         load_target(path)
+
+
+GOLDEN_OPS = Path(__file__).resolve().parent / "golden/ir/ops"
+
+
+@pytest.mark.parametrize(
+    "file, old, new, message",
+    [
+        ("pools.pir", "stride = [2, 2]", "stride = [0, 0]", "stride must be 2 integers >= 1"),
+        ("conv2d.pir", "stride = [", "stride = [0, ", "stride must be 2 integers >= 1"),
+        ("pools.pir", "stride = [2, 2]", "stride = [2]", "stride must be 2 integers >= 1"),
+        ("pools.pir", "padding = [1, 1]", "padding = " + "[" * 500 + "]" * 500, "nested deeper than 64"),
+        ("pools.pir", "padding = [1, 1]", "padding = [1, " + "9" * 5000 + "]", "longer than 64"),
+        ("pools.pir", "padding = [1, 1]", "padding = [1, 1e999]", "out of range"),
+        ("pools.pir", 'loc("max")', 'loc("\\q")', "invalid string"),
+    ],
+)
+def test_malformed_ir_gets_one_clear_error(tmp_path, file, old, new, message):
+    from primec.text import read_graph_file
+    from primec.verify import verify
+
+    text = (GOLDEN_OPS / file).read_text()
+    assert old in text
+    path = tmp_path / file
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(PrimecError, match=re.escape(message)):
+        graph, lines, _ = read_graph_file(path)
+        verify(graph, lines, str(path))
+
+
+def test_ir_timesteps_must_be_an_integer(tmp_path):
+    from primec.text import read_graph_file
+    from primec.verify import verify
+
+    path = tmp_path / "t.pir"
+    text = (GOLDEN_OPS.parent / "small_conv_snn.pir").read_text()
+    assert "meta timesteps = 4" in text
+    path.write_text(text.replace("meta timesteps = 4", "meta timesteps = 10.5"))
+    graph, lines, _ = read_graph_file(path)
+    with pytest.raises(PrimecError, match="graph meta timesteps must be an integer 1..1048576"):
+        verify(graph, lines, str(path))

@@ -42,11 +42,29 @@ def supermask_shape(types, attrs):
     return (weight,)
 
 
+_POSITIVE_WINDOW = ("kernel", "stride", "dilation", "input_dilation")
+_PADDINGS = ("padding", "output_padding")
+
+
+def _check_window(attrs: dict[str, Any], paddings: int = 2) -> None:
+    """Window attributes: two values each; sizes, strides and dilations >= 1, paddings >= 0."""
+    for name in (*_POSITIVE_WINDOW, *_PADDINGS):
+        if name not in attrs:
+            continue
+        value, count = attrs[name], paddings if name == "padding" else 2
+        low = 0 if name in _PADDINGS else 1
+        _require(
+            len(value) == count and all(v >= low for v in value),
+            f"{name} must be {count} integers >= {low}, got {list(value)}",
+        )
+
+
 def _conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def conv2d_shape(types, attrs):
+    _check_window(attrs)
     x, w = types
     _require(len(x.shape) == 3, f"conv2d input must be [C,H,W], got {x}")
     _require(len(w.shape) == 4, f"conv2d weight must be [O,C/groups,kH,kW], got {w}")
@@ -77,6 +95,7 @@ def conv2d_shape(types, attrs):
 
 
 def conv_transpose2d_shape(types, attrs):
+    _check_window(attrs)
     x, w = types
     _require(len(x.shape) == 3, f"conv_transpose2d input must be [C,H,W], got {x}")
     _require(len(w.shape) == 4, f"conv_transpose2d weight must be [C,O/groups,kH,kW], got {w}")
@@ -128,6 +147,7 @@ def channel_params_shape(types, attrs):
 
 
 def pool_shape(types, attrs):
+    _check_window(attrs)
     (x,) = types
     _require(len(x.shape) == 3, f"pooling input must be [C,H,W], got {x}")
     sizes = [
@@ -202,6 +222,7 @@ def masked_weight_shape(types, attrs):
 
 
 def im2col_shape(types, attrs):
+    _check_window(attrs, paddings=4)
     (x,) = types
     _require(len(x.shape) == 3, f"im2col input must be [C,H,W], got {x}")
     _require(len(attrs["padding"]) == 4, "im2col padding is [top, left, bottom, right]")

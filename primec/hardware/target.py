@@ -216,7 +216,7 @@ def load_target_file(path: Path) -> Target:
         raise PrimecError(f"cannot read target file: {exc.strerror}", where=str(path)) from exc
     except UnicodeDecodeError as exc:
         raise PrimecError(f"target file is not UTF-8 text: {exc}", where=str(path)) from exc
-    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
         raise PrimecError(f"malformed TOML: {exc!s:.200}", where=str(path)) from exc
     return _Loader(path).target(data)
 
