@@ -204,8 +204,8 @@ GOLDEN_OPS = Path(__file__).resolve().parent / "golden/ir/ops"
     ],
 )
 def test_malformed_ir_gets_one_clear_error(tmp_path, file, old, new, message):
-    from primec.text import read_graph_file
-    from primec.verify import verify
+    from primec.core.text import read_graph_file
+    from primec.core.verify import verify
 
     text = (GOLDEN_OPS / file).read_text()
     assert old in text
@@ -217,8 +217,8 @@ def test_malformed_ir_gets_one_clear_error(tmp_path, file, old, new, message):
 
 
 def test_ir_timesteps_must_be_an_integer(tmp_path):
-    from primec.text import read_graph_file
-    from primec.verify import verify
+    from primec.core.text import read_graph_file
+    from primec.core.verify import verify
 
     path = tmp_path / "t.pir"
     text = (GOLDEN_OPS.parent / "small_conv_snn.pir").read_text()
