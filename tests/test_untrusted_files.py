@@ -197,7 +197,12 @@ GOLDEN_OPS = Path(__file__).resolve().parent / "golden/ir/ops"
         ("pools.pir", "stride = [2, 2]", "stride = [0, 0]", "stride must be 2 integers >= 1"),
         ("conv2d.pir", "stride = [", "stride = [0, ", "stride must be 2 integers >= 1"),
         ("pools.pir", "stride = [2, 2]", "stride = [2]", "stride must be 2 integers >= 1"),
-        ("pools.pir", "padding = [1, 1]", "padding = " + "[" * 500 + "]" * 500, "nested deeper than 64"),
+        (
+            "pools.pir",
+            "padding = [1, 1]",
+            "padding = " + "[" * 500 + "]" * 500,
+            "nested deeper than 64",
+        ),
         ("pools.pir", "padding = [1, 1]", "padding = [1, " + "9" * 5000 + "]", "longer than 64"),
         ("pools.pir", "padding = [1, 1]", "padding = [1, 1e999]", "out of range"),
         ("pools.pir", 'loc("max")', 'loc("\\q")', "invalid string"),
