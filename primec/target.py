@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from primec import costmodel
 from primec.errors import PrimecError
 
 if sys.version_info >= (3, 11):
@@ -31,7 +32,7 @@ BUILTIN_TARGETS = {
     "prime-40nm-256k": "prime-40nm-256k.toml",
 }
 DEFAULT_TARGET = "prime-40nm-256k"
-PROVENANCE_KINDS = ("fact", "assumption", "placeholder", "derived")
+PROVENANCE_KINDS = ("fact", "assumption", "placeholder", "derived", "estimate")
 
 
 def _p(unit: str, low: float | None = None, high: float | None = None, **extra: Any) -> Any:
@@ -107,6 +108,7 @@ class EnergySpec:
     digital_multiply_pj: float = _p("pJ per multiply", 0.0)
     lif_update_pj: float = _p("pJ per neuron update", 0.0)
     controller_pj: float = _p("pJ per timestep", 0.0)
+    macro_transfer_pj_per_bit: float = _p("pJ per bit moved between macros", 0.0)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,14 @@ class BaselineSpec:
 
     name: str = _p("")
     energy_per_mac_pj: float = _p("pJ per multiply-accumulate", 0.0)
+    peak_tflops: float = _p("TFLOP/s", 0.0)
+    memory_gbs: float = _p("GB/s", 0.0)
+    static_power_w: float = _p("W", 0.0)
+    pj_per_flop: float = _p("pJ per FLOP", 0.0)
+    pj_per_byte: float = _p("pJ per byte of memory traffic", 0.0)
+    kernel_launch_us: float = _p("us per kernel", 0.0)
+    kernels_per_layer: float = _p("kernels per layer and step", 0.0)
+    large_batch: int = _p("samples", 1)
 
 
 SECTIONS: dict[str, type] = {
@@ -145,6 +155,7 @@ class Target:
     energy: EnergySpec
     baseline: BaselineSpec
     provenance: tuple[tuple[str, str], ...] = ()
+    estimates: tuple[tuple[str, float, float], ...] = ()  # (key, low, high) in the key's unit
     source: str = ""
     device_map: Any = field(default=None, compare=False, repr=False)
     max_macros: int | None = None
@@ -236,11 +247,13 @@ def describe_target(target: Target) -> str:
     """Every parameter of a target with its unit and provenance, one per line."""
     notes = dict(target.provenance)
     lines = [f"{target.name}: {target.description}", f"  from {target.source}"]
+    bounds = {key: (low, high) for key, low, high in target.estimates}
     rows = [("target.process_nm", target.process_nm, "nm"), *target.parameters()]
     for key, value, unit in rows:
-        lines.append(
-            f"  {key} = {value!r} {unit}".rstrip() + f"    [{notes.get(key, 'no provenance')}]"
-        )
+        shown = f"  {key} = {value!r} {unit}".rstrip()
+        if key in bounds:
+            shown += f" (low {bounds[key][0]!r}, high {bounds[key][1]!r})"
+        lines.append(shown + f"    [{notes.get(key, 'no provenance')}]")
     return "\n".join(lines)
 
 
@@ -265,7 +278,7 @@ class _Loader:
         raise PrimecError(f"{key}: {problem}", where=str(self.path), hint=hint)
 
     def target(self, data: dict[str, Any]) -> Target:
-        self.no_unknown("", data, ["target", *SECTIONS, "provenance"])
+        self.no_unknown("", data, ["target", *SECTIONS, "provenance", "estimates"])
         head = self.table("target", data)
         self.no_unknown("target", head, ["name", "description", "process_nm"])
         sections = {name: self.section(name, spec, data) for name, spec in SECTIONS.items()}
@@ -274,10 +287,12 @@ class _Loader:
             description=self.typed("target.description", head, str),
             process_nm=self.typed("target.process_nm", head, int),
             provenance=self.provenance(data.get("provenance", {})),
+            estimates=costmodel.estimates(data.get("estimates", {}), sections, self.fail),
             source=str(self.path),
             **sections,
         )
         self.cross_checks(target)
+        costmodel.check_costs(target, self.fail)
         return target
 
     def table(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -309,8 +324,11 @@ class _Loader:
 
     def checked(self, key: str, table: dict[str, Any], spec_field: dataclasses.Field) -> Any:
         kind = {"int": int, "float": float, "str": str}[str(spec_field.type)]
-        value = self.typed(key, table, kind)
         meta = spec_field.metadata
+        raw = table.get(key.split(".")[-1])
+        if kind is float and isinstance(raw, str):  # a value with its unit, e.g. "2 pJ"
+            table = {key.split(".")[-1]: costmodel.quantity(key, raw, meta["unit"], self.fail)}
+        value = self.typed(key, table, kind)
         choices = meta.get("choices")
         if choices and value not in choices:
             self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
