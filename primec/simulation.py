@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from primec.activity import activity_report
 from primec.backends import bytecode
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, SimResult, Simulator
@@ -59,7 +60,11 @@ def simulate(
     if batch_size < 1:
         raise PrimecError(f"--batch-size must be at least 1, got {batch_size}")
     result = Simulator(program, noise, device).run(data.x, batch_size, early_exit, progress)
-    return result, report(program, data, result, noise or Noise(), early_exit)
+    summary = report(program, data, result, noise or Noise(), early_exit)
+    counted = summary["energy_per_inference_j"]
+    return result, summary | activity_report(
+        program, data.x, result.exit_step, result.counts, counted, noise
+    )
 
 
 def report(
@@ -83,7 +88,9 @@ def report(
     }
     if data.y is not None:
         summary["accuracy"] = float((result.pred == data.y).mean())
-    return summary | energy_report(result.counts, result.exit_step, program.meta, steps)
+    return summary | energy_report(
+        result.counts, result.exit_step, program.meta, steps, noise.adc or None
+    )
 
 
 def write_outputs(path: str | Path, result: SimResult) -> None:
