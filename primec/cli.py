@@ -399,7 +399,7 @@ def energy_summary(summary: dict[str, Any]) -> str:
     ratio_low, ratio_high = summary["energy_efficiency_vs_gpu_range"] or (None, None)
     return text + (
         f")\nvs GPU baseline     {_ratio(summary['energy_efficiency_vs_gpu'])} (range {_ratio(ratio_low)}-{_ratio(ratio_high)}; "
-        f"batch 1: {_ratio(summary['energy_efficiency_vs_gpu_batch1'])}; peak-FLOPS count: {_ratio(summary['energy_efficiency_peak_flops'])})"
+        f"batch 1: {_ratio(summary['energy_efficiency_vs_gpu_batch1'])}; PRIME's method: {_ratio(summary['energy_efficiency_prime_method'])})"
     )
 
 

@@ -106,7 +106,7 @@ def gpu_report(
         )
     }
     batch1 = gpumodel.energy_per_inference(work, parameters, 1)
-    peak = gpumodel.peak_flops_energy(work, parameters)
+    prime_method = gpumodel.prime_method_energy(work, parameters)
     total, low, high = ours
     return {
         "gpu_baseline": parameters["baseline.name"],
@@ -117,8 +117,8 @@ def gpu_report(
         "energy_efficiency_vs_gpu": gpu["central"] / total if total else None,
         "energy_efficiency_vs_gpu_range": [gpu["low"] / high, gpu["high"] / low] if low else None,
         "energy_efficiency_vs_gpu_batch1": batch1 / total if total else None,
-        "peak_flops_energy_j": peak,
-        "energy_efficiency_peak_flops": peak / total if total else None,
+        "gpu_prime_method_energy_j": prime_method,
+        "energy_efficiency_prime_method": prime_method / total if total else None,
     }
 
 

@@ -9,8 +9,9 @@ with FLOPs = 2 x dense MACs of a step, bytes(B) = 4 x (dense weights + B x activ
 elements) (float32; every weight read once per step and batch, every activation written once and
 read once; the network's input is small beside them and left out), kernels = kernels_per_layer x layers. Energy per inference = T x E / B. At batch 1
 the launch term dominates (the GPU mostly waits), at a large batch the FLOPs do: the two bound
-what a GPU spends on the network. The peak-FLOPS count (`peak_flops_energy_j`) is the older,
-simpler estimate: dense MACs x T x energy per MAC at the datasheet peak.
+what a GPU spends on the network. The PRIME-method count (`prime_method_energy`) is the simpler
+estimate that reproduces PRIME's 37.83x: dense MACs x T x energy per MAC at the GPU's datasheet
+peak efficiency (`baseline.energy_per_mac_pj`; docs/energy.md, "How 37.83x can arise").
 """
 
 from __future__ import annotations
@@ -66,6 +67,6 @@ def energy_per_inference(work: Workload, parameters: dict[str, Any], batch: int)
     return work.timesteps * step / batch
 
 
-def peak_flops_energy(work: Workload, parameters: dict[str, Any]) -> float:
-    """Joules per inference counted at the datasheet peak: dense MACs x T x energy per MAC."""
+def prime_method_energy(work: Workload, parameters: dict[str, Any]) -> float:
+    """Joules per inference counted at the datasheet peak efficiency: dense MACs x T x pJ per MAC."""
     return work.macs * work.timesteps * parameters["baseline.energy_per_mac_pj"] * PJ

@@ -281,7 +281,7 @@ def test_roofline_by_hand() -> None:
     traffic = 4 * (10**4 + 2 * 1000 * 10**3)
     step = 50 * 2e-3 + 10e-12 * 2e9 + 20e-12 * traffic
     assert gpumodel.energy_per_inference(work, params, 1000) == pytest.approx(10 * step / 1000)
-    assert gpumodel.peak_flops_energy(work, params) == pytest.approx(10**7 * 41e-12)
+    assert gpumodel.prime_method_energy(work, params) == pytest.approx(10**7 * 41e-12)
 
 
 # ---- counted vs statistical energy on the demo models ------------------------------------------
