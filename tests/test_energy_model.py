@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
-from ir_zoo import Net
 from primec.backends.isa import Gather, Read, Scale
 from primec.backends.lower import lower
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator
 from primec.backends.transfers import transfer_bits_per_step
+from test_simulator import hand_model, one_thread  # noqa: F401 (autouse: one torch thread)
+from test_target import edited
 
 from primec import gpumodel
 from primec.activity import activity_report, measure, neurobench_metrics, static_ops_per_step
@@ -27,7 +27,6 @@ from primec.demo import DEMO_MODELS, INPUT_BITS
 from primec.earlyexit import PRIME_RULE
 from primec.energy import energy_report
 from primec.errors import PrimecError
-from primec.ir import Graph
 from primec.passmanager import PassOptions
 from primec.pipeline import compile_model
 from primec.simdata import SimData
@@ -37,24 +36,6 @@ from primec.text import save_graph
 
 DEFAULT_FILE = TARGET_DIR / "prime-40nm-256k.toml"
 PJ = 1e-12
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Single-threaded: the machine is small and shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def edited(tmp_path: Path, old: str, new: str) -> Path:
-    """The default target file with one piece of text replaced."""
-    text = DEFAULT_FILE.read_text()
-    assert old in text, old
-    path = tmp_path / "edited.toml"
-    path.write_text(text.replace(old, new, 1))
-    return path
 
 
 # ---- bad cost tables: one clear error naming the key, non-zero exit -----------------------------
@@ -120,17 +101,7 @@ def test_values_may_carry_their_unit(tmp_path: Path) -> None:
     assert target.read.latency_ns == pytest.approx(15.0)
 
 
-# ---- a hand model: one linear layer 4 -> 3 of LIF neurons over 3 steps of binary spikes ---------
-
-
-def hand_model() -> Graph:
-    net = Net("hand")
-    net.b.meta.update(timesteps=3, readout="mean", input_encoding="spikes")
-    x = net.b.input("x", (4,))
-    weights = np.array([[1, 2, 3, 4], [-1, -2, -3, -4], [0.5, -0.5, 0.5, -0.5]], np.float32)
-    h = net.b.op("linear", x, net.b.weight(weights, loc="fc", name="fc.weight"), loc="fc")
-    net.readout_mean(net.lif("lif", h, keep=0.5, threshold=1.0))
-    return net.b.build()
+# ---- test_simulator's hand model: linear 4 -> 3 of LIF neurons over 3 steps of binary spikes -----
 
 
 HAND_X = np.array([[[1, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1]]], np.float32)
