@@ -58,8 +58,8 @@ def energy_report(
 ) -> dict[str, Any]:
     """Energy, latency and the GPU baseline, averaged over samples (and so over exit steps)."""
     parameters = _priced(meta)
-    bounds = meta.get("target_estimates", {})
-    moved = np.asarray(counts["steps"]) * meta.get("macro_transfer_bits_per_step", 0)
+    bounds, per_step = _energy_meta(meta)
+    moved = np.asarray(counts["steps"]) * per_step
     counts = counts | {"macro_transfer_bits": moved}
     breakdown = energy_per_sample(counts, parameters, adc_bits)
     total = float(sum(v.mean() for v in breakdown.values()))
@@ -120,6 +120,25 @@ def gpu_report(
         "gpu_prime_method_energy_j": prime_method,
         "energy_efficiency_prime_method": prime_method / total if total else None,
     }
+
+
+def _energy_meta(meta: dict[str, Any]) -> tuple[dict[str, list[float]], int]:
+    """The artefact's estimate bounds and transfer bits per step, checked (they come from a file)."""
+    bounds, bits = meta.get("target_estimates", {}), meta.get("macro_transfer_bits_per_step", 0)
+    numbers = (int, float)
+    good = isinstance(bounds, dict) and all(
+        key in meta["target_parameters"]
+        and isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(v, numbers) and not isinstance(v, bool) and v >= 0 for v in pair)
+        for key, pair in bounds.items()
+    )
+    if not good or not isinstance(bits, int) or isinstance(bits, bool) or bits < 0:
+        raise PrimecError(
+            "the artefact's target_estimates or macro_transfer_bits_per_step are malformed",
+            hint="compile the model again",
+        )
+    return bounds, bits
 
 
 def _priced(meta: dict[str, Any]) -> dict[str, Any]:

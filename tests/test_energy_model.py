@@ -285,3 +285,19 @@ def test_counted_and_statistical_energy_agree(model) -> None:
     static = static_ops_per_step(program)
     for name in ("adc_conversions", "digital_adds", "digital_multiplies", "neuron_updates"):
         assert result.counts[name].sum() == pytest.approx(static[name] * result.exit_step.sum())
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"macro_transfer_bits_per_step": -1},
+        {"macro_transfer_bits_per_step": "many"},
+        {"target_estimates": {"energy.cell_read_pj": [0.1]}},
+        {"target_estimates": {"energy.nothing": [0.1, 0.2]}},
+        {"target_parameters": {"adc.bits": 8}},
+    ],
+)
+def test_malformed_energy_meta_is_one_clear_error(hand_program: Program, extra: dict) -> None:
+    counts = Simulator(hand_program).run(HAND_X, 1, early_exit=False).counts
+    with pytest.raises(PrimecError, match="artefact"):
+        energy_report(counts, np.array([3]), hand_program.meta | extra, 3)
