@@ -123,9 +123,11 @@ def gpu_energy(net: torch.nn.Module, x: torch.Tensor, batch: int, repeats: int) 
     """Joules per inference from the GPU's energy counter (None without NVML)."""
     try:
         import pynvml
-    except ImportError:
+
+        pynvml.nvmlInit()
+    except Exception as exc:  # ImportError without nvidia-ml-py; pynvml.NVMLError without NVML
+        print(f"no GPU energy counter: {exc}", file=sys.stderr)
         return None
-    pynvml.nvmlInit()
     handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
     data = x[torch.arange(batch) % len(x)].cuda()
     net = net.cuda()
