@@ -33,6 +33,7 @@ from primec.backends.isa import (
     Zero,
 )
 from primec.backends.program import DebugEntry, Program, target_hash
+from primec.backends.transfers import transfer_bits_per_step
 
 from primec.core.ir import Graph, Node
 from primec.errors import PrimecError
@@ -155,6 +156,10 @@ class _Lowering:
                     k: v for k, v in self.graph.meta if isinstance(v, int | float | str | bool)
                 },
                 "dense_macs_per_step": self.dense_macs,
+                "macro_transfer_bits_per_step": transfer_bits_per_step(
+                    self.instrs, self.shapes, self.tensors, self.target.adc.bits
+                ),
+                "target_estimates": {key: [lo, hi] for key, lo, hi in self.target.estimates},
                 "layers": self.layers,
             },
             exit_table=ExitTable.from_dict(dict(table)) if table else None,

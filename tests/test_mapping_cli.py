@@ -34,7 +34,10 @@ def test_targets_lists_and_shows() -> None:
     assert listed.exit_code == 0 and listed.output.startswith("prime-40nm-256k: 64 macros")
     shown = invoke("targets", "--show", "prime-40nm-256k")
     assert "array.rows = 512 rows    [assumption:" in shown.output
-    assert "energy.adc_conversion_pj = 2.0 pJ per conversion    [placeholder:" in shown.output
+    assert (
+        "energy.adc_conversion_pj = 2.0 pJ per conversion (low 0.5, high 5.0)    [estimate:"
+        in shown.output
+    )
 
 
 def test_compile_writes_placed_ir_and_report(models, tmp_path: Path) -> None:

@@ -26,8 +26,12 @@ def test_every_default_parameter_says_where_it_comes_from() -> None:
     keys = ["target.process_nm", *(key for key, _, _ in target.parameters())]
     assert sorted(notes) == sorted(keys)
     kinds = {note.split(":")[0] for note in notes.values()}
-    assert kinds <= {"fact", "assumption", "placeholder", "derived"}
-    assert all(notes[k].startswith("placeholder") for k in notes if k.startswith("energy."))
+    assert kinds <= {"fact", "assumption", "derived", "estimate"}  # no placeholder left
+    # Every estimate, and only an estimate, is bounded (low <= value <= high).
+    values = {key: value for key, value, _ in target.parameters()}
+    bounded = {key: (low, high) for key, low, high in target.estimates}
+    assert sorted(bounded) == sorted(k for k in notes if notes[k].startswith("estimate:"))
+    assert all(low <= values[k] <= high for k, (low, high) in bounded.items())
 
 
 def edited(tmp_path: Path, old: str, new: str) -> Path:

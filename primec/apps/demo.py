@@ -170,6 +170,7 @@ def run_model(
         "latency_per_inference_s": ideal["report"]["latency_per_inference_s"],
         "gpu_baseline_energy_j": ideal["report"]["gpu_baseline_energy_j"],
         "energy_efficiency_vs_gpu": ideal["report"]["energy_efficiency_vs_gpu"],
+        **{key: ideal["report"][key] for key in RANGE_KEYS},
         "arrays_used": mapping["arrays_used"],
         "arrays_lower_bound": mapping["arrays_lower_bound"],
         "macros_used": mapping["macros_used"],
@@ -293,6 +294,12 @@ def run_demo(
     return summary
 
 
+RANGE_KEYS = (
+    "energy_per_inference_range_j",
+    "energy_efficiency_vs_gpu_range",
+    "energy_efficiency_vs_gpu_batch1",
+    "energy_efficiency_prime_method",
+)
 TOP_KEYS = (
     "accuracy_pytorch",
     "accuracy_sim_ideal",
@@ -315,11 +322,13 @@ def render_summary(summary: dict[str, Any]) -> str:
     lines = ["", "primec demo summary (N-Digits test split)"]
     for model in summary["models"].values():
         hand = model["prime_hand_set"]
+        low, high = model["energy_per_inference_range_j"]
+        ratio_low, ratio_high = model["energy_efficiency_vs_gpu_range"]
         lines += [
             f"  {model['title']}",
             f"    accuracy   PyTorch {model['accuracy_pytorch'] * 100:.2f}% | simulated ideal {model['accuracy_sim_ideal'] * 100:.2f}% | noisy chip {model['accuracy_sim_noisy'] * 100:.2f}%",
             f"    timesteps  {model['avg_timesteps']:.2f} of 10 ({model['compute_savings'] * 100:.1f}% saved) vs PRIME's hand-set rule {hand['avg_timesteps']:.2f} ({hand['compute_savings'] * 100:.1f}% saved); oracle {model['oracle_avg_timesteps_test']:.2f}",
-            f"    energy     {model['energy_per_inference_j'] * 1e9:.1f} nJ per inference, {model['energy_efficiency_vs_gpu']:.1f}x vs the GPU baseline (placeholder energies)",
+            f"    energy     {model['energy_per_inference_j'] * 1e9:.1f} nJ per inference (estimates span {low * 1e9:.1f}-{high * 1e9:.1f} nJ), {model['energy_efficiency_vs_gpu']:.0f}x vs the GPU baseline, roofline at a large batch (range {ratio_low:.0f}-{ratio_high:.0f}x; batch 1: {model['energy_efficiency_vs_gpu_batch1']:.0f}x; PRIME's method: {model['energy_efficiency_prime_method']:.0f}x)",
             f"    arrays     {model['arrays_used']} used (lower bound {model['arrays_lower_bound']}) on {model['macros_used']} macro(s)",
         ]
     lines.append(

@@ -131,11 +131,27 @@ def simulation_summary(summary: dict[str, Any]) -> str:
     lines.append(
         f"timesteps           {summary['avg_timesteps']:.2f} of {summary['timesteps']} on average ({summary['compute_savings'] * 100:.1f}% saved)"
     )
-    lines.append(
-        f"energy / inference  {summary['energy_per_inference_j'] * 1e9:.3f} nJ ({_ratio(summary['energy_efficiency_vs_gpu'])} vs the GPU baseline)"
-    )
+    lines.append(energy_summary(summary))
     lines.append(f"latency / inference {summary['latency_per_inference_s'] * 1e6:.2f} us")
     return "\n".join(lines)
+
+
+def energy_summary(summary: dict[str, Any]) -> str:
+    """Energy per inference with its range, the statistical estimate and the GPU ratios."""
+    low, high = summary["energy_per_inference_range_j"]
+    text = (
+        f"energy / inference  {summary['energy_per_inference_j'] * 1e9:.1f} nJ "
+        f"(estimates span {low * 1e9:.1f}-{high * 1e9:.1f} nJ"
+    )
+    if "energy_statistical_j" in summary:
+        text += f"; statistical {summary['energy_statistical_j'] * 1e9:.1f} nJ"
+    ratio_low, ratio_high = summary["energy_efficiency_vs_gpu_range"] or (None, None)
+    return text + (
+        f")\nvs GPU baseline     {_ratio(summary['energy_efficiency_vs_gpu'])} "
+        f"(range {_ratio(ratio_low)}-{_ratio(ratio_high)}; "
+        f"batch 1: {_ratio(summary['energy_efficiency_vs_gpu_batch1'])}; "
+        f"PRIME's method: {_ratio(summary['energy_efficiency_prime_method'])})"
+    )
 
 
 def _ratio(value: float | None) -> str:

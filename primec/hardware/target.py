@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from primec.hardware import costmodel
 from primec.errors import PrimecError
 from primec.hardware.geometry import PAIR
 
@@ -33,7 +34,7 @@ BUILTIN_TARGETS = {
     "prime-40nm-256k": "prime-40nm-256k.toml",
 }
 DEFAULT_TARGET = "prime-40nm-256k"
-PROVENANCE_KINDS = ("fact", "assumption", "placeholder", "derived")
+PROVENANCE_KINDS = ("fact", "assumption", "placeholder", "derived", "estimate")
 
 
 def _p(unit: str, low: float | None = None, high: float | None = None, **extra: Any) -> Any:
@@ -109,6 +110,7 @@ class EnergySpec:
     digital_multiply_pj: float = _p("pJ per multiply", 0.0)
     lif_update_pj: float = _p("pJ per neuron update", 0.0)
     controller_pj: float = _p("pJ per timestep", 0.0)
+    macro_transfer_pj_per_bit: float = _p("pJ per bit moved between macros", 0.0)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,14 @@ class BaselineSpec:
 
     name: str = _p("")
     energy_per_mac_pj: float = _p("pJ per multiply-accumulate", 0.0)
+    peak_tflops: float = _p("TFLOP/s", 0.0)
+    memory_gbs: float = _p("GB/s", 0.0)
+    static_power_w: float = _p("W", 0.0)
+    pj_per_flop: float = _p("pJ per FLOP", 0.0)
+    pj_per_byte: float = _p("pJ per byte of memory traffic", 0.0)
+    kernel_launch_us: float = _p("us per kernel", 0.0)
+    kernels_per_layer: float = _p("kernels per layer and step", 0.0)
+    large_batch: int = _p("samples", 1)
 
 
 SECTIONS: dict[str, type] = {
@@ -147,6 +157,7 @@ class Target:
     energy: EnergySpec
     baseline: BaselineSpec
     provenance: tuple[tuple[str, str], ...] = ()
+    estimates: tuple[tuple[str, float, float], ...] = ()  # (key, low, high) in the key's unit
     source: str = ""
 
     @property
@@ -198,11 +209,13 @@ def describe_target(target: Target) -> str:
     """Every parameter of a target with its unit and provenance, one per line."""
     notes = dict(target.provenance)
     lines = [f"{target.name}: {target.description}", f"  from {target.source}"]
+    bounds = {key: (low, high) for key, low, high in target.estimates}
     rows = [("target.process_nm", target.process_nm, "nm"), *target.parameters()]
     for key, value, unit in rows:
-        lines.append(
-            f"  {key} = {value!r} {unit}".rstrip() + f"    [{notes.get(key, 'no provenance')}]"
-        )
+        shown = f"  {key} = {value!r} {unit}".rstrip()
+        if key in bounds:
+            shown += f" (low {bounds[key][0]!r}, high {bounds[key][1]!r})"
+        lines.append(shown + f"    [{notes.get(key, 'no provenance')}]")
     return "\n".join(lines)
 
 
@@ -229,7 +242,7 @@ class _Loader:
         raise PrimecError(f"{key}: {problem}", where=str(self.path), hint=hint)
 
     def target(self, data: dict[str, Any]) -> Target:
-        self.no_unknown("", data, ["target", *SECTIONS, "provenance"])
+        self.no_unknown("", data, ["target", *SECTIONS, "provenance", "estimates"])
         head = self.table("target", data)
         self.no_unknown("target", head, ["name", "description", "process_nm"])
         sections = {name: self.section(name, spec, data) for name, spec in SECTIONS.items()}
@@ -238,10 +251,12 @@ class _Loader:
             description=self.typed("target.description", head, str),
             process_nm=self.typed("target.process_nm", head, int),
             provenance=self.provenance(data.get("provenance", {})),
+            estimates=costmodel.estimates(data.get("estimates", {}), sections, self.fail),
             source=str(self.path),
             **sections,
         )
         self.cross_checks(target)
+        costmodel.check_costs(target, self.fail)
         return target
 
     def table(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -273,6 +288,10 @@ class _Loader:
 
     def checked(self, key: str, table: dict[str, Any], spec_field: dataclasses.Field) -> Any:
         kind = {"int": int, "float": float, "str": str}[str(spec_field.type)]
+        meta = spec_field.metadata
+        raw = table.get(key.split(".")[-1])
+        if kind is float and isinstance(raw, str):  # a value with its unit, e.g. "2 pJ"
+            table = {key.split(".")[-1]: costmodel.quantity(key, raw, meta["unit"], self.fail)}
         value = self.typed(key, table, kind)
         problem = parameter_problem(spec_field, value)
         if problem:

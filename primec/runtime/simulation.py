@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from primec.runtime.activity import activity_report
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, SimResult, Simulator
 from primec.errors import PrimecError
@@ -37,7 +38,9 @@ def simulate(
         raise PrimecError(f"--batch-size must be at least 1, got {batch_size}")
     result = Simulator(program, noise, device).run(data.x, batch_size, early_exit, progress)
     summary = report(program, data, result, noise or Noise(), early_exit)
-    return result, summary | {"noise_source": noise_source or "given by the caller"}
+    counted = summary["energy_per_inference_j"]
+    activity = activity_report(program, data.x, result.exit_step, result.counts, counted, noise)
+    return result, summary | activity | {"noise_source": noise_source or "given by the caller"}
 
 
 def report(
@@ -61,7 +64,9 @@ def report(
     }
     if data.y is not None:
         summary["accuracy"] = float((result.pred == data.y).mean())
-    return summary | energy_report(result.counts, result.exit_step, program.meta, steps)
+    return summary | energy_report(
+        result.counts, result.exit_step, program.meta, steps, noise.adc or None
+    )
 
 
 def write_outputs(path: str | Path, result: SimResult) -> None:
