@@ -43,17 +43,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from primec.backends.lower import lower  # noqa: E402
 from primec.backends.simulator import Simulator  # noqa: E402
 
-from primec.hardware import gpumodel  # noqa: E402
-from primec.datasets import load_split  # noqa: E402
 from primec.apps.demo import DEMO_MODELS, INPUT_BITS  # noqa: E402
+from primec.core.passmanager import PassOptions  # noqa: E402
+from primec.datasets import load_split  # noqa: E402
+from primec.hardware import gpumodel  # noqa: E402
+from primec.hardware.choices import resolve_target  # noqa: E402
 from primec.hardware.earlyexit import PRIME_RULE  # noqa: E402
 from primec.hardware.energy import energy_report  # noqa: E402
+from primec.hardware.target import DEFAULT_TARGET  # noqa: E402
 from primec.nn.archs import ARCHS  # noqa: E402
 from primec.nn.supermask import Supermask  # noqa: E402
-from primec.core.passmanager import PassOptions  # noqa: E402
 from primec.pipeline import compile_model  # noqa: E402
-from primec.hardware.choices import resolve_target  # noqa: E402
-from primec.hardware.target import DEFAULT_TARGET  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu_baseline.json"
 PRIME_RATIO = 37.83  # PRIME's reported gain on classification (PRIME.md)

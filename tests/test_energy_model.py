@@ -18,22 +18,27 @@ from primec.backends.transfers import transfer_bits_per_step
 from test_simulator import hand_model, one_thread  # noqa: F401 (autouse: one torch thread)
 from test_target import edited
 
-from primec.hardware import gpumodel
-from primec.runtime.activity import activity_report, measure, neurobench_metrics, static_ops_per_step
-from primec.cli import main
-from primec.hardware.costmodel import adc_energy_pj
-from primec.datasets import load_split
 from primec.apps.demo import DEMO_MODELS, INPUT_BITS
+from primec.cli import main
+from primec.core.passmanager import PassOptions
+from primec.core.text import save_graph
+from primec.datasets import load_split
+from primec.errors import PrimecError
+from primec.hardware import gpumodel
+from primec.hardware.choices import resolve_target
+from primec.hardware.costmodel import adc_energy_pj
 from primec.hardware.earlyexit import PRIME_RULE
 from primec.hardware.energy import energy_report
-from primec.errors import PrimecError
-from primec.core.passmanager import PassOptions
+from primec.hardware.target import DEFAULT_TARGET, TARGET_DIR, load_target
 from primec.pipeline import compile_model
+from primec.runtime.activity import (
+    activity_report,
+    measure,
+    neurobench_metrics,
+    static_ops_per_step,
+)
 from primec.runtime.simdata import SimData
 from primec.runtime.simulation import simulate
-from primec.hardware.choices import resolve_target
-from primec.hardware.target import DEFAULT_TARGET, TARGET_DIR, load_target
-from primec.core.text import save_graph
 
 DEFAULT_FILE = TARGET_DIR / "prime-40nm-256k.toml"
 PJ = 1e-12

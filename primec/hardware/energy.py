@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from primec.errors import PrimecError
 from primec.hardware import gpumodel
 from primec.hardware.costmodel import adc_energy_pj, corner
-from primec.errors import PrimecError
 
 PJ = 1e-12
 

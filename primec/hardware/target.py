@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from primec.hardware import costmodel
 from primec.errors import PrimecError
+from primec.hardware import costmodel
 from primec.hardware.geometry import PAIR
 
 if sys.version_info >= (3, 11):

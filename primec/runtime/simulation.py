@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from primec.runtime.activity import activity_report
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, SimResult, Simulator
 from primec.errors import PrimecError
 from primec.fileio import write_npz
 from primec.hardware.energy import energy_report
+from primec.runtime.activity import activity_report
 from primec.runtime.simdata import SimData
 
 
