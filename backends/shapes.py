@@ -89,6 +89,8 @@ def _read(check: Checker, at: str, read: Read) -> None:
     source, target = check.shape(read.src), check.shape(read.dst)
     if rows.ndim != 1 or cols.ndim != 1 or rows.dtype.kind != "i" or cols.dtype.kind != "i":
         raise check.fail(f"{at}: row and column maps must be 1-D integer arrays")
+    if not rows.size or not cols.size:
+        raise check.fail(f"{at}: a tile drives at least one row and reads at least one pair")
     if len(source) != 2 or len(target) != 2 or source[0] != target[1]:
         raise check.fail(
             f"{at} reads buffer {read.src} {list(source)} into buffer {read.dst} {list(target)}; "

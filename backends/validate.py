@@ -32,6 +32,7 @@ from primec.backends.shapes import MAX_PLANES, SHAPES, no_shape
 from primec.core.ops import OPS, attr_type_ok
 from primec.core.verify import MAX_TIMESTEPS
 from primec.errors import PrimecError
+from primec.hardware.energy import energy_meta
 from primec.hardware.target import parameter_fields, parameter_problem
 
 Error = Callable[..., PrimecError]
@@ -117,6 +118,10 @@ class _Checker:
         for key, kind in (("target", str), ("target_hash", str), ("graph_meta", dict)):
             if not isinstance(self.p.meta.get(key), kind):
                 raise self.fail(f"meta {key} must be a {kind.__name__}")
+        try:
+            energy_meta(self.p.meta)
+        except PrimecError as exc:
+            raise self.fail(exc.message) from exc
         layers, macs = self.p.meta.get("layers"), self.p.meta.get("dense_macs_per_step")
         if not _int(macs) or macs < 0 or not isinstance(layers, list):
             raise self.fail("meta needs dense_macs_per_step (an integer) and layers (a list)")
@@ -260,6 +265,10 @@ LAYER_FIELDS: dict[str, Callable[[Any], bool]] = {
     "planes": lambda v: _int(v) and 1 <= v <= MAX_PLANES,
     "input_quantum": lambda v: _number(v) and v > 0,
     "gain": lambda v: _number(v),
+    "positions": lambda v: _int(v) and v >= 1,
+    "weight_shape": lambda v: (
+        isinstance(v, list) and bool(v) and all(_int(d) and d >= 1 for d in v)
+    ),
 }
 
 

@@ -57,10 +57,10 @@ def _onnx(path: Path) -> str:
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
     lines = [
         f"ONNX {path}: graph {graph.name}, opsets {opsets}",
-        "  inputs: " + ", ".join(i.name for i in graph.input),
-        "  outputs: " + ", ".join(o.name for o in graph.output),
+        "  inputs: " + ", ".join(str(i.name) for i in graph.input),
+        "  outputs: " + ", ".join(str(o.name) for o in graph.output),
         "  ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(ops.items())),
         "  functions: " + (", ".join(f"{f.domain}::{f.name}" for f in model.functions) or "none"),
-        "  metadata: " + ", ".join(f"{p.key}={p.value}" for p in model.metadata_props),
+        "  metadata: " + ", ".join(f"{p.key}={p.value!s}" for p in model.metadata_props),
     ]
     return "\n".join(lines) + "\n"

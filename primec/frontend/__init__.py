@@ -30,8 +30,20 @@ def export(source: Source) -> onnx.ModelProto:
     if source.onnx is not None:
         return source.onnx
     if source.program is not None:
-        return program_to_onnx(source.program, source.facts or StepFacts(None, None))
+        return _archived_program(source)
     return program_to_onnx(_capture(source), StepFacts.of(source.module.step_facts()))
+
+
+def _archived_program(source: Source) -> onnx.ModelProto:
+    """The step of a .pt2: a program from a file may break what torch itself would write."""
+    try:
+        return program_to_onnx(source.program, source.facts or StepFacts(None, None))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+        raise PrimecError(
+            f"the step program in the archive is malformed: {type(exc).__name__}: {exc}",
+            where=str(source.path),
+            hint="save the step again with primec.nn.save_step",
+        ) from exc
 
 
 def _capture(source: Source) -> torch.export.ExportedProgram:

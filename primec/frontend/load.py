@@ -76,7 +76,7 @@ def _sniff(path: Path) -> str:
     # An ONNX ModelProto starts with field 1 (ir_version) as a varint: byte 0x08.
     if path.suffix.lower() == ".onnx" or head[:1] == b"\x08":
         return "onnx"
-    if zipfile.is_zipfile(path):
+    if _is_zip(path):
         return _zip_kind(path)
     if head.startswith(b"PK"):
         raise PrimecError(
@@ -86,6 +86,13 @@ def _sniff(path: Path) -> str:
     if head[:1] == b"\x80":
         return "torch"  # a pickle: torch.save's legacy format
     raise PrimecError(f"not a model file; primec reads {ACCEPTED}", where=str(path))
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        return zipfile.is_zipfile(path)
+    except (zipfile.BadZipFile, ValueError, OverflowError) as exc:
+        raise PrimecError(f"a damaged zip archive: {first_line(exc)}", where=str(path)) from exc
 
 
 def _zip_kind(path: Path) -> str:

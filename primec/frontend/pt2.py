@@ -30,7 +30,7 @@ from typing import Any
 import sympy
 import torch
 
-from primec.archive import UntrustedZip
+from primec.archive import Limits, UntrustedZip
 from primec.errors import PrimecError
 from primec.frontend.problems import first_line, pickle_refusal
 from primec.nn.network import STEP_FACTS_FILE
@@ -48,6 +48,8 @@ _CONFIGS = {
     "data/constants/model_constants_config.json": ("data/constants/", "tensor_"),
 }
 _MAX_JSON_DEPTH = 200
+# One step's sample inputs and states: small, whatever the model.
+SAMPLE_LIMITS = Limits(members=1024, member_bytes=64 << 20, total_bytes=128 << 20)
 _HINT = (
     "save the step with primec.nn.save_step (static shapes, raw tensors), "
     "or pass --trust-pickle only if you trust the file"
@@ -191,7 +193,10 @@ def _check_config(
 
 def _check_sample_inputs(data: bytes, path: Path) -> None:
     # torch retries a sample-input file that fails the safe load with a full unpickle, so
-    # anything but a clean weights_only load is refused here.
+    # anything but a clean weights_only load is refused here. The member is itself a zip:
+    # its sizes are checked before torch inflates it.
+    if data[:2] == b"PK":
+        UntrustedZip(data, f"{path}: data/sample_inputs/model.pt", SAMPLE_LIMITS).close()
     try:
         torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

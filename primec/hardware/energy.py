@@ -10,6 +10,7 @@ model (`primec.hardware.gpumodel`).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -58,7 +59,7 @@ def energy_report(
 ) -> dict[str, Any]:
     """Energy, latency and the GPU baseline, averaged over samples (and so over exit steps)."""
     parameters = _priced(meta)
-    bounds, per_step = _energy_meta(meta)
+    bounds, per_step = energy_meta(meta)
     moved = np.asarray(counts["steps"]) * per_step
     counts = counts | {"macro_transfer_bits": moved}
     breakdown = energy_per_sample(counts, parameters, adc_bits)
@@ -122,7 +123,7 @@ def gpu_report(
     }
 
 
-def _energy_meta(meta: dict[str, Any]) -> tuple[dict[str, list[float]], int]:
+def energy_meta(meta: dict[str, Any]) -> tuple[dict[str, list[float]], int]:
     """The artefact's estimate bounds and transfer bits per step, checked (they come from a file)."""
     bounds, bits = meta.get("target_estimates", {}), meta.get("macro_transfer_bits_per_step", 0)
     numbers = (int, float)
@@ -130,7 +131,9 @@ def _energy_meta(meta: dict[str, Any]) -> tuple[dict[str, list[float]], int]:
         key in meta["target_parameters"]
         and isinstance(pair, list)
         and len(pair) == 2
-        and all(isinstance(v, numbers) and not isinstance(v, bool) and v >= 0 for v in pair)
+        and all(
+            isinstance(v, numbers) and not isinstance(v, bool) and 0 <= v < math.inf for v in pair
+        )
         for key, pair in bounds.items()
     )
     if not good or not isinstance(bits, int) or isinstance(bits, bool) or bits < 0:
