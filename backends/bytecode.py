@@ -78,7 +78,7 @@ def decode(data: bytes, where: str = "<bytes>") -> Program:
         tensors=read_tensors(require(sections, b"TENS", where), where),
         arrays=arrays,
         neurons=neurons,
-        exit_table=ExitTable.from_dict(table) if table else None,
+        exit_table=ExitTable.from_dict(table, header.get("timesteps")) if table else None,
     )
 
 

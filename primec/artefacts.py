@@ -3,6 +3,7 @@ encode as bytecode (.pbc) or macro programming file (.pmac)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from primec.backends.program import Program
 from primec.calibration import calibrate_program, calibration_report, plot_curve
 from primec.earlyexit import PRIME_RULE, ExitTable
 from primec.errors import PrimecError
+from primec.exitcalibration import GuaranteeOptions, certify_program, plot_certified
 from primec.ir import Graph
 from primec.simdata import load_inputs
 from primec.target import Target
@@ -32,11 +34,14 @@ class ExitOptions:
     calibrate: str | None = None
     budget_points: float = 0.5
     plot: str | None = None
+    guarantee: GuaranteeOptions | None = None  # certified calibration (exitcalibration)
 
     def base_table(self) -> ExitTable | None:
         """The table set by hand, or the one calibration starts from (threshold swept)."""
         if self.plot and not self.calibrate:
             raise PrimecError("--plot draws the calibration curve: it needs --calibrate data.npz")
+        if self.guarantee is not None and self.calibrate:
+            self.guarantee.check(self.rule)
         if self.calibrate and self.threshold is not None:
             raise PrimecError(
                 "--exit-threshold and --calibrate both set the threshold", hint="give one of them"
@@ -55,7 +60,10 @@ class ExitOptions:
 
 
 def build_program(
-    graph: Graph, target: Target, exits: ExitOptions
+    graph: Graph,
+    target: Target,
+    exits: ExitOptions,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Program, dict[str, Any] | None]:
     """The program of a placed graph with its exit table; the calibration report if calibrated."""
     base = exits.base_table()
@@ -65,6 +73,11 @@ def build_program(
     if not exits.calibrate:
         return lower(graph, target, base.check(_classes(program))), None
     data = load_inputs(exits.calibrate, program.input_shape, program.timesteps, _classes(program))
+    if exits.guarantee is not None:
+        program, report = certify_program(program, data, base, exits.guarantee, progress)
+        if exits.plot:
+            plot_certified(report, exits.plot, title=f"{program.name}: certified early exit")
+        return program, report
     program, result = calibrate_program(program, data, base, exits.budget_points)
     if exits.plot:
         plot_curve(

@@ -14,6 +14,7 @@ import click
 
 from primec import __version__
 from primec.errors import PrimecError
+from primec.exitcli import guarantee_flags, guarantee_options, progress
 from primec.fileio import atomic_write_text
 from primec.passmanager import PassOptions
 
@@ -166,15 +167,14 @@ MODEL_HELP = "A .pt state_dict (with --arch), .pt2, TorchScript archive, ONNX fi
 @click.option(
     "--accuracy-budget",
     type=click.FloatRange(min=0),
-    default=0.5,
-    show_default=True,
-    help="Percentage points of accuracy calibration may give up.",
+    help="Calibrate without a guarantee: percentage points of calibration accuracy to give up.",
 )
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False),
     help="With --calibrate: write the accuracy-vs-timesteps curve as PNG.",
 )
+@guarantee_flags
 @observability
 @user_errors
 def compile(
@@ -194,7 +194,7 @@ def compile(
     exit_min_steps: int,
     exit_max_steps: int,
     calibrate: str | None,
-    accuracy_budget: float,
+    accuracy_budget: float | None,
     plot: str | None,
     **kwargs: Any,
 ) -> None:
@@ -206,6 +206,7 @@ def compile(
       primec compile model.pt --arch prime-nmnist --stop-after import --dump-dir ir/
       primec compile step.pir --emit ir -o out.pir --print-after dce
       primec compile model.pt --arch prime-nmnist --device-map chip.npz --report r.json
+      primec compile model.pt --emit macro -o m.pmac --calibrate cal.npz --exit-risk 0.02 --exit-delta 0.1
       primec compile model.pt --emit macro -o m.pmac --calibrate cal.npz --accuracy-budget 0.5
       primec compile model.pt --emit bytecode -o m.pbc --exit-threshold 0.8 --exit-temperature 2
     """
@@ -224,8 +225,9 @@ def compile(
         exit_min_steps,
         exit_max_steps,
         calibrate,
-        accuracy_budget,
+        0.5 if accuracy_budget is None else accuracy_budget,
         plot,
+        guarantee_options(kwargs, calibrate, accuracy_budget),
     )
     exits.base_table()  # bad early-exit options fail before any work
     target = resolve_target(target_spec, device_map, max_macros, input_bits)
@@ -234,7 +236,7 @@ def compile(
     mapping = mapping_report(result.graph, target)
     extra: dict[str, Any] = {}
     if emit in ("bytecode", "macro") or calibrate:
-        program, calibration = build_program(result.graph, target, exits)
+        program, calibration = build_program(result.graph, target, exits, progress)
         extra["early_exit"] = program.exit_table.to_dict() if program.exit_table else None
         if calibration:
             extra["calibration"] = calibration
@@ -257,6 +259,10 @@ def compile(
 
 def calibration_summary(calibration: dict[str, Any]) -> str:
     """One line on what early-exit calibration chose."""
+    if "certificate" in calibration:
+        from primec.exitcalibration import certified_summary
+
+        return certified_summary(calibration)
     table = calibration["table"]
     return (
         f"early exit calibrated: {table['rule']} threshold {table['threshold']:.4g} -> "
