@@ -1,0 +1,229 @@
+"""Does the early-exit guarantee hold? Repeated random calibration/test splits of N-Digits.
+
+The released N-MNIST classifier (not trained on N-Digits, so all 1797 digits are fresh data) is
+compiled and run once for all T steps on every digit; the readouts of every step are cached
+(`--cache`). Each of `--splits` random splits then takes `--calibration` digits to calibrate
+(`primec.exitpolicies.certify_exit`, exactly what `primec compile --calibrate` runs) and tests
+the chosen table on the others, for every policy and (EPS, DELTA) pair. Reported per policy:
+the violation rate (splits whose realised test risk exceeds EPS; it must be <= DELTA up to
+sampling error, and the finite test set adds noise of its own), the savings distribution and the
+mean exit step over the oracle's. Today's uncertified calibration (`--accuracy-budget 0.5`,
+temperature 2) runs on the same splits for comparison.
+
+With `--noise program=0.05,read=0.02` every digit runs on a chip of its own (calibration and
+test alike), so the test risk is the risk on randomly programmed chips.
+
+    .venv/bin/python bench/exit_guarantee.py                      # ideal chip, ~10 min on 2 cores
+    .venv/bin/python bench/exit_guarantee.py --noise program=0.05,read=0.02
+    .venv/bin/python bench/exit_guarantee.py --splits 20 --table   # quicker; prints the table
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "primec" / "models" / "prime_nmnist_classification.pt"
+RESULTS = ROOT / "bench" / "results"
+PAIRS = ((0.01, 0.05), (0.02, 0.1))
+POLICIES = ("threshold", "per-step", "lead")
+LEGACY = "uncertified (0.5 pt budget, T=2)"
+
+
+def compiled_program() -> Any:
+    """The released classifier, compiled through every pass and lowered."""
+    from primec.backends.lower import lower
+
+    from primec.passmanager import PassOptions
+    from primec.pipeline import compile_model
+    from primec.target import DEFAULT_TARGET, load_target
+
+    target = load_target(DEFAULT_TARGET)
+    graph = compile_model(
+        MODEL, arch="prime-nmnist", options=PassOptions(), target=target, log=lambda _: None
+    ).graph
+    return lower(graph, target)
+
+
+def cached_readouts(noise_spec: str, seed: int, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """All-T readouts [1797, T, 10] of every N-Digits digit and the labels, computed once."""
+    from primec.backends.simulator import Noise
+
+    from primec.datasets import make_ndigits
+    from primec.exitcalibration import all_step_readouts
+
+    key = hashlib.sha256(f"{MODEL.read_bytes().hex()[:64]},{noise_spec},{seed}".encode())
+    path = cache / f"readouts-{key.hexdigest()[:12]}.npz"
+    x, y = make_ndigits(seed=0)
+    if path.exists():
+        with np.load(path) as stored:
+            return stored["readouts"], y
+    noise = Noise.parse(noise_spec, seed) if noise_spec else None
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rreadouts: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    readouts = all_step_readouts(compiled_program(), x, noise, progress=progress)
+    print(file=sys.stderr)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, readouts=readouts)
+    return readouts, y
+
+
+def one_split(
+    readouts: np.ndarray, labels: np.ndarray, calibration: int, split: int
+) -> dict[str, dict[str, float]]:
+    """Calibrate on one random split, test on the rest: per method and pair, test risk and steps."""
+    from primec.earlyexit import ExitTable, calibrate
+    from primec.exitpolicies import StepStats, certify_exit, exit_steps, oracle_steps_of
+
+    order = np.random.default_rng(split).permutation(len(readouts))
+    cal, test = order[:calibration], order[calibration:]
+    oracle = float(oracle_steps_of(readouts[test].argmax(-1)).mean())
+    out: dict[str, dict[str, float]] = {}
+
+    def measure(name: str, table: ExitTable) -> None:
+        stats = StepStats.of(readouts[test], table.rule, table.temperature)
+        steps = len(table.thresholds) or readouts.shape[1]
+        thresholds = np.array(table.thresholds or [table.threshold] * steps)
+        exits = exit_steps(stats, table, thresholds)
+        early = stats.pred[np.arange(len(test)), exits]
+        out[name] = {
+            "test_risk": float((early != stats.pred[:, -1]).mean()),
+            "avg_timesteps": float(exits.mean() + 1),
+            "oracle": oracle,
+        }
+
+    base = ExitTable("max-softmax", 0.5, temperature=1.0)
+    for eps, delta in PAIRS:
+        for policy in POLICIES:
+            name = f"{policy} eps={eps} delta={delta}"
+            try:
+                result = certify_exit(base, readouts[cal], None, eps, delta, policy, seed=split)
+            except Exception as exc:  # nothing certified: the split counts, saving nothing
+                out[name] = {"test_risk": 0.0, "avg_timesteps": float(readouts.shape[1])}
+                out[name]["oracle"], out[name]["failed"] = oracle, str(exc)[:80]
+                continue
+            measure(name, result.table)
+    legacy = calibrate(ExitTable("max-softmax", 0.5, 2.0), readouts[cal], labels[cal], 0.5)
+    measure(LEGACY, legacy.table)
+    return out
+
+
+def summarise(runs: list[dict[str, dict[str, float]]], steps: int) -> dict[str, Any]:
+    """Per method: violation rate (with a 95% Clopper-Pearson interval) and savings quantiles."""
+    from scipy import stats
+
+    summary: dict[str, Any] = {}
+    for name in runs[0]:
+        risk = np.array([r[name]["test_risk"] for r in runs])
+        mean_steps = np.array([r[name]["avg_timesteps"] for r in runs])
+        ratio = mean_steps / np.array([r[name]["oracle"] for r in runs])
+        eps = float(name.split("eps=")[1].split()[0]) if "eps=" in name else 0.005
+        violations = int((risk > eps).sum())
+        low, high = stats.binomtest(violations, len(runs)).proportion_ci(0.95)
+        savings = 1 - mean_steps / steps
+        summary[name] = {
+            "eps": eps,
+            "violation_rate": violations / len(runs),
+            "violation_rate_ci95": [low, high],
+            "test_risk_mean": float(risk.mean()),
+            "test_risk_p95": float(np.quantile(risk, 0.95)),
+            "savings_mean": float(savings.mean()),
+            "savings_quantiles_5_50_95": [
+                float(q) for q in np.quantile(savings, [0.05, 0.5, 0.95])
+            ],
+            "avg_timesteps_mean": float(mean_steps.mean()),
+            "over_oracle_mean": float(ratio.mean()),
+            "nothing_certified": int(sum("failed" in r[name] for r in runs)),
+        }
+    return summary
+
+
+def table(summary: dict[str, Any], calibration: int) -> str:
+    """Markdown table of a summary."""
+    lines = [
+        f"| method (n_cal = {calibration}) | violation rate [95% CI] | test risk mean / p95 | saving mean [5%, 50%, 95%] | steps | / oracle |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in summary.items():
+        q = s["savings_quantiles_5_50_95"]
+        ci = s["violation_rate_ci95"]
+        lines.append(
+            f"| {name} | {s['violation_rate']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | "
+            f"{100 * s['test_risk_mean']:.2f}% / {100 * s['test_risk_p95']:.2f}% | "
+            f"{100 * s['savings_mean']:.1f}% [{100 * q[0]:.1f}, {100 * q[1]:.1f}, {100 * q[2]:.1f}] | "
+            f"{s['avg_timesteps_mean']:.2f} | {s['over_oracle_mean']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run the check and write bench/results/exit_guarantee[-noisy].json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--splits", type=int, default=200)
+    parser.add_argument("--calibration", type=int, default=900, help="calibration digits per split")
+    parser.add_argument(
+        "--noise", default="", help="e.g. program=0.05,read=0.02 (one chip per digit)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="chip and read-noise seed")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/primec-exit-cache"))
+    parser.add_argument(
+        "--readouts",
+        type=Path,
+        nargs="*",
+        help="precomputed all-T readouts (.npy, digits 0.. in order, e.g. in chunks) instead of simulating",
+    )
+    parser.add_argument("--out", type=Path, help="JSON results (default bench/results/...)")
+    parser.add_argument("--table", action="store_true", help="print the markdown table")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    if args.readouts:
+        from primec.datasets import make_ndigits
+
+        readouts = np.concatenate([np.load(path) for path in sorted(args.readouts)])
+        labels = make_ndigits(seed=0)[1][: len(readouts)]
+    else:
+        readouts, labels = cached_readouts(args.noise, args.seed, args.cache)
+    runs = []
+    for split in range(args.splits):
+        runs.append(one_split(readouts, labels, args.calibration, split))
+        print(f"\rsplits: {split + 1}/{args.splits}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    summary = summarise(runs, readouts.shape[1])
+    suffix = f"-noisy-{args.calibration}" if args.noise else f"-{args.calibration}"
+    out = args.out or RESULTS / f"exit_guarantee{suffix}.json"
+    oracle = oracle_all(readouts)
+    report = {
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "workload": f"released PRIME classifier, N-Digits ({len(readouts)} digits), {args.splits} random splits, "
+        f"{args.calibration} calibration / {len(readouts) - args.calibration} test digits",
+        "noise": args.noise or "ideal",
+        "oracle_avg_timesteps_all_digits": oracle,
+        "seconds": round(time.perf_counter() - started, 1),
+        "summary": summary,
+    }
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
+    if args.table:
+        print(table(summary, args.calibration))
+
+
+def oracle_all(readouts: np.ndarray) -> float:
+    """The oracle's mean exit step over every digit."""
+    from primec.exitpolicies import oracle_steps_of
+
+    return float(oracle_steps_of(readouts.argmax(-1)).mean())
+
+
+if __name__ == "__main__":
+    main()
