@@ -12,18 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_bytecode
 from primec.backends import bytecode, macrofile
-from primec.backends.lower import lower
 
 from primec import certify as cert
 from primec.earlyexit import PRIME_RULE, ExitController, ExitTable, apply_table, predictions
 from primec.errors import PrimecError
 from primec.exitpolicies import StepStats, certify_exit, exit_steps, statistic
-from primec.passmanager import PassOptions
-from primec.pipeline import compile_model
-from primec.target import DEFAULT_TARGET, load_target
 
-GOLDEN = Path(__file__).parent / "golden" / "ir"
+program = test_bytecode.program  # the small compiled program (a fixture)
 V1_FIELDS = {"rule", "threshold", "temperature", "min_steps", "max_steps", "window", "scale"}
 
 
@@ -99,15 +96,6 @@ def test_hand_set_tables_keep_version_1_fields() -> None:
     assert ExitTable.from_dict(PRIME_RULE.to_dict()) == PRIME_RULE
     v2 = ExitTable("lead", 1.5, stable=2).to_dict()
     assert v2["version"] == 2 and v2["thresholds"] == [] and v2["stable"] == 2
-
-
-@pytest.fixture(scope="module")
-def program():
-    target = load_target(DEFAULT_TARGET)
-    graph = compile_model(
-        GOLDEN / "small_conv_snn.pir", options=PassOptions(), target=target, log=lambda _: None
-    ).graph
-    return lower(graph, target)
 
 
 def test_version_2_tables_round_trip_through_both_artefacts(program, tmp_path: Path) -> None:
