@@ -199,6 +199,34 @@ def greedy_table_sequence(
     return levels[np.array(tables)]
 
 
+def fitted_shape(
+    stats: StepStats, base: ExitTable, risk: str, labels: np.ndarray | None, eps: float
+) -> np.ndarray:
+    """The per-step table of the greedy sequence that is cheapest on these samples with a loss
+    rate at most eps: the shape of the per-step sequence."""
+    tables = greedy_table_sequence(stats, base, risk, labels)
+    exits = np.stack([exit_steps(stats, base, table) for table in tables], axis=1)
+    rate = losses_of(stats, exits, risk, labels).mean(axis=0)
+    within = np.flatnonzero(rate <= eps)
+    return tables[within[exits.mean(axis=0)[within].argmin()]]
+
+
+def shifted_tables(rule: str, shape: np.ndarray, classes: int) -> np.ndarray:
+    """Per-step tables [M, T] from never exiting early to always exiting: the fitted shape moved
+    as a whole (added to for bounded rules, scaled for `lead`), clipped to the rule's range.
+    Fitting only the shape and certifying along one shift keeps the fit's noise out of the order
+    in which the certifying samples are tested."""
+    if rule == "lead":
+        floor = shape[shape > 0].min() if (shape > 0).any() else 1.0
+        factors = np.concatenate([np.geomspace(1e4 / floor, 1e-4, GRID - 1), [0.0]])
+        return np.clip(np.maximum(shape, floor)[None, :] * factors[:, None], 0.0, NEVER_LEAD)
+    high = math.log(classes) if rule == "entropy" else 1.0
+    shifts = np.linspace(high, -high, 2 * GRID - 1)
+    if rule == "entropy":
+        shifts = -shifts  # low entropy thresholds are the strict ones
+    return np.clip(shape[None, :] + shifts[:, None], 0.0, high)
+
+
 def fit_levels(rule: str, values: np.ndarray) -> np.ndarray:
     """Threshold levels from always passing to never passing, in the rule's range (stored as is,
     so a fitted table behaves on the chip exactly as it did when it was tested)."""
@@ -273,7 +301,8 @@ def certify_exit(
     if policy == "per-step":
         fit = StepStats(stats.stat[:fitted], stats.pred[:fitted], stats.stable[:fitted])
         fit_labels = None if labels is None else labels[order][:fitted]
-        candidates = greedy_table_sequence(fit, base, risk, fit_labels)
+        shape = fitted_shape(fit, base, risk, fit_labels, eps)
+        candidates = shifted_tables(base.rule, shape, classes)
         exits = np.stack([exit_steps(test, base, c) for c in candidates], axis=1)
     else:
         candidates = one_threshold_grid(base.rule, classes)
