@@ -127,6 +127,17 @@ def exit_steps(stats: StepStats, base: ExitTable, thresholds: np.ndarray) -> np.
     return ok.argmax(axis=1)
 
 
+def tables_exits(stats: StepStats, base: ExitTable, tables: np.ndarray) -> np.ndarray:
+    """0-based exit steps [N, M] for M per-step tables [M, T] at once (`exit_steps` each)."""
+    steps = stats.stat.shape[1]
+    last = min(base.max_steps or steps, steps)
+    ok = passes(base.rule, stats.stat[:, None, :], tables[None, :, :])
+    ok &= (stats.stable >= base.stable)[:, None, :]
+    ok[:, :, : base.min_steps - 1] = False
+    ok[:, :, last - 1 :] = True
+    return ok.argmax(axis=2)
+
+
 def one_threshold_exits(stats: StepStats, base: ExitTable, grid: np.ndarray) -> np.ndarray:
     """0-based exit steps [N, G] for every threshold of a grid (one shared threshold each)."""
     steps = stats.stat.shape[1]
@@ -174,27 +185,22 @@ def greedy_table_sequence(
     level = np.full(steps, len(levels) - 1)
     tables = [level.copy()]
 
-    def cost(lv: np.ndarray) -> tuple[int, int]:
-        exits = exit_steps(stats, base, levels[lv])
-        return int(losses_of(stats, exits, risk, labels).sum()), int(exits.sum())
-
-    current = cost(level)
+    exits = exit_steps(stats, base, levels[level])
+    current = (int(losses_of(stats, exits, risk, labels).sum()), int(exits.sum()))
     while (level > 0).any():
-        best: tuple[tuple[float, int], int, tuple[int, int]] | None = None
-        for t in np.flatnonzero(level > 0):
-            trial = level.copy()
-            trial[t] -= 1
-            after = cost(trial)
-            added, saved = after[0] - current[0], current[1] - after[1]
-            key = (
-                (-1.0, 0)
-                if added == saved == 0
-                else (added / saved if saved > 0 else math.inf, -saved)
-            )
-            if best is None or key < best[0]:
-                best = (key, t, after)
-        level[best[1]] -= 1
-        current = best[2]
+        movable = np.flatnonzero(level > 0)
+        trials = np.repeat(level[None, :], len(movable), axis=0)
+        trials[np.arange(len(movable)), movable] -= 1
+        exits = tables_exits(stats, base, levels[trials])
+        losses = losses_of(stats, exits, risk, labels).sum(axis=0)
+        added, saved = losses - current[0], current[1] - exits.sum(axis=0)
+        keys = [
+            (-1.0, 0) if a == v == 0 else (a / v if v > 0 else math.inf, -v)
+            for a, v in zip(added.tolist(), saved.tolist(), strict=True)
+        ]
+        best = min(range(len(movable)), key=keys.__getitem__)
+        level[movable[best]] -= 1
+        current = (int(losses[best]), int(exits[:, best].sum()))
         tables.append(level.copy())
     return levels[np.array(tables)]
 
@@ -205,7 +211,7 @@ def fitted_shape(
     """The per-step table of the greedy sequence that is cheapest on these samples with a loss
     rate at most eps: the shape of the per-step sequence."""
     tables = greedy_table_sequence(stats, base, risk, labels)
-    exits = np.stack([exit_steps(stats, base, table) for table in tables], axis=1)
+    exits = tables_exits(stats, base, tables)
     rate = losses_of(stats, exits, risk, labels).mean(axis=0)
     within = np.flatnonzero(rate <= eps)
     return tables[within[exits.mean(axis=0)[within].argmin()]]
@@ -303,7 +309,7 @@ def certify_exit(
         fit_labels = None if labels is None else labels[order][:fitted]
         shape = fitted_shape(fit, base, risk, fit_labels, eps)
         candidates = shifted_tables(base.rule, shape, classes)
-        exits = np.stack([exit_steps(test, base, c) for c in candidates], axis=1)
+        exits = tables_exits(test, base, candidates)
     else:
         candidates = one_threshold_grid(base.rule, classes)
         exits = one_threshold_exits(test, base, candidates)
