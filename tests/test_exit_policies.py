@@ -197,3 +197,27 @@ def test_accuracy_risk_bounds_the_accuracy_lost() -> None:
         <= result.certificate.losses[report["certificate"]["chosen_candidate"]] / 800 + 1e-12
     )
     assert json.dumps(report)  # JSON-ready
+
+
+def test_calibration_chips_one_per_sample(program) -> None:
+    """With programming variation every sample runs on a chip of its own (seeded by the sample);
+    with read noise alone all samples share the compiled chip, batched."""
+    from primec.backends.simulator import Noise, Simulator
+
+    from primec.exitcalibration import all_step_readouts, chip_seed
+
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 2, (3, program.timesteps, *program.input_shape)).astype(np.float32)
+    ids = np.array([5, 6, 7])
+    noise = Noise(program=0.2, read=0.05, seed=4)
+    readouts = all_step_readouts(program, x, noise, sample_ids=ids)
+    for i, sample in enumerate(ids):
+        own = replace(noise, seed=chip_seed(4, int(sample)))
+        alone = Simulator(program, own).run(x[i : i + 1], 1, False, sample_ids=ids[i : i + 1])
+        np.testing.assert_array_equal(readouts[i], alone.readouts[0])
+    shared = replace(noise, seed=chip_seed(4, 5))  # sample 6 on sample 5's chip differs
+    other = Simulator(program, shared).run(x[1:2], 1, False, sample_ids=ids[1:2]).readouts[0]
+    assert not np.array_equal(readouts[1], other)
+    reads = Noise(read=0.05, seed=4)
+    batched = Simulator(program, reads).run(x, 2, False, sample_ids=ids).readouts
+    np.testing.assert_array_equal(all_step_readouts(program, x, reads, sample_ids=ids), batched)
