@@ -119,16 +119,11 @@ class StepStats:
 
 def exit_steps(stats: StepStats, base: ExitTable, thresholds: np.ndarray) -> np.ndarray:
     """0-based exit step [N] of each sample for per-step thresholds [T] (vectorised controller)."""
-    steps = stats.stat.shape[1]
-    last = min(base.max_steps or steps, steps)
-    ok = passes(base.rule, stats.stat, thresholds[None, :]) & (stats.stable >= base.stable)
-    ok[:, : base.min_steps - 1] = False
-    ok[:, last - 1 :] = True
-    return ok.argmax(axis=1)
+    return tables_exits(stats, base, np.asarray(thresholds)[None, :])[:, 0]
 
 
 def tables_exits(stats: StepStats, base: ExitTable, tables: np.ndarray) -> np.ndarray:
-    """0-based exit steps [N, M] for M per-step tables [M, T] at once (`exit_steps` each)."""
+    """0-based exit steps [N, M] for M per-step tables [M, T] at once."""
     steps = stats.stat.shape[1]
     last = min(base.max_steps or steps, steps)
     ok = passes(base.rule, stats.stat[:, None, :], tables[None, :, :])
@@ -140,13 +135,7 @@ def tables_exits(stats: StepStats, base: ExitTable, tables: np.ndarray) -> np.nd
 
 def one_threshold_exits(stats: StepStats, base: ExitTable, grid: np.ndarray) -> np.ndarray:
     """0-based exit steps [N, G] for every threshold of a grid (one shared threshold each)."""
-    steps = stats.stat.shape[1]
-    last = min(base.max_steps or steps, steps)
-    ok = passes(base.rule, stats.stat[:, :, None], grid[None, None, :])
-    ok &= (stats.stable >= base.stable)[:, :, None]
-    ok[:, : base.min_steps - 1] = False
-    ok[:, last - 1 :] = True
-    return ok.argmax(axis=1)
+    return tables_exits(stats, base, np.repeat(grid[:, None], stats.stat.shape[1], axis=1))
 
 
 def one_threshold_grid(rule: str, classes: int) -> np.ndarray:
