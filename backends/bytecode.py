@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from primec.backends.container import (
     ContainerError,
@@ -26,6 +27,7 @@ from primec.backends.isa import decode_program, encode_program
 from primec.backends.program import DebugEntry, Program, program_from_header, program_header
 from primec.backends.validate import validate
 
+from primec.errors import PrimecError
 from primec.fileio import atomic_write_bytes
 from primec.hardware.earlyexit import ExitTable
 
@@ -84,8 +86,21 @@ def _program(sections: dict[bytes, bytes], where: str) -> Program:
         tensors=read_tensors(require(sections, b"TENS", where), where),
         arrays=arrays,
         neurons=neurons,
-        exit_table=ExitTable.from_dict(table) if table is not None else None,
+        exit_table=_exit_table(table, header.get("timesteps"), where),
     )
+
+
+def _exit_table(table: Any, timesteps: Any, where: str) -> ExitTable | None:
+    """The EXIT section's table, a per-step list checked against the header's T (when T is an
+    integer; a malformed T is the validator's error); one error naming the file."""
+    if table is None:
+        return None
+    try:
+        return ExitTable.from_dict(table, timesteps if type(timesteps) is int else None)
+    except PrimecError as exc:
+        raise ContainerError(
+            f"early-exit table: {exc.message}", where=where, hint=exc.hint
+        ) from exc
 
 
 def _array_key(name: str, where: str) -> tuple[int, int]:

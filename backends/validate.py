@@ -244,15 +244,31 @@ class _Checker:
             return
         for f in fields(table):
             value = getattr(table, f.name)
-            kind = {"float": _number, "int": _int, "str": lambda v: isinstance(v, str)}.get(f.type)
-            if kind is not None and not kind(value):
-                raise self.fail(
-                    f"early-exit table field {f.name} must be a finite {f.type}, got {value!r}"
-                )
-        try:
-            table.check(_elements(self.shape(self.p.readout)))
+            kind, wanted = EXIT_FIELD_TYPES.get(f.type, (None, ""))
+            if kind is None:
+                raise self.fail(f"early-exit table field {f.name} has no check for type {f.type}")
+            if not kind(value):
+                raise self.fail(f"early-exit table field {f.name} must be {wanted}, got {value!r}")
+        try:  # ranges, and a per-step list with exactly one threshold per timestep
+            table.check(_elements(self.shape(self.p.readout)), self.p.timesteps)
         except PrimecError as exc:
             raise self.error(f"early-exit table: {exc.message}", where=self.where) from exc
+
+
+def _thresholds(value: Any) -> bool:
+    """A per-step threshold list: none (empty or null) or finite numbers; its length is the
+    table's check (one per timestep)."""
+    return value is None or (isinstance(value, list | tuple) and all(map(_number, value)))
+
+
+# The early-exit table's fields by their declared type: (check, what it must be). A field of a
+# type not listed is refused, so a new table field cannot slip past the reader unchecked.
+EXIT_FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "float": (lambda v: _number(v), "a finite float"),
+    "int": (lambda v: _int(v), "an int"),
+    "str": (lambda v: isinstance(v, str), "a str"),
+    "tuple[float, ...]": (_thresholds, "a list of finite floats (one per timestep) or empty"),
+}
 
 
 # What the periphery and the programmer read of each layer record: field -> check.

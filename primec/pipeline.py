@@ -26,6 +26,7 @@ from primec.hardware.earlyexit import PRIME_RULE, Calibration, ExitTable
 from primec.hardware.target import DEFAULT_TARGET, Target, load_target
 from primec.passes import PASSES
 from primec.runtime.calibration import calibrate_program
+from primec.runtime.exitcalibration import GuaranteeOptions, certify_program
 from primec.runtime.simdata import SimData, load_inputs
 
 FRONTEND_STAGES = (
@@ -65,11 +66,15 @@ class ExitOptions:
     calibrate: str | Path | SimData | None = None
     budget_points: float = 0.5
     plot: str | None = None
+    guarantee: GuaranteeOptions | None = None  # certified calibration (runtime.exitcalibration)
+    progress: Callable[[int, int], None] | None = field(default=None, compare=False)
 
     def base_table(self) -> ExitTable | None:
         """The table set by hand, or the one calibration starts from (threshold swept)."""
         if self.plot and self.calibrate is None:
             raise PrimecError("--plot draws the calibration curve: it needs --calibrate data.npz")
+        if self.guarantee is not None and self.calibrate is not None:
+            self.guarantee.check(self.rule)
         if self.calibrate is not None and self.threshold is not None:
             raise PrimecError(
                 "--exit-threshold and --calibrate both set the threshold", hint="give one of them"
@@ -107,7 +112,7 @@ class CompileResult:
     seconds: float = 0.0
     program: Program | None = None
     artefacts: dict[str, bytes] = field(default_factory=dict)
-    calibration: Calibration | None = None
+    calibration: Calibration | dict[str, Any] | None = None  # a dict: certified (its report)
 
 
 def read_ir(path: Path) -> Graph:
@@ -137,7 +142,7 @@ class BackendRun:
     graph: Graph | None = None
     program: Program | None = None
     artefacts: dict[str, bytes] = field(default_factory=dict)
-    calibration: Calibration | None = None
+    calibration: Calibration | dict[str, Any] | None = None
 
 
 def backend_stages(backend: BackendOptions, run: BackendRun) -> dict[str, Callable[..., Any]]:
@@ -159,8 +164,11 @@ def backend_stages(backend: BackendOptions, run: BackendRun) -> dict[str, Callab
     return {"lower": lower_stage, "exit-table": exit_stage, "encode": encode_stage}
 
 
-def set_exit_table(program: Program, exits: ExitOptions) -> tuple[Program, Calibration | None]:
-    """The program with the exit table set by hand or calibrated; what calibration measured."""
+def set_exit_table(
+    program: Program, exits: ExitOptions
+) -> tuple[Program, Calibration | dict[str, Any] | None]:
+    """The program with the exit table set by hand, calibrated, or certified; what calibration
+    measured (certified: its report, a dict)."""
     base = exits.base_table()
     if base is None:
         return program, None
@@ -171,6 +179,8 @@ def set_exit_table(program: Program, exits: ExitOptions) -> tuple[Program, Calib
         data = load_inputs(
             data, program.input_shape, program.timesteps, _classes(program), program.input_drive
         )
+    if exits.guarantee is not None:
+        return certify_program(program, data, base, exits.guarantee, exits.progress)
     return calibrate_program(program, data, base, exits.budget_points)
 
 

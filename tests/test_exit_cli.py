@@ -182,7 +182,16 @@ BAD_OPTIONS = {
     "min steps after max steps": (("--exit-threshold", "0.5", "--exit-min-steps", "5", "--exit-max-steps", "3"), "1 <= min_steps <= max_steps"),
     "rule without threshold": (("--exit-rule", "margin",), "--exit-rule margin needs --exit-threshold X or --calibrate data.npz"),
     "threshold and calibration": (("--exit-threshold", "0.5", "--calibrate", "{calibration}"), "--exit-threshold and --calibrate both set the threshold"),
-    "calibration data without labels": (("--calibrate", "{unlabelled}"), "calibration data needs labels"),
+    "calibration data without labels": (("--calibrate", "{unlabelled}", "--accuracy-budget", "0.5"), "calibration data needs labels"),
+    "risk of zero": (("--calibrate", "{calibration}", "--exit-risk", "0"), "--exit-risk must lie strictly between 0 and 1, got 0.0"),
+    "risk above one": (("--calibrate", "{calibration}", "--exit-risk", "1.5"), "--exit-risk must lie strictly between 0 and 1, got 1.5"),
+    "delta of one": (("--calibrate", "{calibration}", "--exit-delta", "1"), "--exit-delta must lie strictly between 0 and 1, got 1.0"),
+    "too few calibration samples": (("--calibrate", "{unlabelled}"), "calibration data has 8 samples: certifying risk <= 0.01 at delta 0.05 needs at least 299 samples"),
+    "per-step too few to fit and certify": (("--calibrate", "{calibration}", "--exit-policy", "per-step", "--exit-risk", "0.02", "--exit-delta", "0.1"), "needs at least 114 there, so at least 163 in all"),
+    "accuracy risk without labels": (("--calibrate", "{unlabelled}", "--exit-guarantee", "accuracy"), "--exit-guarantee accuracy needs labels `y`"),
+    "risk without calibration": (("--exit-threshold", "0.5", "--exit-risk", "0.02"), "--exit-risk calibrate the exit table: give --calibrate data.npz"),
+    "budget and risk": (("--calibrate", "{calibration}", "--accuracy-budget", "0.5", "--exit-delta", "0.1"), "--accuracy-budget (calibration without a guarantee) and --exit-delta"),
+    "lead policy with another rule": (("--calibrate", "{calibration}", "--exit-policy", "lead", "--exit-rule", "margin"), "--exit-policy lead uses its own statistic: drop --exit-rule margin"),
     "plot without calibration": (("--exit-threshold", "0.5", "--plot", "{plot}"), "--plot draws the calibration curve"),
 }  # fmt: skip
 
@@ -208,3 +217,56 @@ def test_bad_early_exit_option_gets_one_clear_error(
     assert message in result.output
     assert result.output.lower().count("error:") == 1 and "Traceback" not in result.output
     assert not list(tmp_path.iterdir())
+
+
+def test_certified_calibration_on_unlabelled_data_holds_in_the_simulator(
+    folder: Path, ndigits: dict, reference: np.ndarray
+) -> None:
+    """--calibrate with unlabelled data certifies the consistency risk; the artefact carries the
+    version-2 table and the simulator applies it exactly as the controller does."""
+    unlabelled, artefact, report = folder / "cal-x.npz", folder / "cert.pmac", folder / "cert.json"
+    write_npz(unlabelled, {"x": ndigits["calibration"][0]})
+    result = invoke(
+        "compile", MODEL, "--emit", "macro", "-o", artefact, "--calibrate", unlabelled,
+        "--exit-risk", "0.02", "--exit-delta", "0.1", "--exit-policy", "lead", "--report", report,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "early exit certified (lead policy" in result.output
+    assert f"with probability >= 0.9 over the {CALIBRATION} calibration samples" in result.output
+    compiled = json.loads(report.read_text())
+    calibration, table = compiled["calibration"], ExitTable.from_dict(compiled["early_exit"])
+    assert compiled["early_exit"]["version"] == 2 and table.rule == "lead" and table.stable == 2
+    certificate = calibration["certificate"]
+    assert certificate["samples"] == CALIBRATION and certificate["pvalue_chosen"] <= 0.1
+    assert calibration["avg_timesteps"] < 10 and "accuracy" not in calibration
+    outputs, _ = simulate(artefact, folder / "test.npz", folder / "cert-test")
+    steps, at_exit = apply_table(table, reference)
+    assert np.array_equal(outputs["exit_step"], steps)
+    assert np.array_equal(outputs["pred"], predictions(at_exit))
+    print(
+        f"\ncertified lead (eps 0.02, delta 0.1, {CALIBRATION} unlabelled samples): threshold "
+        f"{table.threshold:.3f}, calibration {calibration['avg_timesteps']:.2f} steps; test "
+        f"{steps.mean():.2f} steps, {(predictions(at_exit) != predictions(reference[:, -1])).mean():.2%} changed"
+    )
+
+
+def test_per_step_list_of_the_wrong_length_in_a_macro_file(
+    folder: Path, prime_run: tuple, tmp_path: Path
+) -> None:
+    import zipfile
+
+    artefact = folder / "prime.pmac"
+    with zipfile.ZipFile(artefact) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(members["manifest.json"])
+    manifest["early_exit"] |= {"version": 2, "thresholds": [0.5, 0.6, 0.7], "stable": 1}
+    members["manifest.json"] = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    bad = tmp_path / "bad.pmac"
+    with zipfile.ZipFile(bad, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    out = tmp_path / "out.npz"
+    result = invoke("simulate", bad, "--input", folder / "test.npz", "--output", out)
+    assert result.exit_code == 2, result.output
+    assert "3 per-step thresholds for 10 timesteps" in result.output
+    assert result.output.lower().count("error:") == 1 and not out.exists()

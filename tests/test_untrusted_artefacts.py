@@ -115,6 +115,22 @@ SEMANTIC = {
         lambda m, mf: mf["early_exit"].update(threshold=True),
         "early-exit table field threshold must be a finite float, got True",
     ),
+    "per-step exit thresholds, 3 for 10 steps": (
+        lambda m, mf: mf["early_exit"].update(thresholds=[0.5] * 3, version=2),
+        "early-exit table: early-exit table has 3 per-step thresholds for 10 timesteps",
+    ),
+    "per-step exit threshold = inf": (
+        lambda m, mf: mf["early_exit"].update(rule="lead", thresholds=[1e9] * 9 + [float("inf")]),
+        "early-exit table field thresholds must be a list of finite floats",
+    ),
+    "exit stable = true": (
+        lambda m, mf: mf["early_exit"].update(stable=True, version=2),
+        "early-exit table field stable must be an int, got True",
+    ),
+    "exit table version 3": (
+        lambda m, mf: mf["early_exit"].update(version=3),
+        "early-exit table version 3 is not one this primec reads",
+    ),
     "manifest ADC bits not the target's": (
         lambda m, mf: mf["adc"].update(bits=4),
         "manifest adc is",
@@ -229,6 +245,18 @@ PBC = {
     "exit temperature = inf": (
         pbc_edit(b"EXIT", lambda t: _set(t, temperature=float("inf"))),
         "early-exit table field temperature must be a finite float",
+    ),
+    "per-step exit thresholds, 3 for 10 steps": (
+        pbc_edit(b"EXIT", lambda t: _set(t, thresholds=[0.5] * 3, version=2)),
+        "early-exit table: early-exit table has 3 per-step thresholds for 10 timesteps",
+    ),
+    "per-step exit threshold = true": (
+        pbc_edit(b"EXIT", lambda t: _set(t, thresholds=[True] * 10, version=2)),
+        "early-exit table field thresholds must be a list of finite floats",
+    ),
+    "exit stable = 2.0": (
+        pbc_edit(b"EXIT", lambda t: _set(t, stable=2.0, version=2)),
+        "early-exit stable must be an integer >= 1, got 2.0",
     ),
     "keep = NaN": (
         pbc_edit(b"NEUR", lambda n: _neuron(n, keep=float("nan"))),

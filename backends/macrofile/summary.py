@@ -47,4 +47,10 @@ def describe_table(table: ExitTable | None) -> str:
     """An early-exit table in words."""
     if table is None:
         return "none (all T steps)"
-    return f"{table.rule}, threshold {table.threshold:.4g}, temperature {table.temperature:g}, min steps {table.min_steps}, max steps {table.max_steps or 'T'}"
+    threshold = (
+        f"per-step thresholds {', '.join(f'{v:.4g}' for v in table.thresholds)}"
+        if table.thresholds
+        else f"threshold {table.threshold:.4g}"
+    )
+    stable = f", stable {table.stable} steps" if table.stable > 1 else ""
+    return f"{table.rule}, {threshold}, temperature {table.temperature:g}, min steps {table.min_steps}, max steps {table.max_steps or 'T'}{stable}"

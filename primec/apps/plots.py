@@ -181,3 +181,25 @@ def plot_curve(
     axes.legend(fontsize=8, loc="lower right")
     axes.grid(alpha=0.3)
     save_figure(figure, path)
+
+
+def plot_certified(report: dict[str, Any], path: str | Path, title: str = "") -> None:
+    """Observed loss rate vs average timesteps along the tested sequence, certified part marked."""
+    plt = pyplot()
+    curve, n = report["curve"], report["certificate"]["samples"]
+    certified = report["certificate"]["certified_candidates"]
+    steps = np.array([p["avg_timesteps"] for p in curve])
+    rate = 100 * np.array([p["losses"] for p in curve]) / n
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=110)
+    axes.plot(steps, rate, ".", color="0.6", markersize=3, label="tested, not certified")
+    axes.plot(steps[:certified], rate[:certified], ".", color="tab:green", label="certified")
+    axes.axhline(100 * report["certificate"]["eps"], color="tab:red", linestyle=":", label="eps")
+    chosen = 100 * report["certificate"]["losses"] / n
+    axes.plot([report["avg_timesteps"]], [chosen], "o", color="tab:blue",
+              markersize=9, label="chosen")  # fmt: skip
+    axes.set_xlabel("average timesteps per inference")
+    axes.set_ylabel(f"{report['risk']} losses on calibration data (%)")
+    axes.set_title(title or "Certified early exit")
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    save_figure(figure, path)

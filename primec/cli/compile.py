@@ -17,6 +17,7 @@ from primec.cli.common import (
     user_errors,
     write_report,
 )
+from primec.cli.exitcli import guarantee_flags, guarantee_options, progress
 from primec.errors import PrimecError
 
 
@@ -91,15 +92,14 @@ def _compile_outputs(kwargs: dict) -> dict[str, str | None]:
 @click.option(
     "--accuracy-budget",
     type=click.FloatRange(min=0),
-    default=0.5,
-    show_default=True,
-    help="Percentage points of accuracy calibration may give up.",
+    help="Calibrate without a guarantee: percentage points of calibration accuracy to give up.",
 )
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False),
     help="With --calibrate: write the accuracy-vs-timesteps curve as PNG.",
 )
+@guarantee_flags
 @observability
 @user_errors
 @checked_outputs(
@@ -124,7 +124,7 @@ def compile(
     exit_min_steps: int,
     exit_max_steps: int,
     calibrate: str | None,
-    accuracy_budget: float,
+    accuracy_budget: float | None,
     plot: str | None,
     **kwargs: Any,
 ) -> None:
@@ -136,6 +136,7 @@ def compile(
       primec compile model.pt --arch prime-nmnist --stop-after import --dump-dir ir/
       primec compile step.pir --emit ir -o out.pir --print-after dce
       primec compile model.pt --arch prime-nmnist --device-map chip.npz --report r.json
+      primec compile model.pt --emit macro -o m.pmac --calibrate cal.npz --exit-risk 0.02 --exit-delta 0.1
       primec compile model.pt --emit macro -o m.pmac --calibrate cal.npz --accuracy-budget 0.5
       primec compile model.pt --emit bytecode -o m.pbc --exit-threshold 0.8 --exit-temperature 2
       primec compile model.pt --emit macro -o m.pmac --stop-after lower --print-after lower
@@ -143,14 +144,12 @@ def compile(
     from primec.core.text import save_graph
     from primec.hardware.choices import resolve_target
     from primec.hardware.mapreport import mapping_report, mapping_table
-    from primec.pipeline import BackendOptions, ExitOptions, compile_model
+    from primec.pipeline import BackendOptions, compile_model
 
     if emit and not output:
         raise PrimecError(f"--emit {emit} needs -o FILE")
-    exits = ExitOptions(exit_rule, exit_threshold, exit_temperature, exit_min_steps)
-    exits = replace(exits, max_steps=exit_max_steps, calibrate=calibrate, plot=plot)
-    exits = replace(exits, budget_points=accuracy_budget)
-    exits.base_table()  # bad early-exit options fail before any work
+    hand = (exit_rule, exit_threshold, exit_temperature, exit_min_steps, exit_max_steps)
+    exits = _exit_options(kwargs, hand, calibrate, accuracy_budget, plot)
     target, choices = resolve_target(target_spec, device_map, max_macros, input_bits)
     emits = tuple(e for e in (emit,) if e in BACKENDS)
     backend = BackendOptions(emits, exits) if emits or calibrate else None
@@ -169,6 +168,26 @@ def compile(
     write_report(report, compile_report(result) | mapping | extra)
 
 
+def _exit_options(
+    kwargs: dict[str, Any],
+    hand: tuple[Any, ...],
+    calibrate: str | None,
+    accuracy_budget: float | None,
+    plot: str | None,
+) -> Any:
+    """The early-exit options (rule, threshold, temperature, min and max steps set by hand, then
+    calibration: certified unless --accuracy-budget); bad ones fail here, before any work."""
+    from primec.pipeline import ExitOptions
+
+    guarantee = guarantee_options(kwargs, calibrate, accuracy_budget)
+    exits = ExitOptions(*hand, calibrate=calibrate, plot=plot, guarantee=guarantee)
+    exits = replace(exits, progress=progress)
+    if accuracy_budget is not None:
+        exits = replace(exits, budget_points=accuracy_budget)
+    exits.base_table()
+    return exits
+
+
 def _backend_outputs(
     result: Any, exits: Any, emit: str | None, output: str | None
 ) -> dict[str, Any]:
@@ -182,7 +201,14 @@ def _backend_outputs(
     extra: dict[str, Any] = {
         "early_exit": program.exit_table.to_dict() if program.exit_table else None
     }
-    if result.calibration is not None:
+    if isinstance(result.calibration, dict):  # certified: the report itself
+        extra["calibration"] = result.calibration
+        click.echo(calibration_summary(extra["calibration"]))
+        if exits.plot:
+            from primec.apps.plots import plot_certified
+
+            plot_certified(result.calibration, exits.plot, f"{program.name}: certified early exit")
+    elif result.calibration is not None:
         extra["calibration"] = calibration_report(result.calibration)
         click.echo(calibration_summary(extra["calibration"]))
         if exits.plot:
@@ -198,6 +224,10 @@ def _backend_outputs(
 
 def calibration_summary(calibration: dict[str, Any]) -> str:
     """One line on what early-exit calibration chose."""
+    if "certificate" in calibration:
+        from primec.runtime.exitcalibration import certified_summary
+
+        return certified_summary(calibration)
     table = calibration["table"]
     return (
         f"early exit calibrated: {table['rule']} threshold {table['threshold']:.4g} -> "

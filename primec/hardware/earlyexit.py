@@ -8,8 +8,13 @@ Rules (`docs/early-exit.md` has the equations):
 - `max-softmax` (PRIME): p = softmax(m_t / temperature); exit when max(p) > threshold.
 - `margin`: exit when the top two of p differ by more than threshold.
 - `entropy`: exit when the entropy of p (nats) is below threshold.
+- `lead`: exit when (top1 - top2 of m_t) * t / sqrt(T - t) exceeds threshold: the top class's lead
+  in the summed readout against the random-walk scale of the steps still to run.
 - `convergence` (the inpainting rule): d_t = sum|r_t - r_(t-1)| / scale; exit once the last
   `window` changes are strictly decreasing and the last is below threshold.
+
+The rules' arithmetic (`softmax`, `predictions`, `threshold_range`, the version-2 controller
+step) lives in `exitrules`; the first three are importable from here too.
 """
 
 from __future__ import annotations
@@ -21,8 +26,16 @@ from typing import Any
 import numpy as np
 
 from primec.errors import PrimecError
+from primec.hardware.exitrules import (
+    check_policy_fields,
+    controller_step,
+    predictions,
+    softmax,
+    threshold_range,
+)
 
-RULES = ("max-softmax", "margin", "entropy", "convergence")
+RULES = ("max-softmax", "margin", "entropy", "convergence", "lead")
+TABLE_VERSIONS = (1, 2)  # 2: per-step `thresholds` and `stable` (docs/early-exit.md)
 
 
 @dataclass(frozen=True)
@@ -36,8 +49,10 @@ class ExitTable:
     max_steps: int = 0  # 0: all T steps
     window: int = 3
     scale: float = 100.0
+    thresholds: tuple[float, ...] = ()  # one per timestep; when given, replaces `threshold`
+    stable: int = 1  # exit only once the top class has been the same this many steps
 
-    def check(self, classes: int | None = None) -> ExitTable:
+    def check(self, classes: int | None = None, timesteps: int | None = None) -> ExitTable:
         """Raise a `PrimecError` if a field is out of range; return self."""
         if self.rule not in RULES:
             raise PrimecError(
@@ -62,42 +77,40 @@ class ExitTable:
             )
         if self.window < 1:
             raise PrimecError(f"early-exit window must be at least 1, got {self.window}")
+        check_policy_fields(self, classes, timesteps)
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain fields for JSON and file formats."""
-        return asdict(self)
+        """Plain fields for JSON and file formats; a table without version-2 fields writes
+        exactly the version-1 fields, so hand-set artefacts keep their bytes."""
+        fields = asdict(self)
+        if not self.thresholds and self.stable == 1:
+            del fields["thresholds"], fields["stable"]
+            return fields
+        return fields | {"thresholds": list(self.thresholds or ()), "version": 2}
 
     @staticmethod
-    def from_dict(fields: dict[str, Any]) -> ExitTable:
+    def from_dict(fields: dict[str, Any], timesteps: int | None = None) -> ExitTable:
         """Read a table from plain fields, checking names and ranges."""
         known = set(ExitTable.__dataclass_fields__)
+        fields = dict(fields)
+        version = fields.pop("version", 1)
         unknown = sorted(set(fields) - known)
         if unknown or "rule" not in fields or "threshold" not in fields:
             raise PrimecError(
                 f"malformed early-exit table {fields}", hint=f"fields: {', '.join(sorted(known))}"
             )
-        return ExitTable(**fields).check()
+        if version not in TABLE_VERSIONS:
+            raise PrimecError(
+                f"early-exit table version {version!r} is not one this primec reads (1, 2)",
+                hint="recompile the artefact with this primec",
+            )
+        if isinstance(fields.get("thresholds"), list):
+            fields["thresholds"] = tuple(fields["thresholds"])
+        return ExitTable(**fields).check(timesteps=timesteps)
 
 
 PRIME_RULE = ExitTable("max-softmax", threshold=0.8, temperature=2.0)
-
-
-def threshold_range(rule: str, classes: int | None = None) -> tuple[float, float]:
-    """The meaningful range of a rule's threshold."""
-    if rule == "entropy":
-        return 0.0, math.log(classes) if classes else math.inf
-    if rule == "convergence":
-        return 0.0, math.inf
-    return 0.0, 1.0
-
-
-def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax over the last axis of logits / temperature (float64, stable)."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _confident(table: ExitTable, readout: np.ndarray) -> np.ndarray:
@@ -124,6 +137,14 @@ class ExitController:
         self.last_step = min(table.max_steps or timesteps, timesteps) if table else timesteps
         self.previous: np.ndarray | None = None
         self.changes = np.zeros((batch, 0))
+        self.timesteps = timesteps
+        self.top = np.full(batch, -1)  # per sample: the top class so far and for how many steps
+        self.stable = np.zeros(batch, dtype=np.int64)
+        self.versioned = table is not None and (
+            bool(table.thresholds) or table.stable > 1 or table.rule == "lead"
+        )
+        if self.versioned:
+            table.check(timesteps=timesteps)
 
     def step(self, t: int, readout: np.ndarray) -> np.ndarray:
         """After 1-based step t with readout [B, ...]: a bool mask of the samples that stop now."""
@@ -132,6 +153,8 @@ class ExitController:
             return np.ones(batch, dtype=bool)
         if self.table is None:
             return np.zeros(batch, dtype=bool)
+        if self.versioned:
+            return controller_step(self, t, readout)
         passed = (
             self._convergence(readout)
             if self.table.rule == "convergence"
@@ -142,6 +165,7 @@ class ExitController:
     def keep(self, rows: np.ndarray) -> None:
         """Keep only the per-sample state of `rows` (the samples still running)."""
         self.changes = self.changes[rows]
+        self.top, self.stable = self.top[rows], self.stable[rows]
         if self.previous is not None:
             self.previous = self.previous[rows]
 
@@ -157,11 +181,6 @@ class ExitController:
             return np.zeros(flat.shape[0], dtype=bool)
         decreasing = np.all(np.diff(self.changes, axis=1) < 0, axis=1)
         return decreasing & (self.changes[:, -1] < self.table.threshold)
-
-
-def predictions(readout: np.ndarray) -> np.ndarray:
-    """Class predictions from readouts [..., K]: argmax (first on ties, as torch and NumPy)."""
-    return np.asarray(readout).argmax(axis=-1)
 
 
 def apply_table(table: ExitTable | None, readouts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
