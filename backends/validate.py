@@ -219,8 +219,9 @@ class _Checker:
     # ---- neurons and exit table -------------------------------------------------------------
 
     def neurons(self) -> None:
-        users = {i.params: NEURON_OPS[type(i)] for i in self.p.instrs if type(i) in NEURON_OPS}
-        for record, op in sorted(users.items()):
+        # A record may serve several instructions: it must hold every field each one reads.
+        users = {(i.params, NEURON_OPS[type(i)]) for i in self.p.instrs if type(i) in NEURON_OPS}
+        for record, op in sorted(users):
             found = self.p.neurons[record]
             if not isinstance(found, dict):
                 raise self.fail(f"neuron record {record} is not an object")

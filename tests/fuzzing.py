@@ -103,7 +103,8 @@ class CaseResult:
     stages: list[str] = field(default_factory=list)
     finding: Finding | None = None
     seconds: float = 0.0
-    max_rss: int = 0
+    max_rss: int = 0  # this process's peak RSS after the case (bytes)
+    rss_growth: int = 0  # how much the case raised that peak
     refusal: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,23 +160,32 @@ class Member:
     raw: bool = False  # data is already compressed (size and crc given)
 
 
-def zip_members(data: bytes) -> list[Member]:
-    """Members of a zip in order (raises on anything zipfile cannot read).
+MEMBER_LIMIT = 16 << 20  # the harness decompresses no member past this (a bomb stays raw)
 
-    A member over 64 MiB or compressed over 1 MiB (a bomb an earlier mutation added) stays
-    compressed."""
+
+def zip_members(data: bytes) -> list[Member]:
+    """Members of a zip in order (raises if zipfile cannot read the directory).
+
+    A member that is large, a bomb an earlier mutation added, or unreadable stays as it is
+    stored (raw), so the harness itself never inflates one."""
     members = []
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for info in archive.infolist():
             method = 8 if info.compress_type == 8 else 0
-            if info.file_size <= 64 << 20 and info.compress_size <= 1 << 20:
-                members.append(Member(info.filename, archive.read(info), method))
-                continue
             start = info.header_offset + 30
             name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
             start += name_len + extra_len
             raw = data[start : start + info.compress_size]
-            members.append(Member(info.filename, raw, method, info.file_size, info.CRC, raw=True))
+            kept = Member(info.filename, raw, method, info.file_size, info.CRC, raw=True)
+            if info.file_size <= MEMBER_LIMIT and info.compress_size <= MEMBER_LIMIT:
+                try:
+                    with archive.open(info) as member:
+                        content = member.read(MEMBER_LIMIT + 1)
+                    if len(content) <= MEMBER_LIMIT:
+                        kept = Member(info.filename, content, method)
+                except Exception:  # a damaged member: keep its stored bytes
+                    pass
+            members.append(kept)
     return members
 
 
@@ -278,6 +288,19 @@ def npy_parts(data: bytes) -> tuple[dict[str, Any], bytes]:
         "shape": shape,
     }
     return header, data[stream.tell() :]
+
+
+def read_npy(data: bytes) -> np.ndarray:
+    """A (numbers-only) array from .npy bytes whose header matches its payload, else ValueError."""
+    header, payload = npy_parts(data)
+    dtype = np.dtype(header["descr"])
+    count = 1
+    for extent in header["shape"]:
+        count *= int(extent)
+    if dtype.hasobject or count * dtype.itemsize != len(payload):
+        raise ValueError("header and payload disagree")
+    order = "F" if header["fortran_order"] else "C"
+    return np.frombuffer(payload, dtype, count).reshape(header["shape"], order=order).copy()
 
 
 def npy_raw(header_text: str, payload: bytes, version: tuple[int, int] = (1, 0)) -> bytes:
@@ -447,6 +470,12 @@ INTERESTING_VALUES: list[Any] = [
 ]
 
 
+def _interesting(rng: random.Random) -> Any:
+    """A fresh copy of a value from the pool (the pool itself never changes)."""
+    value = rng.choice(INTERESTING_VALUES)
+    return value if value is DEEP else json.loads(json.dumps(value, allow_nan=True))
+
+
 def _expression() -> str:
     return f"__import__('pathlib').Path({CANARY!r}).touch() or 1"
 
@@ -486,7 +515,7 @@ def mutate_json(value: Any, rng: random.Random) -> tuple[Any, str]:
     where = "/".join(map(str, path)) or "(root)"
     choice = rng.random()
     if not path:
-        return rng.choice(INTERESTING_VALUES), f"json root := {_show(node)}"
+        return _interesting(rng), f"json root := {_show(node)}"
     parent = _get(value, path[:-1])
     key = path[-1]
     if choice < 0.15:
@@ -497,7 +526,7 @@ def mutate_json(value: Any, rng: random.Random) -> tuple[Any, str]:
         return value, f"json duplicate {where}"
     if choice < 0.35 and isinstance(parent, dict):
         parent[rng.choice(["extra", "format", "version", "expr_str", "as_expr", "__proto__"])] = (
-            rng.choice(INTERESTING_VALUES)
+            _interesting(rng)
         )
         return value, f"json add key next to {where}"
     if choice < 0.45 and isinstance(node, str):
@@ -511,8 +540,8 @@ def mutate_json(value: Any, rng: random.Random) -> tuple[Any, str]:
     if choice < 0.6:
         parent[key] = {"as_expr": {"expr_str": _expression(), "hint": {"as_int": 1}}}
         return value, f"json {where} := as_expr payload"
-    new = rng.choice(INTERESTING_VALUES)
-    parent[key] = new if new is not DEEP else DEEP
+    new = _interesting(rng)
+    parent[key] = new
     return value, f"json {where} := {_show(new)}"
 
 
@@ -698,7 +727,7 @@ def mutate_npy(data: bytes, rng: random.Random) -> tuple[bytes, str]:
             :n
         ] + extra, f"npy payload cut to {n}+{len(extra)}"
     try:
-        array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+        array = read_npy(data)
         new, what = mutate_array(array, rng)
         return npy_of(new), "npy " + what
     except Exception:
@@ -816,8 +845,12 @@ def mutate_pbc(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     elif choice < 0.45 and b"PROG" in tags:
         i = tags.index(b"PROG")
         tag, payload = sections[i]
-        new, what = mutate_program(payload, rng)
+        k = tags.index(b"DBUG") if b"DBUG" in tags else None
+        debug = json.loads(sections[k][1]) if k is not None else None
+        new, what = mutate_program(payload, rng, debug if isinstance(debug, list) else None)
         sections[i] = (tag, new)
+        if k is not None and isinstance(debug, list):
+            sections[k] = (b"DBUG", json.dumps(debug).encode())
     elif choice < 0.65 and any(t in (b"TENS", b"COND") for t in tags):
         i = rng.choice([k for k, t in enumerate(tags) if t in (b"TENS", b"COND")])
         tag, payload = sections[i]
@@ -863,42 +896,74 @@ def mutate_pbc(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     ), f"pbc {tag.decode(errors='replace')}: {what}" + ("" if checksum else " (stale checksum)")
 
 
-def mutate_program(payload: bytes, rng: random.Random) -> tuple[bytes, str]:
-    """The instruction stream: one field of one instruction set to an odd value, or bytes."""
+def edit_parallel(lists: list[list[Any]], rng: random.Random) -> str:
+    """Drop, duplicate or swap entry i of parallel lists alike (instructions and their debug
+    entries), so that the file stays consistent in count and the reader looks further."""
+    n = len(lists[0])
+    i, j = rng.randrange(n), rng.randrange(n)
+    op = rng.choice(["drop", "duplicate", "swap"])
+    for entries in lists:
+        if len(entries) != n:
+            continue
+        if op == "drop":
+            del entries[i]
+        elif op == "duplicate":
+            entries.insert(i, entries[i])
+        else:
+            entries[i], entries[j] = entries[j], entries[i]
+    return f"{op} instruction {i}" + (f" and {j}" if op == "swap" else "")
+
+
+def mutate_program(
+    payload: bytes, rng: random.Random, debug: list[Any] | None = None
+) -> tuple[bytes, str]:
+    """The instruction stream: one field of one instruction set to an odd value, instructions
+    dropped, duplicated or swapped (with their debug entries), or bytes."""
     from primec.backends.isa import decode_program, encode_program
 
     try:
         instrs = list(decode_program(payload))
     except Exception:
         return mutate_bytes(payload, rng)
-    if not instrs or rng.random() < 0.2:
+    if not instrs or rng.random() < 0.15:
         return mutate_bytes(payload, rng)
-    choice = rng.random()
+    if rng.random() < 0.25:
+        what = edit_parallel([instrs] + ([debug] if debug is not None else []), rng)
+        return encode_program(tuple(instrs)), what
     i = rng.randrange(len(instrs))
-    if choice < 0.1:
-        del instrs[i]
-        return encode_program(tuple(instrs)), f"drop instruction {i}"
-    if choice < 0.2:
-        instrs.insert(rng.randrange(len(instrs) + 1), instrs[i])
-        return encode_program(tuple(instrs)), f"duplicate instruction {i}"
-    if choice < 0.25:
-        j = rng.randrange(len(instrs))
-        instrs[i], instrs[j] = instrs[j], instrs[i]
-        return encode_program(tuple(instrs)), f"swap instructions {i}, {j}"
     instr = instrs[i]
     fields = dataclasses.fields(instr)
     if not fields:
         return mutate_bytes(payload, rng)
     f = rng.choice(fields)
-    old = getattr(instr, f.name)
-    new = odd_field_value(old, rng)
+    new = odd_field_value(getattr(instr, f.name), rng)
     try:
         instrs[i] = dataclasses.replace(instr, **{f.name: new})
-        return encode_program(
-            tuple(instrs)
-        ), f"instr {i} {type(instr).__name__}.{f.name} := {_show(new)}"
+        encoded = encode_program(tuple(instrs))
     except Exception:
         return mutate_bytes(payload, rng)
+    return encoded, f"instr {i} {type(instr).__name__}.{f.name} := {_show(new)}"
+
+
+def mutate_schedule(manifest: dict[str, Any], rng: random.Random) -> str:
+    """A macro file's schedule: instruction records edited like the bytecode's program."""
+    schedule, debug = manifest.get("schedule"), manifest.get("debug")
+    if not isinstance(schedule, list) or not schedule:
+        raise ValueError("no schedule")
+    if rng.random() < 0.3:
+        return "schedule: " + edit_parallel(
+            [schedule] + ([debug] if isinstance(debug, list) else []), rng
+        )
+    i = rng.randrange(len(schedule))
+    record = schedule[i]
+    keys = [k for k in record if k != "op"] if isinstance(record, dict) else []
+    if not keys:
+        raise ValueError("no fields")
+    key = rng.choice(keys)
+    old = record[key]
+    new = odd_field_value(tuple(old) if isinstance(old, list) else old, rng)
+    record[key] = list(new) if isinstance(new, tuple) else new
+    return f"schedule {i} {record.get('op')}.{key} := {_show(new)}"
 
 
 def odd_field_value(old: Any, rng: random.Random) -> Any:
@@ -994,7 +1059,14 @@ def odd_dims(dims: list[int], rng: random.Random) -> list[int]:
 
 
 def mutate_pmac_member(name: str, data: bytes, rng: random.Random) -> tuple[bytes, str]:
-    """A macro-file member: the manifest as JSON, arrays as .npy."""
+    """A macro-file member: the manifest's schedule or any JSON value, arrays as .npy."""
+    if name == "manifest.json" and rng.random() < 0.35:
+        try:
+            manifest = json.loads(data)
+            what = mutate_schedule(manifest, rng)
+            return json_text(manifest).encode(), what
+        except (ValueError, TypeError, AttributeError, KeyError):
+            pass
     return default_member_mutator(name, data, rng)
 
 
@@ -1027,10 +1099,7 @@ def mutate_npz_arrays(data: bytes, rng: random.Random) -> tuple[bytes, str]:
         members = zip_members(data)
         if any(m.raw for m in members):
             raise ValueError("holds a bomb")
-        arrays = {
-            m.name: np.lib.format.read_array(io.BytesIO(m.data), allow_pickle=False)
-            for m in members
-        }
+        arrays = {m.name: read_npy(m.data) for m in members}
     except Exception:
         return mutate_zip(data, rng)
     if not arrays:
@@ -1681,20 +1750,23 @@ def cli(name: str, *args: object) -> _Stage:
 
     from primec.cli import main
 
+    _RUNNING[0] = name
     result = CliRunner().invoke(main, [str(a) for a in args])
     return _Stage(name, result.exit_code, result.output, result.exc_info)
 
 
-def memoize_export() -> None:
-    """Trace each model structure with `torch.export` once, then reuse the trace with the new
-    weights (the trace of a step does not depend on weight values; it costs ~0.15 s a case).
+_RUNNING = ["?"]  # the command a case is in (names the stage of a hang)
 
-    Installed by the runners for the model formats; `bench/fuzz.py --no-memo` leaves it out."""
+
+def memoized_export() -> Callable[..., Any]:
+    """`export_step` that traces each model structure with `torch.export` once, then reuses the
+    trace with the new weights (the trace of a step does not depend on weight values, and
+    tracing costs ~0.15 s a case). A `CaseRunner` swaps it in only while a case runs;
+    `bench/fuzz.py --no-memo` does without it."""
     import copy
 
-    import primec.frontend as fe
+    from primec.nn import export_step as original
 
-    original = getattr(fe.export_step, "__wrapped__", fe.export_step)
     cache: dict[Any, Any] = {}
 
     @functools.wraps(original)
@@ -1718,7 +1790,7 @@ def memoize_export() -> None:
         program._state_dict = {k: values[k] for k in cached.state_dict}
         return program
 
-    fe.export_step = export_step
+    return export_step
 
 
 def _structure(net: Any) -> tuple:
@@ -1739,14 +1811,21 @@ class CaseRunner:
     """Runs cases of any format in one folder (its own working directory while it runs)."""
 
     def __init__(self, corpus: Corpus, workdir: Path, memo: bool = True) -> None:
-        import logging
-
         self.corpus = corpus
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        logging.getLogger("torch").setLevel(logging.ERROR)  # torch logs each damaged archive
-        if memo:
-            memoize_export()
+        self.export_step = memoized_export() if memo else None
+        self._warm: dict[str, list[CaseResult]] = {}
+
+    def warm(self, fmt: str) -> list[CaseResult]:
+        """Run a format's seeds unchanged, without a time limit: imports and first traces happen
+        here, not in a case's 20 s (once per runner and format)."""
+        if fmt not in self._warm:
+            self._warm[fmt] = [
+                self.run_data(fmt, seed, seed.data, CaseResult(fmt, -1, seed.name, []), 3600)
+                for seed in self.corpus.seeds(fmt)
+            ]
+        return self._warm[fmt]
 
     def run(self, fmt: str, index: int, seed: int = 0, limit: float = HANG_SECONDS) -> CaseResult:
         """Make and run one case; a foreign exception, hang or canary becomes a finding."""
@@ -1759,15 +1838,17 @@ class CaseRunner:
         """Run given bytes as a file of `fmt` made from `base`."""
         started = time.perf_counter()
         rss_before = max_rss()
+        _RUNNING[0] = "?"
         case_dir = self.workdir / f"case-{os.getpid()}"
         case_dir.mkdir(exist_ok=True)
         cwd = os.getcwd()
         try:
             os.chdir(case_dir)
-            with time_limit(limit):
+            with time_limit(limit), self._memo():
                 getattr(self, "_run_" + fmt.replace("-", "_"))(case_dir, base, data, result)
         except CaseTimeout as exc:
-            result.finding = Finding("hang", "/".join(result.stages) or "?", "hang", str(exc))
+            stage = _RUNNING[0]
+            result.finding = Finding("hang", stage, f"hang in {stage}", str(exc))
             if result.outcome != "accepted":
                 result.outcome = "hang"
         finally:
@@ -1777,6 +1858,7 @@ class CaseRunner:
                 path.unlink()
         result.seconds = time.perf_counter() - started
         result.max_rss = max_rss()
+        result.rss_growth = result.max_rss - rss_before
         if canary:
             result.finding = Finding(
                 "canary",
@@ -1785,8 +1867,9 @@ class CaseRunner:
                 "a payload ran",
             )
         elif result.finding is None and result.seconds > limit:
+            last = result.stages[-1] if result.stages else "?"
             result.finding = Finding(
-                "hang", "/".join(result.stages), "hang", f"{result.seconds:.1f} s"
+                "hang", last, f"slow: past {limit:.0f} s by {last}", f"{result.seconds:.1f} s"
             )
         elif (
             result.finding is None and result.max_rss > MEMORY_LIMIT and result.max_rss > rss_before
@@ -1794,12 +1877,30 @@ class CaseRunner:
             result.finding = Finding(
                 "memory",
                 "/".join(result.stages),
-                "peak RSS over 1 GiB",
+                f"peak RSS over 1 GiB by {result.stages[-1] if result.stages else '?'}",
                 f"peak RSS {result.max_rss >> 20} MiB",
             )
         return result
 
     # --- helpers ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _memo(self) -> Iterator[None]:
+        """While a case runs: the memoized trace, and torch's logger quiet (it logs each damaged
+        archive at length)."""
+        import logging
+
+        import primec.frontend as fe
+
+        logger = logging.getLogger("torch")
+        saved, level = fe.export_step, logger.level
+        fe.export_step = self.export_step or saved
+        logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            fe.export_step = saved
+            logger.setLevel(level)
 
     def _stage(self, result: CaseResult, stage: _Stage, first: bool) -> bool:
         """Record a stage; True if it accepted. The first stage decides accepted/refused."""

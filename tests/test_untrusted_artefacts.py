@@ -155,6 +155,10 @@ SEMANTIC = {
         lambda m, mf: mf["program"]["meta"].update(layers=[]),
         "belongs to no layer",
     ),
+    "a LIF pointed at the integrator's record": (
+        lambda m, mf: first(mf, "lif").update(params=first(mf, "integrate")["params"]),
+        "lacks threshold",
+    ),
     "a second step input": (
         lambda m, mf: mf["program"].update(inputs=[*mf["program"]["inputs"], 1]),
         "the program has 2 step inputs",
