@@ -64,7 +64,8 @@ def _input_file(value: str | None) -> str | None:
     """The file an input option names (FILE.py of FILE.py:factory; None for built-in names)."""
     if not value:
         return None
-    file = value.rpartition(":")[0] if value.rpartition(":")[0].endswith(".py") else value
+    prefix = value.rpartition(":")[0]
+    file = prefix if prefix.endswith(".py") else value
     return file if Path(file).is_file() else None
 
 

@@ -163,11 +163,11 @@ def _check_program(program: Any, path: Path) -> None:
 def _find_key(node: Any, keys: set[str], depth: int) -> str | None:
     if depth > _MAX_JSON_DEPTH:
         return "nesting deeper than primec reads"
-    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
     if isinstance(node, dict):
         hit = next((k for k in node if k in keys), None)
         if hit is not None:
             return hit
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
     for child in children:
         found = _find_key(child, keys, depth + 1)
         if found:

@@ -68,11 +68,11 @@ def _read_npz(path: Path, where: str) -> dict[str, np.ndarray]:
 def _check_levels(x: np.ndarray, quantum: float, planes: int, where: str) -> None:
     top = 2**planes - 1
     levels = x.reshape(len(x), -1) / np.float32(quantum)
-    bad = ~((levels >= 0) & (levels <= top) & (levels == np.round(levels))).all(axis=1)
+    applicable = (levels >= 0) & (levels <= top) & (levels == np.round(levels))
+    bad = ~applicable.all(axis=1)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        row = levels[first]
-        value = row[~((row >= 0) & (row <= top) & (row == np.round(row)))][0] * quantum
+        value = levels[first][~applicable[first]][0] * quantum
         unit = "" if quantum == 1.0 else f" times {quantum}"
         raise PrimecError(
             f"x has values the input drivers cannot apply in {int(bad.sum())} samples "
