@@ -1,6 +1,7 @@
 """Lower the placed IR to a `Program`: one or more instructions per node, cells per array.
 
-Requires: a verified graph after `schedule` (every crossbar tiled, placed and paired).
+Requires: a verified graph after `schedule` (every crossbar tiled, placed and paired: its
+pairs' conductances `g_pos_us`/`g_neg_us` decided by map-pairs, which lowering only copies).
 Ensures: every IR value that varies per sample has a buffer; every crossbar tile is one `Read`
 of the array it is placed on, into a zeroed accumulator, followed by one `Scale` to weight units;
 the step ends with `ExitTest` on the readout and `EndStep`; every instruction has a debug entry.
@@ -43,26 +44,6 @@ from primec.hardware.mapping import PlacedTile, placed_tiles
 from primec.hardware.target import Target
 
 NEURON_FIELDS = ("keep", "threshold", "strict", "reset", "reset_timing", "slope")
-
-
-def pair_conductances(
-    weights: np.ndarray, mask: np.ndarray, mode: str, us_per_unit: float, target: Target
-) -> tuple[np.ndarray, np.ndarray]:
-    """(G+, G-) in uS for a tile's weights [rows, outputs].
-
-    As formed, a kept pair keeps its cells, centred on the formed mean: G+/- = mean +/- w/2, so
-    G+ - G- is w exactly (float64). Programmed, the lower cell sits at the off state. A pruned
-    pair is reset: both cells at g_off.
-    """
-    w = weights.astype(np.float64)
-    off = target.cells.g_off_us
-    if mode == "as_formed":
-        centre = target.cells.formed_mean_us
-        g_pos, g_neg = centre + w / 2, centre - w / 2
-    else:
-        g_pos = off + np.maximum(w, 0.0) * us_per_unit
-        g_neg = off + np.maximum(-w, 0.0) * us_per_unit
-    return np.where(mask, g_pos, off), np.where(mask, g_neg, off)
 
 
 class _Lowering:
@@ -200,18 +181,13 @@ class _Lowering:
         self.emit(Scale(dst, accumulator, tuple(f for f in steps if f != 1.0)))
 
     def read(self, node: Node, src: int, accumulator: int, tile: PlacedTile) -> None:
-        formed, mask = node.attr("formed").array(), node.attr("mask").array()
-        rows, cols = tile.rows, tile.outputs
-        g_pos, g_neg = pair_conductances(
-            formed[np.ix_(rows, cols)],
-            mask[np.ix_(rows, cols)],
-            node.attr("mode"),
-            node.attr("us_per_unit"),
-            self.target,
-        )
+        """One tile: its pairs (as map-pairs decided them) into its cells, and its `Read`."""
+        rows, outputs = tile.rows, tile.outputs
+        block = np.ix_(rows, outputs)
+        g_pos, g_neg = node.attr("g_pos_us").array()[block], node.attr("g_neg_us").array()[block]
         cells = self.arrays.setdefault((tile.macro, tile.array), self.empty_array())
         r0, c0 = tile.row, tile.col
-        PAIR.place(cells[r0 : r0 + len(rows), c0 : c0 + PAIR.width(len(cols))], g_pos, g_neg)
+        PAIR.place(cells[r0 : r0 + len(rows), c0 : c0 + PAIR.width(len(outputs))], g_pos, g_neg)
         prefix = f"{node.outputs[0].name}.t{tile.index}"
         self.emit(
             Read(
@@ -222,7 +198,7 @@ class _Lowering:
                 row0=r0,
                 col0=c0,
                 rows=self.tensor(f"{prefix}.rows", rows.astype(np.int64)),
-                cols=self.tensor(f"{prefix}.cols", cols.astype(np.int64)),
+                cols=self.tensor(f"{prefix}.cols", outputs.astype(np.int64)),
                 planes=node.attr("planes"),
                 quantum=node.attr("input_quantum"),
             )

@@ -1,18 +1,23 @@
-"""map-pairs: signed weights become differential conductance pairs (G+, G-).
+"""map-pairs: signed weights become differential conductance pairs (G+, G-), decided here.
 
-Output o of a crossbar is a pair of columns: weight w = (G+ - G-) / us_per_unit. A pruned
-synapse (mask false) is a pair reset to the off state on both cells, so it adds nothing.
+Output o of a crossbar is a pair of cells per row: weight w = (G+ - G-) / us_per_unit. A pruned
+synapse (mask false) is a pair reset to the off state on both cells, so it adds nothing. The
+pass writes each pair's conductances into the IR (`g_pos_us`, `g_neg_us`: [rows, outputs] in
+uS, float64); the backend only reads them.
 
     as_formed   the formed weight *is* G+ - G- in uS (us_per_unit = 1): kept pairs keep their
-                as-formed conductances, nothing is programmed. A weight beyond the pair window
-                g_max_us - g_off_us cannot come from any pair and is refused.
+                as-formed cells, nothing is programmed. Without a device map the cells are
+                centred on the formed mean, G+/- = formed_mean_us +/- w/2 (G+ - G- = w exactly
+                in float64); with one, `place` puts in the measured cells the pair lands on. A
+                weight beyond the pair window g_max_us - g_off_us fits no pair and is refused.
     programmed  weights are scaled so that the largest |w| fills as much of the window as a
                 power-of-two scale allows: us_per_unit = 2^floor(log2((g_max_us - g_off_us) /
                 max |w|)); G+ = g_off + max(w, 0) us_per_unit, G- alike.
 
 Requires: a verified graph after choose-drive (every crossbar has a drive).
-Ensures: every crossbar has encoding "differential" and its us_per_unit; outputs are unchanged
-(the interpreter computes with the weights, the pairs are what the chip holds).
+Ensures: every crossbar has encoding "differential", its us_per_unit and its pairs' G+ and G-;
+outputs are unchanged (the interpreter computes with the weights, the pairs are what the chip
+holds).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import math
 
 import numpy as np
 
-from primec.core.ir import Graph, Node
+from primec.core.ir import Graph, Node, Weight
 from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
 from primec.hardware.choices import NO_CHOICES, Choices
@@ -31,12 +36,41 @@ from primec.hardware.target import Target
 
 def run(graph: Graph, target: Target, choices: Choices = NO_CHOICES) -> Graph:
     """Give every crossbar its pair encoding and conductance scale."""
-    window = target.cells.g_max_us - target.cells.g_off_us
-    nodes = tuple(_pairs(n, window) if n.op == "crossbar" else n for n in graph.nodes)
+    nodes = tuple(_pairs(n, target) if n.op == "crossbar" else n for n in graph.nodes)
     return graph.replace(nodes=nodes)
 
 
-def _pairs(node: Node, window: float) -> Node:
+def _pairs(node: Node, target: Target) -> Node:
+    scale = _scale(node, target.cells.g_max_us - target.cells.g_off_us)
+    g_pos, g_neg = pair_conductances(
+        node.attr("formed").array(), node.attr("mask").array(), node.attr("mode"), scale, target
+    )
+    return with_attrs(
+        node,
+        encoding="differential",
+        us_per_unit=scale,
+        g_pos_us=Weight.of(g_pos),
+        g_neg_us=Weight.of(g_neg),
+    )
+
+
+def pair_conductances(
+    weights: np.ndarray, mask: np.ndarray, mode: str, us_per_unit: float, target: Target
+) -> tuple[np.ndarray, np.ndarray]:
+    """(G+, G-) in uS, float64, of weights [rows, outputs] (see the module docstring)."""
+    w = weights.astype(np.float64)
+    off = target.cells.g_off_us
+    if mode == "as_formed":
+        centre = target.cells.formed_mean_us
+        g_pos, g_neg = centre + w / 2, centre - w / 2
+    else:
+        g_pos = off + np.maximum(w, 0.0) * us_per_unit
+        g_neg = off + np.maximum(-w, 0.0) * us_per_unit
+    return np.where(mask, g_pos, off), np.where(mask, g_neg, off)
+
+
+def _scale(node: Node, window: float) -> float:
+    """us_per_unit of one crossbar: 1 as formed, the power-of-two fill of the window programmed."""
     if node.attr("drive") == "unset":
         raise PrimecError(
             f"layer {layer_name(node)} has no drive yet",
@@ -48,11 +82,10 @@ def _pairs(node: Node, window: float) -> Node:
     if node.attr("mode") == "programmed":
         # A power of two: scaling to conductance and back is then exact, so an ideal read of a
         # programmed pair gives the weight bit for bit.
-        scale = 2.0 ** math.floor(math.log2(window / largest)) if largest > 0 else 1.0
-        return with_attrs(node, encoding="differential", us_per_unit=scale)
+        return 2.0 ** math.floor(math.log2(window / largest)) if largest > 0 else 1.0
     if largest > window:
         _too_large(node, kept, window)
-    return with_attrs(node, encoding="differential", us_per_unit=1.0)
+    return 1.0
 
 
 def _too_large(node: Node, kept: np.ndarray, window: float) -> None:

@@ -12,7 +12,8 @@ listed in the graph meta `placement_moves`, the stuck cells left under tiles in
 lands on, within `cells.map_tolerance_us`, or the pass names the first that does not.
 
 Requires: a verified graph after tile (every crossbar has its tile grid).
-Ensures: every tile has tile_macro, tile_array, tile_row and tile_col; graph meta has
+Ensures: every tile record has its macro, array, row and col (a tile split over arrays becomes
+one record per piece); graph meta has
 arrays_used and macros_used; running out of arrays names the layer, the limit and the amount the
 model needs. Outputs are unchanged.
 """
@@ -23,7 +24,7 @@ import math
 
 import numpy as np
 
-from primec.core.ir import Graph, Node, sorted_attrs
+from primec.core.ir import Graph, Node, TileRecord, sorted_attrs
 from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
 from primec.hardware.choices import NO_CHOICES, Choices
@@ -38,8 +39,6 @@ from primec.hardware.mapping import (
     TileRange,
     layer_tiles,
     pack,
-    range_attrs,
-    ranges_of,
     weight_position,
 )
 from primec.hardware.target import Target
@@ -73,7 +72,7 @@ def run(graph: Graph, target: Target, choices: Choices = NO_CHOICES) -> Graph:
 def _placement_order(graph: Graph) -> list[Node]:
     crossbars = [n for n in graph.nodes if n.op == "crossbar"]
     for node in crossbars:
-        if not node.attr("tile_rows") and node.attr("mask").array().any():
+        if not node.attr("tiles") and node.attr("mask").array().any():
             raise PrimecError(
                 f"layer {layer_name(node)} has no tiles yet",
                 where=f"node crossbar -> %{node.outputs[0].name}, loc {node.loc}",
@@ -87,7 +86,7 @@ def _group(node: Node) -> int:
 
 
 def _ranges(node: Node) -> list[TileRange]:
-    return ranges_of(node.attr("tile_rows"), node.attr("tile_outputs"))
+    return [(*tile.rows, *tile.outputs) for tile in node.attr("tiles")]
 
 
 def _pieces(node: Node, index: int, layout: Layout):
@@ -99,16 +98,11 @@ def _pieces(node: Node, index: int, layout: Layout):
 
 
 def _placed(node: Node, index: int, layout: Layout) -> Node:
-    pieces = list(_pieces(node, index, layout))
-    slots = [slot for _, slot in pieces]
-    return with_attrs(
-        node,
-        **range_attrs([r for r, _ in pieces]),
-        tile_macro=tuple(s.macro for s in slots),
-        tile_array=tuple(s.array for s in slots),
-        tile_row=tuple(s.row for s in slots),
-        tile_col=tuple(s.col for s in slots),
+    tiles = tuple(
+        TileRecord((r0, r1), (c0, c1), slot.macro, slot.array, slot.row, slot.col)
+        for (r0, r1, c0, c1), slot in _pieces(node, index, layout)
     )
+    return with_attrs(node, tiles=tiles)
 
 
 def _describe(move: Move, layers: list[Node]) -> str:

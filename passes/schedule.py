@@ -3,21 +3,22 @@
 The step's nodes form a dataflow DAG (networkx); its topological generations are the order in
 which work can start. Nodes are reordered by generation (stable within one), so every layer runs
 as soon as its inputs exist. Crossbars of one generation are independent: they form one *phase*
-and run together, one queue per array; a tile's `tile_slot` is its place in its array's queue
-(node order, then tile order). A tile read costs positions x planes array reads. As each read
+and run together, one queue per array; a tile record's `queue` is its read-queue index, its
+place in its array's queue (node order, then tile order). A tile read costs positions x planes array reads. As each read
 finishes, the periphery adds the tile's partial sums into the layer's outputs in tile order (row
 block ascending, docs/mapping.md), then applies input_scale; affines, neuron updates and
 readouts follow in node order.
 
 Requires: a verified graph after place (every tile has its array).
-Ensures: nodes in generation order; every crossbar has `phase` and `tile_slot`; graph meta
-`phases`, `reads_per_timestep` (array reads) and `read_cycles_per_timestep` (the longest array
+Ensures: nodes in generation order; every crossbar has `phase` and every tile its `queue`;
+graph meta `phases`, `reads_per_timestep` (array reads) and `read_cycles_per_timestep` (the longest array
 queue of each phase, summed). Outputs are unchanged.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import networkx as nx
 
@@ -25,12 +26,11 @@ from primec.core.ir import Graph, Node, sorted_attrs
 from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
 from primec.hardware.choices import NO_CHOICES, Choices
-from primec.hardware.mapping import placed_tiles
 from primec.hardware.target import Target
 
 
 def run(graph: Graph, target: Target | None = None, choices: Choices = NO_CHOICES) -> Graph:
-    """Order the nodes by generation and give every crossbar its phase and read slots."""
+    """Order the nodes by generation and give every crossbar its phase and read-queue indices."""
     generations = _generations(graph)
     order = sorted(range(len(graph.nodes)), key=lambda i: (generations[i], i))
     phase_of = {
@@ -40,12 +40,12 @@ def run(graph: Graph, target: Target | None = None, choices: Choices = NO_CHOICE
         )
     }
     queues: dict[tuple[int, int, int], int] = defaultdict(int)  # (phase, macro, array) -> reads
-    slots: dict[tuple[int, int, int], int] = defaultdict(int)
+    indices: dict[tuple[int, int, int], int] = defaultdict(int)  # next read-queue index
     nodes: list[Node] = []
     for i in order:
         node = graph.nodes[i]
         if node.op == "crossbar":
-            node = _slotted(node, phase_of[generations[i]], queues, slots)
+            node = _queued(node, phase_of[generations[i]], queues, indices)
         nodes.append(node)
     cycles = defaultdict(int)
     for (phase, _, _), reads in queues.items():
@@ -68,22 +68,19 @@ def _generations(graph: Graph) -> dict[int, int]:
     return {i: g for g, layer in enumerate(nx.topological_generations(dag)) for i in layer}
 
 
-def _slotted(node: Node, phase: int, queues: dict, slots: dict) -> Node:
-    if len(node.attr("tile_macro")) != _tile_count(node):
+def _queued(node: Node, phase: int, queues: dict, indices: dict) -> Node:
+    tiles = node.attr("tiles")
+    if not all(tile.placed for tile in tiles):
         raise PrimecError(
             f"layer {layer_name(node)} is not placed yet",
             where=f"node crossbar -> %{node.outputs[0].name}, loc {node.loc}",
             hint="run place before schedule",
         )
     reads = node.inputs[0].type.shape[0] * node.attr("planes")
-    tile_slot = []
-    for tile in placed_tiles(node):
+    queued = []
+    for tile in tiles:
         key = (phase, tile.macro, tile.array)
-        tile_slot.append(slots[key])
-        slots[key] += 1
+        queued.append(replace(tile, queue=indices[key]))
+        indices[key] += 1
         queues[key] += reads
-    return with_attrs(node, phase=phase, tile_slot=tuple(tile_slot))
-
-
-def _tile_count(node: Node) -> int:
-    return len(node.attr("tile_rows")) // 2
+    return with_attrs(node, phase=phase, tiles=tuple(queued))

@@ -13,7 +13,7 @@ Which rows and outputs are kept (`row_map`, `col_map`):
                 never driven; it still occupies its cells.
 
 Requires: a verified graph after map-pairs (every crossbar has its encoding).
-Ensures: every crossbar has row_map, col_map, tile_rows and tile_outputs; a layer whose tiles
+Ensures: every crossbar has row_map, col_map and its `tiles` (rows and outputs of each); a layer whose tiles
 need more cells than all arrays of the target hold is refused with the numbers; outputs are
 unchanged up to the order of floating-point sums.
 """
@@ -29,7 +29,7 @@ from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
 from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.geometry import PAIR
-from primec.hardware.mapping import range_attrs, tile_ranges
+from primec.hardware.mapping import tile_ranges, tile_records
 from primec.hardware.target import Target
 
 
@@ -56,7 +56,7 @@ def _tile(node: Node, target: Target) -> Node:
         node,
         row_map=Weight.of(rows.astype(np.int64)),
         col_map=Weight.of(cols.astype(np.int64)),
-        **range_attrs(tile_ranges(len(rows), len(cols), target)),
+        tiles=tile_records(tile_ranges(len(rows), len(cols), target)),
     )
 
 

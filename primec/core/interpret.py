@@ -205,7 +205,7 @@ def crossbar(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array]:
     (x,) = inputs
     _check_levels(x, attrs)
     weight = _effective(attrs)
-    product = _tiled_product(x, weight, attrs) if attrs["tile_rows"] else x @ weight
+    product = _tiled_product(x, weight, attrs) if attrs["tiles"] else x @ weight
     return (np.swapaxes(product, -1, -2) * attrs["input_scale"],)
 
 
@@ -228,13 +228,11 @@ def _check_levels(x: Array, attrs: dict[str, Any]) -> None:
 
 def _tiled_product(x: Array, weight: Array, attrs: dict[str, Any]) -> Array:
     """x @ weight tile by tile: each tile's rows and outputs; partials added in tile order."""
-    rows, cols = attrs["row_map"].array(), attrs["col_map"].array()
-    row_ranges, col_ranges = attrs["tile_rows"], attrs["tile_outputs"]
+    row_map, col_map = attrs["row_map"].array(), attrs["col_map"].array()
     product = np.zeros((*x.shape[:-1], weight.shape[1]))
-    for t in range(len(row_ranges) // 2):
-        tile_rows = rows[row_ranges[2 * t] : row_ranges[2 * t + 1]]
-        tile_cols = cols[col_ranges[2 * t] : col_ranges[2 * t + 1]]
-        product[..., tile_cols] += x[..., tile_rows] @ weight[np.ix_(tile_rows, tile_cols)]
+    for tile in attrs["tiles"]:
+        tile_rows, tile_outputs = row_map[slice(*tile.rows)], col_map[slice(*tile.outputs)]
+        product[..., tile_outputs] += x[..., tile_rows] @ weight[np.ix_(tile_rows, tile_outputs)]
     return product
 
 

@@ -115,6 +115,37 @@ class Weight:
         return self.data
 
 
+UNSET = -1  # a TileRecord field that a later pass fills in
+
+
+@dataclass(frozen=True)
+class TileRecord:
+    """One tile of a crossbar (docs/mapping.md): the one IR record of where it is and when it reads.
+
+    `rows` and `outputs` are (start, stop) ranges into the crossbar's `row_map` and `col_map`
+    (set by `tile`); `macro`, `array`, `row`, `col` say where its first cell sits, `row`
+    and `col` counted in physical rows and columns of the array (set by `place`); `queue`
+    is its read-queue index within its phase (set by `schedule`). Unset fields are -1.
+    """
+
+    rows: tuple[int, int]
+    outputs: tuple[int, int]
+    macro: int = UNSET
+    array: int = UNSET
+    row: int = UNSET
+    col: int = UNSET
+    queue: int = UNSET
+
+    @property
+    def placed(self) -> bool:
+        """Whether `place` has given the tile its array."""
+        return self.macro != UNSET
+
+    def fields(self) -> tuple[int, ...]:
+        """Every number of the record, in declaration order."""
+        return (*self.rows, *self.outputs, self.macro, self.array, self.row, self.col, self.queue)
+
+
 Attrs = tuple[tuple[str, Any], ...]
 
 

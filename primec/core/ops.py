@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from primec.core import shapes as rules
-from primec.core.ir import TensorType, Weight
-from primec.core.shapes import DRIVES, EMPTY_MAP, TILE_FIELDS
+from primec.core.ir import TensorType, TileRecord, Weight
+from primec.core.shapes import DRIVES, EMPTY_CELLS, EMPTY_MAP
 from primec.core.shapes import ShapeError as ShapeError  # re-exported: callers catch it here
 
 REQUIRED = object()
 
-ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "weight")
+ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "weight", "tiles")
 
 
 @dataclass(frozen=True)
@@ -266,21 +266,22 @@ OPS: dict[str, OpDef] = {
                 Attr("input_quantum", "float", 1.0),
                 Attr("encoding", "str", "unset", ("unset", "differential")),
                 Attr("us_per_unit", "float", 1.0),
+                Attr("g_pos_us", "weight", EMPTY_CELLS),
+                Attr("g_neg_us", "weight", EMPTY_CELLS),
                 Attr("row_map", "weight", EMPTY_MAP),
                 Attr("col_map", "weight", EMPTY_MAP),
-                Attr("tile_rows", "ints", ()),
-                Attr("tile_outputs", "ints", ()),
-                *(Attr(name, "ints", ()) for name in TILE_FIELDS),
+                Attr("tiles", "tiles", ()),
                 Attr("phase", "int", -1),
             ),
             rules.crossbar_shape,
             "One layer's matrix-vector products on memristor crossbars (docs/mapping.md):\n"
             "  W = formed * gain * mask  [R rows (inputs), O outputs];\n"
             "  y[o, p] = input_scale * sum_r x[p, r] * W[r, o]   (x: [P positions, R rows]).\n"
-            "  With tiles, tile t holds rows row_map[tile_rows[2t]:tile_rows[2t+1]] and outputs\n"
-            "  col_map[tile_outputs[2t]:tile_outputs[2t+1]]; partial sums add in tile order.\n"
+            "  With tiles, tile t holds rows row_map[tiles[t].rows] and outputs\n"
+            "  col_map[tiles[t].outputs]; partial sums add in tile order.\n"
             "  drive/planes/input_quantum: x / input_quantum are integers in [0, 2^planes), driven one\n"
-            "  bit plane per read. Output o is the pair of columns (2j, 2j+1) = (G+, G-) of its tile.",
+            "  bit plane per read. Output o is a pair of cells (G+, G-) = (g_pos_us, g_neg_us)[r, o]\n"
+            "  in uS, set by map-pairs: (G+ - G-) / us_per_unit = formed * mask.",
         ),
     )
 }
@@ -298,6 +299,7 @@ def attr_type_ok(kind: str, value: Any) -> bool:
         ),
         "floats": lambda v: isinstance(v, tuple) and all(isinstance(x, float) for x in v),
         "weight": lambda v: isinstance(v, Weight),
+        "tiles": lambda v: isinstance(v, tuple) and all(isinstance(x, TileRecord) for x in v),
     }
     return checks[kind](value)
 

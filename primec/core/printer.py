@@ -8,7 +8,7 @@ import json
 import math
 from typing import Any
 
-from primec.core.ir import Graph, Node, Weight
+from primec.core.ir import UNSET, Graph, Node, TileRecord, Weight
 
 
 def format_value(value: Any) -> str:
@@ -23,9 +23,21 @@ def format_value(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, Weight):
         return f"weight<{value.type} #{value.digest}>"
+    if isinstance(value, TileRecord):
+        return format_tile(value)
     if isinstance(value, tuple):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
     raise TypeError(f"cannot print attribute value {value!r}")
+
+
+def format_tile(tile: TileRecord) -> str:
+    """`tile<rows 0:25, outputs 0:8, macro 0, array 1, at (0, 16), queue 3>`; unset parts left out."""
+    parts = [f"rows {tile.rows[0]}:{tile.rows[1]}", f"outputs {tile.outputs[0]}:{tile.outputs[1]}"]
+    if tile.placed:
+        parts.append(f"macro {tile.macro}, array {tile.array}, at ({tile.row}, {tile.col})")
+    if tile.queue != UNSET:
+        parts.append(f"queue {tile.queue}")
+    return f"tile<{', '.join(parts)}>"
 
 
 def _format_float(value: float) -> str:

@@ -211,7 +211,7 @@ def readout_exp_shape(types, attrs):
 
 EMPTY_MAP = Weight.of(np.zeros(0, dtype=np.int64))  # a crossbar's row/col map before tiling
 DRIVES = ("unset", "binary", "bit_serial")
-TILE_FIELDS = ("tile_macro", "tile_array", "tile_row", "tile_col", "tile_slot")  # one per tile
+EMPTY_CELLS = Weight.of(np.zeros((0, 0), dtype=np.float64))  # a crossbar's pairs before map-pairs
 
 
 def masked_weight_shape(types, attrs):
@@ -246,6 +246,7 @@ def crossbar_shape(types, attrs):
     )
     _require(mask.shape == formed.shape and mask.dtype == "bool", f"crossbar mask {mask} bad")
     _check_drive(attrs)
+    _check_pairs(attrs)
     _check_tiles(attrs)
     return (TensorType((formed.shape[1], x.shape[0]), x.dtype),)
 
@@ -259,17 +260,27 @@ def _check_drive(attrs):
     _require(attrs["us_per_unit"] > 0, "crossbar us_per_unit must be positive")
 
 
-def _check_ranges(attrs, name, length):
-    ranges = attrs[name]
-    _require(len(ranges) % 2 == 0, f"crossbar {name} holds (start, stop) pairs")
-    ok = all(0 <= a < b <= length for a, b in zip(ranges[::2], ranges[1::2], strict=True))
-    _require(ok, f"crossbar {name} ranges must lie in [0, {length}] and be non-empty")
-    return len(ranges) // 2
+def _check_pairs(attrs):
+    encoded = attrs["encoding"] != "unset"
+    for name in ("g_pos_us", "g_neg_us"):
+        cells = attrs[name].type
+        if not encoded:
+            _require(cells.size == 0, f"crossbar {name} is set only with its pair encoding")
+            continue
+        want = TensorType(attrs["formed"].type.shape, "f64")
+        _require(cells == want, f"crossbar {name} {cells} must be {want}, one cell per weight")
 
 
 def _check_tiles(attrs):
-    tiles = _check_ranges(attrs, "tile_rows", attrs["row_map"].type.size)
-    outputs = _check_ranges(attrs, "tile_outputs", attrs["col_map"].type.size)
-    _require(tiles == outputs, "crossbar tile_rows and tile_outputs need one range per tile")
-    for name in TILE_FIELDS:
-        _require(len(attrs[name]) in (0, tiles), f"crossbar {name} needs one entry per tile")
+    tiles = attrs["tiles"]
+    rows, outputs = attrs["row_map"].type.size, attrs["col_map"].type.size
+    for tile in tiles:
+        (r0, r1), (o0, o1) = tile.rows, tile.outputs
+        _require(0 <= r0 < r1 <= rows, f"crossbar tile rows {r0}:{r1} must lie in [0, {rows}]")
+        _require(0 <= o0 < o1 <= outputs, f"crossbar tile outputs {o0}:{o1} outside [0, {outputs}]")
+        _require(tile.placed or tile.queue < 0, "a crossbar tile is placed before it is queued")
+        where = (tile.macro, tile.array, tile.row, tile.col)
+        _require(min(where) >= 0 or not tile.placed, f"crossbar tile place {where} is negative")
+        _require(tile.queue >= -1, f"crossbar tile queue {tile.queue} is negative")
+    for name, flags in (("placed", {t.placed for t in tiles}), ("queued", {t.queue >= 0 for t in tiles})):
+        _require(len(flags) <= 1, f"crossbar tiles are {name} all together or not at all")

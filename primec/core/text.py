@@ -29,6 +29,7 @@ from primec.core.ir import (
     numpy_dtype,
 )
 from primec.core.ops import OPS, REQUIRED
+from primec.core.tiletext import read_tile
 from primec.core.printer import format_node, format_value, graph_lines, node_line, print_graph
 from primec.core.tokens import ParseError, _Tokens
 from primec.errors import PrimecError
@@ -248,6 +249,8 @@ class _Parser:
             return lexeme == "true"
         if kind == "ident" and lexeme == "weight":
             return self.weight_ref()
+        if kind == "ident" and lexeme == "tile":
+            return read_tile(self.t, self.integer)
         if lexeme == "[":
             t.pos += 1
             items = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from primec.core.ir import Node
+from primec.core.ir import Node, TileRecord
 from primec.errors import PrimecError
 from primec.hardware.geometry import PAIR
 from primec.hardware.target import Target
@@ -94,28 +94,19 @@ def tile_ranges(rows: int, outputs: int, target: Target) -> list[TileRange]:
     ]
 
 
-def ranges_of(tile_rows: tuple[int, ...], tile_outputs: tuple[int, ...]) -> list[TileRange]:
-    """A crossbar's tile ranges from its `tile_rows` and `tile_outputs` attributes."""
-    pairs = zip(tile_rows[::2], tile_rows[1::2], tile_outputs[::2], tile_outputs[1::2], strict=True)
-    return list(pairs)
-
-
-def range_attrs(ranges: list[TileRange]) -> dict[str, tuple[int, ...]]:
-    """`tile_rows` and `tile_outputs` attributes of tile ranges."""
-    return {
-        "tile_rows": tuple(v for r in ranges for v in r[:2]),
-        "tile_outputs": tuple(v for r in ranges for v in r[2:]),
-    }
+def tile_records(ranges: list[TileRange]) -> tuple[TileRecord, ...]:
+    """The IR records of tile ranges, not placed yet."""
+    return tuple(TileRecord((r0, r1), (c0, c1)) for r0, r1, c0, c1 in ranges)
 
 
 @dataclass(frozen=True)
 class PlacedTile:
-    """One placed tile of a crossbar, as a backend executes it (docs/mapping.md).
+    """One placed tile of a crossbar, decoded from its `TileRecord` (docs/mapping.md).
 
-        Physical row `row + i` of the array is driven with crossbar input row `rows[i]`; the pair of
-        columns (col + 2j, col + 2j + 1) = (G+, G-) holds output `outputs[j]`. Tiles are listed in
-        accumulation order; `queue_index` is the tile's place in its array's read queue (IR attribute
-    `tile_slot`; -1 before schedule). A `Slot`, by contrast, is a position on an array.
+    Physical row `row + i` of the array is driven with crossbar input row `rows[i]`; the pair at
+    column `PAIR.column(col, j)` holds output `outputs[j]`. Tiles are listed in accumulation
+    order; `queue` is the tile's read-queue index (-1 before schedule). A `Slot`, by contrast,
+    is a position on an array.
     """
 
     index: int
@@ -125,31 +116,27 @@ class PlacedTile:
     array: int
     row: int
     col: int
-    queue_index: int
+    queue: int
 
 
 def placed_tiles(node: Node) -> list[PlacedTile]:
-    """The tiles of a placed `crossbar` node, in accumulation order."""
+    """The tiles of a placed `crossbar` node, in accumulation order: the one decoder of tiles."""
     row_map, col_map = node.attr("row_map").array(), node.attr("col_map").array()
-    ranges = ranges_of(node.attr("tile_rows"), node.attr("tile_outputs"))
-    if len(node.attr("tile_macro")) != len(ranges):
+    tiles = node.attr("tiles")
+    if not all(tile.placed for tile in tiles):
         raise PrimecError(
             f"crossbar {node.outputs[0].name} is not tiled and placed",
             where=f"loc {node.loc}",
             hint="compile through the tile and place passes first",
         )
-    slots = node.attr("tile_slot") or (-1,) * len(ranges)
-    places = zip(
-        node.attr("tile_macro"),
-        node.attr("tile_array"),
-        node.attr("tile_row"),
-        node.attr("tile_col"),
-        slots,
-        strict=True,
-    )
     return [
-        PlacedTile(t, row_map[r0:r1], col_map[c0:c1], *place)
-        for t, ((r0, r1, c0, c1), place) in enumerate(zip(ranges, places, strict=True))
+        PlacedTile(
+            index,
+            row_map[slice(*tile.rows)],
+            col_map[slice(*tile.outputs)],
+            *(tile.macro, tile.array, tile.row, tile.col, tile.queue),
+        )
+        for index, tile in enumerate(tiles)
     ]
 
 

@@ -17,7 +17,7 @@ def layer_row(node: Node) -> dict[str, Any]:
     """One placed crossbar layer: its matrix, tiles, reads and weights."""
     mask = node.attr("mask").array()
     rows, cols = node.attr("row_map").type.size, node.attr("col_map").type.size
-    tiles = len(node.attr("tile_rows")) // 2
+    tiles = len(node.attr("tiles"))
     kept = int(np.count_nonzero(mask))
     positions = node.inputs[0].type.shape[0]
     return {
