@@ -8,8 +8,10 @@ as-formed tiles, the same as `primec.hardware.devicemap.bind_device_map` compute
 With a device map bound to the target (`--device-map`): placement uses only the macros the map
 covers; a tile goes where the fewest stuck cells lie under it among the open arrays (moves are
 listed in the graph meta `placement_moves`, the stuck cells left under tiles in
-`stuck_cells_under_tiles`); and every kept as-formed weight must equal G+ - G- of the cells it
-lands on, within `cells.map_tolerance_us`, or the pass names the first that does not.
+`stuck_cells_under_tiles`); every kept as-formed weight must equal G+ - G- of the cells it
+lands on, within `cells.map_tolerance_us`, or the pass names the first that does not; and the
+kept as-formed pairs' conductances (`g_pos_us`, `g_neg_us`) become those measured cells, the
+one refinement of map-pairs' decision that needs to know where a pair lands.
 
 Requires: a verified graph after tile (every crossbar has its tile grid).
 Ensures: every tile record has its macro, array, row and col (a tile split over arrays becomes
@@ -24,7 +26,7 @@ import math
 
 import numpy as np
 
-from primec.core.ir import Graph, Node, TileRecord, sorted_attrs
+from primec.core.ir import Graph, Node, TileRecord, Weight, sorted_attrs
 from primec.core.rewrite import layer_name, with_attrs
 from primec.errors import PrimecError
 from primec.hardware.choices import NO_CHOICES, Choices
@@ -58,7 +60,7 @@ def run(graph: Graph, target: Target, choices: Choices = NO_CHOICES) -> Graph:
     if device_map is not None:
         for i, node in enumerate(layers):
             _check_cells(node, i, layout, device_map, target)
-    placed = {id(node): _placed(node, i, layout) for i, node in enumerate(layers)}
+    placed = {id(node): _placed(node, i, layout, device_map) for i, node in enumerate(layers)}
     nodes = tuple(placed.get(id(node), node) for node in graph.nodes)
     meta = dict(graph.meta) | {
         "arrays_used": layout.arrays_used,
@@ -97,12 +99,31 @@ def _pieces(node: Node, index: int, layout: Layout):
             yield (r0, r1, first, first + piece.pairs), piece.slot
 
 
-def _placed(node: Node, index: int, layout: Layout) -> Node:
+def _placed(node: Node, index: int, layout: Layout, chip: DeviceMap | None) -> Node:
     tiles = tuple(
         TileRecord((r0, r1), (c0, c1), slot.macro, slot.array, slot.row, slot.col)
         for (r0, r1, c0, c1), slot in _pieces(node, index, layout)
     )
+    if chip is not None and node.attr("mode") == "as_formed":
+        node = _measured_pairs(node, index, layout, chip)
     return with_attrs(node, tiles=tiles)
+
+
+def _measured_pairs(node: Node, index: int, layout: Layout, chip: DeviceMap) -> Node:
+    """On a bound chip, a kept as-formed pair *is* the measured cells it lands on (pruned pairs
+    stay reset to g_off, as map-pairs decided)."""
+    mask = node.attr("mask").array()
+    row_map, col_map = node.attr("row_map").array(), node.attr("col_map").array()
+    g_pos, g_neg = (np.array(node.attr(name).array()) for name in ("g_pos_us", "g_neg_us"))
+    for (r0, r1, c0, c1), slot in _pieces(node, index, layout):
+        block = np.ix_(row_map[r0:r1], col_map[c0:c1])
+        rows = chip.g[slot.macro, slot.array, slot.row : slot.row + r1 - r0]
+        cells = rows[:, slot.col : slot.col + PAIR.width(c1 - c0)].astype(np.float64)
+        measured_pos, measured_neg = PAIR.split(cells)
+        kept = mask[block]
+        g_pos[block] = np.where(kept, measured_pos, g_pos[block])
+        g_neg[block] = np.where(kept, measured_neg, g_neg[block])
+    return with_attrs(node, g_pos_us=Weight.of(g_pos), g_neg_us=Weight.of(g_neg))
 
 
 def _describe(move: Move, layers: list[Node]) -> str:

@@ -6,11 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from primec.backends.lower import lower
+from primec.passes import PASSES
 
+from primec.core.ir import Weight
+from primec.core.rewrite import with_attrs
+from primec.core.text import parse_graph
+from primec.core.verify import verify
 from primec.errors import PrimecError
+from primec.hardware.choices import Choices
+from primec.hardware.devicemap import bind_device_map, synth
+from primec.hardware.geometry import PAIR
+from primec.hardware.mapping import placed_tiles
 from primec.hardware.target import DEFAULT_TARGET, load_target
-from primec.pipeline import read_ir
+from primec.nn import prime_nmnist
+from primec.pipeline import BackendOptions, ExitOptions, compile_model, read_ir
 
 GOLDEN = Path(__file__).parent / "golden" / "lower"
 TARGETS = {"tiny_conv": Path(__file__).parent / "golden" / "passes" / "small-target.toml"}
@@ -66,3 +77,77 @@ def test_every_tile_holds_its_weights() -> None:
 def test_unplaced_graph_is_refused() -> None:
     with pytest.raises(PrimecError, match="is not tiled and placed"):
         lower(read_ir(GOLDEN / "not_placed.in.pir"), load_target(DEFAULT_TARGET))
+
+
+HAND = """graph @hand(%x: f32[1,2]) -> (%y: f32[2,1]) {{
+  %y = crossbar(%x) {{formed = weight<f32[2,2] = [0.5, -0.25, 1.0, 0.0]>, mask = weight<bool[2,2] = [1, 1, 1, 0]>, gain = 1.0, mode = "{mode}", kind = "linear", weight_shape = [2, 2], drive = "binary", planes = 1}} : f32[2,1]
+  return %y
+}}
+"""
+
+
+@pytest.mark.parametrize(
+    "mode,scale,g_pos,g_neg",
+    [
+        # largest |w| = 1 in a window of 100 - 0.5 uS: scale 2^floor(log2 99.5) = 64 uS per unit;
+        # G+ = 0.5 + 64 max(w, 0), G- = 0.5 + 64 max(-w, 0); the pruned pair is reset (0.5, 0.5).
+        ("programmed", 64.0, [[32.5, 0.5], [64.5, 0.5]], [[0.5, 16.5], [0.5, 0.5]]),
+        # as formed: centred on the formed mean 25 uS, G+/- = 25 +/- w/2.
+        ("as_formed", 1.0, [[25.25, 24.875], [25.5, 0.5]], [[24.75, 25.125], [24.5, 0.5]]),
+    ],
+)
+def test_map_pairs_decides_the_conductances_by_hand(mode, scale, g_pos, g_neg) -> None:
+    graph = verify(parse_graph(HAND.format(mode=mode)))
+    (node,) = PASSES["map-pairs"](graph, load_target(DEFAULT_TARGET)).nodes
+    assert node.attr("us_per_unit") == scale
+    np.testing.assert_array_equal(node.attr("g_pos_us").array(), g_pos)
+    np.testing.assert_array_equal(node.attr("g_neg_us").array(), g_neg)
+
+
+def test_lower_copies_the_carried_conductances() -> None:
+    """Lowering reads each pair's cells from the IR; it derives nothing from the weights."""
+    graph = read_ir(GOLDEN / "small_conv_snn.in.pir")
+    index, node = next((i, n) for i, n in enumerate(graph.nodes) if n.op == "crossbar")
+    tile = placed_tiles(node)[0]
+    row, output = int(tile.rows[0]), int(tile.outputs[0])
+    g_pos = np.array(node.attr("g_pos_us").array())
+    g_pos[row, output] = 42.0
+    nodes = list(graph.nodes)
+    nodes[index] = with_attrs(node, g_pos_us=Weight.of(g_pos))
+    program = lower(graph.replace(nodes=tuple(nodes)), load_target(DEFAULT_TARGET))
+    cell = program.arrays[(tile.macro, tile.array)][tile.row, PAIR.column(tile.col, 0)]
+    assert cell == 42.0
+
+
+def test_a_bound_chip_lends_its_measured_cells_to_the_artefact(tmp_path: Path) -> None:
+    """As formed on a bound chip, a kept pair is the measured cells it lands on; pruned pairs
+    are reset. (Before map-pairs carried the cells, this compile wrote G = 25 -/+ w/2, which
+    went negative and could not be encoded.)"""
+    target = load_target(DEFAULT_TARGET)
+    chip = synth(target, seed=7, macros=1)
+    model = prime_nmnist(seed=3)
+    bind_device_map(model, chip, target)
+    torch.save(model.state_dict(), tmp_path / "bound.pt")
+    compiled = compile_model(
+        tmp_path / "bound.pt",
+        "prime-nmnist",
+        target=target,
+        log=lambda _: None,
+        choices=Choices(device_map=chip),
+        backend=BackendOptions(("bytecode",), ExitOptions(threshold=0.8)),
+    )
+    assert compiled.artefacts["bytecode"]
+    crossbars = {n.outputs[0].name: n for n in compiled.graph.nodes if n.op == "crossbar"}
+    checked = 0
+    for ins, debug in zip(compiled.program.instrs, compiled.program.debug, strict=True):
+        if type(ins).__name__ != "Read":
+            continue
+        mask = crossbars[debug.value].attr("mask").array()
+        rows, outputs = compiled.program.tensors[ins.rows], compiled.program.tensors[ins.cols]
+        kept = np.repeat(mask[np.ix_(rows, outputs)], 2, axis=1)  # one flag per cell of a pair
+        window = np.s_[ins.row0 : ins.row0 + len(rows), ins.col0 : ins.col0 + 2 * len(outputs)]
+        measured = chip.g[ins.macro, ins.array][window].astype(np.float64)
+        cells = compiled.program.arrays[(ins.macro, ins.array)][window]
+        np.testing.assert_array_equal(cells, np.where(kept, measured, target.cells.g_off_us))
+        checked += int(kept.sum())
+    assert checked > 1000

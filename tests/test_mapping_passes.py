@@ -22,11 +22,13 @@ from primec.passes import PASSES
 
 from primec.core.interpret import run
 from primec.core.ir import Graph
-from primec.core.verify import verify
+from primec.core.printer import format_value, print_graph
+from primec.core.text import parse_graph
+from primec.core.verify import VerifyError, verify
 from primec.errors import PrimecError
 from primec.hardware.mapping import Slot, layer_matrix, matrix_index, placed_tiles
 from primec.hardware.target import load_target
-from primec.pipeline import PASS_PIPELINE
+from primec.pipeline import PASS_PIPELINE, read_ir
 
 TARGET = load_target("prime-40nm-256k")
 RTOL = 1e-9  # float64 summation order only
@@ -138,7 +140,7 @@ from ir_zoo import vgg
 from primec.core.text import print_graph
 from primec.hardware.target import DEFAULT_TARGET, load_target
 from primec.passes import PASSES
-from primec.pipeline import PASS_PIPELINE
+from primec.pipeline import PASS_PIPELINE, read_ir
 graph, target = vgg(width=0.3), load_target(DEFAULT_TARGET)
 for name in PASS_PIPELINE:
     graph = PASSES[name](graph, target)
@@ -289,3 +291,47 @@ def test_random_snns_keep_their_outputs(graph, rows, cols, per_macro, seed) -> N
     crossbars = [node for node in placed.nodes if node.op == "crossbar"]
     used = {(tile.macro, tile.array) for node in crossbars for tile in placed_tiles(node)}
     assert placed.meta_value("arrays_used") == len(used) >= 1
+
+
+def placed_golden() -> Graph:
+    return read_ir(Path(__file__).parent / "golden" / "lower" / "tiny_conv.in.pir")
+
+
+def test_tile_records_print_parse_and_decode_once() -> None:
+    graph = placed_golden()
+    node = next(n for n in graph.nodes if n.op == "crossbar")
+    first = node.attr("tiles")[1]
+    assert format_value(first) == "tile<rows 8:9, outputs 0:3, macro 2, array 0, at (3, 0), queue 0>"
+    assert parse_graph(print_graph(graph), weights=graph_weights(graph)) == graph
+    decoded = placed_tiles(node)[1]
+    row_map, col_map = node.attr("row_map").array(), node.attr("col_map").array()
+    assert (decoded.macro, decoded.array, decoded.row, decoded.col, decoded.queue) == (2, 0, 3, 0, 0)
+    np.testing.assert_array_equal(decoded.rows, row_map[8:9])
+    np.testing.assert_array_equal(decoded.outputs, col_map[0:3])
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        ("tile<rows 8:9,", "tile<rows 8:12,", "tile rows 8:12 must lie in \\[0, 9\\]"),
+        ("outputs 0:3, macro 2, array 0, at (3, 0), queue 0>", "outputs 0:3>", "placed all together"),
+        ("macro 2, array 0, at (3, 0)", "macro 2, array 0, at (-3, 0)", "is negative"),
+        ("at (3, 0), queue 0>", "at (3, 0)>", "queued all together"),
+    ],
+)
+def test_verifier_refuses_broken_tile_records(old: str, new: str, message: str) -> None:
+    graph = placed_golden()
+    text = print_graph(graph)
+    assert old in text
+    with pytest.raises(VerifyError, match=message):
+        verify(parse_graph(text.replace(old, new, 1), weights=graph_weights(graph)))
+
+
+def test_a_tile_is_placed_before_it_is_queued() -> None:
+    text = print_graph(placed_golden()).replace(", macro 2, array 0, at (3, 0), queue 0>", ", queue 0>")
+    with pytest.raises(PrimecError, match="expected 'macro', found 'queue'"):
+        parse_graph(text)
+
+
+def graph_weights(graph: Graph) -> dict:
+    return {digest: w.array() for digest, w in graph.weights().items()}
