@@ -301,11 +301,19 @@ def test_tile_records_print_parse_and_decode_once() -> None:
     graph = placed_golden()
     node = next(n for n in graph.nodes if n.op == "crossbar")
     first = node.attr("tiles")[1]
-    assert format_value(first) == "tile<rows 8:9, outputs 0:3, macro 2, array 0, at (3, 0), queue 0>"
+    assert (
+        format_value(first) == "tile<rows 8:9, outputs 0:3, macro 2, array 0, at (3, 0), queue 0>"
+    )
     assert parse_graph(print_graph(graph), weights=graph_weights(graph)) == graph
     decoded = placed_tiles(node)[1]
     row_map, col_map = node.attr("row_map").array(), node.attr("col_map").array()
-    assert (decoded.macro, decoded.array, decoded.row, decoded.col, decoded.queue) == (2, 0, 3, 0, 0)
+    assert (decoded.macro, decoded.array, decoded.row, decoded.col, decoded.queue) == (
+        2,
+        0,
+        3,
+        0,
+        0,
+    )
     np.testing.assert_array_equal(decoded.rows, row_map[8:9])
     np.testing.assert_array_equal(decoded.outputs, col_map[0:3])
 
@@ -314,7 +322,11 @@ def test_tile_records_print_parse_and_decode_once() -> None:
     "old,new,message",
     [
         ("tile<rows 8:9,", "tile<rows 8:12,", "tile rows 8:12 must lie in \\[0, 9\\]"),
-        ("outputs 0:3, macro 2, array 0, at (3, 0), queue 0>", "outputs 0:3>", "placed all together"),
+        (
+            "outputs 0:3, macro 2, array 0, at (3, 0), queue 0>",
+            "outputs 0:3>",
+            "placed all together",
+        ),
         ("macro 2, array 0, at (3, 0)", "macro 2, array 0, at (-3, 0)", "is negative"),
         ("at (3, 0), queue 0>", "at (3, 0)>", "queued all together"),
     ],
@@ -328,7 +340,9 @@ def test_verifier_refuses_broken_tile_records(old: str, new: str, message: str) 
 
 
 def test_a_tile_is_placed_before_it_is_queued() -> None:
-    text = print_graph(placed_golden()).replace(", macro 2, array 0, at (3, 0), queue 0>", ", queue 0>")
+    text = print_graph(placed_golden()).replace(
+        ", macro 2, array 0, at (3, 0), queue 0>", ", queue 0>"
+    )
     with pytest.raises(PrimecError, match="expected 'macro', found 'queue'"):
         parse_graph(text)
 

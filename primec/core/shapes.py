@@ -282,5 +282,8 @@ def _check_tiles(attrs):
         where = (tile.macro, tile.array, tile.row, tile.col)
         _require(min(where) >= 0 or not tile.placed, f"crossbar tile place {where} is negative")
         _require(tile.queue >= -1, f"crossbar tile queue {tile.queue} is negative")
-    for name, flags in (("placed", {t.placed for t in tiles}), ("queued", {t.queue >= 0 for t in tiles})):
+    for name, flags in (
+        ("placed", {t.placed for t in tiles}),
+        ("queued", {t.queue >= 0 for t in tiles}),
+    ):
         _require(len(flags) <= 1, f"crossbar tiles are {name} all together or not at all")

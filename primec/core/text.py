@@ -29,8 +29,8 @@ from primec.core.ir import (
     numpy_dtype,
 )
 from primec.core.ops import OPS, REQUIRED
-from primec.core.tiletext import read_tile
 from primec.core.printer import format_node, format_value, graph_lines, node_line, print_graph
+from primec.core.tiletext import read_tile
 from primec.core.tokens import ParseError, _Tokens
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_bytes, atomic_write_text, npz_bytes

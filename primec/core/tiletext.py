@@ -1,8 +1,8 @@
 """The text form of a `TileRecord` attribute value, read back (the printer writes it):
 
-    tile<rows 0:25, outputs 0:8>                                        after tile
-    tile<rows 0:25, outputs 0:8, macro 0, array 1, at (0, 16)>          after place
-    tile<rows 0:25, outputs 0:8, macro 0, array 1, at (0, 16), queue 3> after schedule
+tile<rows 0:25, outputs 0:8>                                        after tile
+tile<rows 0:25, outputs 0:8, macro 0, array 1, at (0, 16)>          after place
+tile<rows 0:25, outputs 0:8, macro 0, array 1, at (0, 16), queue 3> after schedule
 """
 
 from __future__ import annotations
