@@ -16,6 +16,7 @@ from typing import Any
 from primec.backends import BACKENDS, Encoded
 from primec.backends.lower import lower
 from primec.backends.program import Program
+from primec.backends.verify import verify_program
 from primec.core.ir import Graph
 from primec.core.passmanager import PassManager, PassOptions, PassRecord
 from primec.core.text import read_graph_file
@@ -212,7 +213,9 @@ def compile_model(
     started = time.perf_counter()
     done = BackendRun()
     stages = dict(PASSES) | backend_stages(backend, done)
-    manager = PassManager(stages, options, log, user_facing=BACKEND_STAGES)
+    manager = PassManager(
+        stages, options, log, user_facing=BACKEND_STAGES, verifiers={Program: verify_program}
+    )
     manager.check_names(PASS_PIPELINE + BACKEND_STAGES, FRONTEND_STAGES)
     graph, kind = frontend(path, arch, trust_pickle, log)
     manager.stage_done("import", graph)

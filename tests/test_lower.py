@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from primec.backends.isa import EndStep, ExitTest
 from primec.backends.lower import lower
+from primec.backends.program import DebugEntry, Program
+from primec.backends.verify import ProgramError, verify_program
 from primec.passes import PASSES
 
 from primec.core.ir import Weight
+from primec.core.passmanager import PassFailed, PassManager, PassOptions
 from primec.core.rewrite import with_attrs
 from primec.core.text import parse_graph
 from primec.core.verify import verify
@@ -151,3 +156,82 @@ def test_a_bound_chip_lends_its_measured_cells_to_the_artefact(tmp_path: Path) -
         np.testing.assert_array_equal(cells, np.where(kept, measured, target.cells.g_off_us))
         checked += int(kept.sum())
     assert checked > 1000
+
+
+def golden_program():
+    return lower(read_ir(GOLDEN / "small_conv_snn.in.pir"), load_target(DEFAULT_TARGET))
+
+
+def first_read(program) -> int:
+    return next(i for i, ins in enumerate(program.instrs) if type(ins).__name__ == "Read")
+
+
+def broken(program, index: int, instr=None, debug=None):
+    """The program with instruction `index` (or its debug entry) replaced."""
+    instrs, entries = list(program.instrs), list(program.debug)
+    instrs[index] = instr or instrs[index]
+    entries[index] = debug or entries[index]
+    return dataclasses.replace(program, instrs=tuple(instrs), debug=tuple(entries))
+
+
+def test_lowered_programs_verify() -> None:
+    program = golden_program()
+    assert verify_program(program) is program
+
+
+def test_verifier_shows_the_instruction_and_its_ir_node() -> None:
+    program = golden_program()
+    index = first_read(program)
+    read = program.instrs[index]
+    bad = broken(program, index, dataclasses.replace(read, planes=0))
+    with pytest.raises(ProgramError) as caught:
+        verify_program(bad, "after pass lower")
+    error = caught.value
+    assert "needs 1..32 bit planes" in error.message
+    entry = program.debug[index]
+    assert error.where == (
+        f"after pass lower: instruction {index} (from %{entry.value} = crossbar, loc {entry.loc})"
+    )
+    marked = next(line for line in error.context.splitlines() if line.startswith("> "))
+    assert marked.startswith(f">  {index:3d}  read") and f"// %{entry.value} = crossbar" in marked
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ("no debug", "has no debug entry to its IR node"),
+        ("end early", "ends the step before its last"),
+        ("exit elsewhere", "exit_test reads buffer"),
+        ("unknown buffer", "names buffer 9999"),
+        ("off the array", "fall outside the 512 x 512 array"),
+    ],
+)
+def test_verifier_refuses_hand_broken_programs(change: str, message: str) -> None:
+    program = golden_program()
+    index, last = first_read(program), len(program.instrs) - 2
+    read = program.instrs[index]
+    cases = {
+        "no debug": lambda: broken(program, index, debug=DebugEntry("", "crossbar", "")),
+        "end early": lambda: broken(program, index, EndStep()),
+        "exit elsewhere": lambda: broken(program, last, ExitTest(program.readout + 1)),
+        "unknown buffer": lambda: broken(program, index, dataclasses.replace(read, src=9999)),
+        "off the array": lambda: broken(program, index, dataclasses.replace(read, row0=510)),
+    }
+    with pytest.raises(ProgramError, match=message):
+        verify_program(cases[change]())
+
+
+def test_pass_manager_verifies_the_instruction_ir_after_a_backend_stage() -> None:
+    program = golden_program()
+    bad = broken(program, first_read(program), EndStep())
+    manager = PassManager(
+        {"lower": lambda graph, target, choices: bad}, verifiers={Program: verify_program}
+    )
+    with pytest.raises(PassFailed, match="pass lower produced an ill-formed program"):
+        manager.run(read_ir(GOLDEN / "small_conv_snn.in.pir"), ["lower"])
+    unchecked = PassManager(
+        {"lower": lambda graph, target, choices: bad},
+        PassOptions(verify=False),
+        verifiers={Program: verify_program},
+    )
+    assert unchecked.run(None, ["lower"]).value is bad

@@ -68,8 +68,12 @@ class PassManager:
         options: PassOptions | None = None,
         log: Callable[[str], None] = print,
         user_facing: Sequence[str] = (),
+        verifiers: dict[type, Callable[[Any, str], Any]] | None = None,
     ) -> None:
         self.registry = registry
+        # The verifier of each kind of value a stage leaves: the graph's, and those the
+        # pipeline adds (the instruction IR's); a value of another kind is not verified.
+        self.verifiers = {Graph: _verify_graph} | (verifiers or {})
         self.options = options or PassOptions()
         self.log = log
         # Stages whose errors are about the user's inputs (data files, exit options): their
@@ -146,12 +150,14 @@ class PassManager:
         except Exception as exc:
             raise PassFailed(f"pass {name} failed{history}: {type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - started
-        if self.options.verify and isinstance(new, Graph):
+        check = self.verifiers.get(type(new))
+        if self.options.verify and check is not None:
             try:
-                verify(new, source=f"after pass {name}")
-            except VerifyError as exc:
+                check(new, f"after pass {name}")
+            except PrimecError as exc:
+                kind = type(new).__name__.lower()
                 raise PassFailed(
-                    f"pass {name} produced an ill-formed graph{history}:\n{exc}"
+                    f"pass {name} produced an ill-formed {kind}{history}:\n{exc}"
                 ) from exc
         changed = not same(new, value)
         self.records.append(PassRecord(name, changed, seconds))
@@ -159,6 +165,10 @@ class PassManager:
             self.log(f"pass {name}: {seconds * 1000:.1f} ms{'' if changed else ' (no change)'}")
         self.observe(name, new)
         return new
+
+
+def _verify_graph(graph: Graph, source: str) -> Graph:
+    return verify(graph, source=source)
 
 
 def around(value: Any, where: str) -> str:
