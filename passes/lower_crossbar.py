@@ -19,6 +19,8 @@ The weight nodes are left for `dce`. Outputs change only by the order of floatin
 
 from __future__ import annotations
 
+import logging
+
 from primec.core.ir import Graph, Node, Value, Weight, sorted_attrs
 from primec.core.rewrite import Namer, constant, result
 from primec.errors import PrimecError
@@ -27,6 +29,7 @@ from primec.hardware.mapping import layer_matrix
 from primec.hardware.target import Target
 
 LAYERS = ("conv2d", "conv_transpose2d", "linear")
+log = logging.getLogger(__name__)
 
 
 def run(graph: Graph, target: Target | None = None, choices: Choices = NO_CHOICES) -> Graph:
@@ -55,13 +58,27 @@ def _source(node: Node, producers: dict, users: dict) -> tuple[Value, Node | Non
     if owns_flatten and len(users[x.name]) == 1:
         x = flatten.inputs[0]
     else:
+        if owns_flatten:
+            _declined(node, f"flatten %{x.name} stays: it has other users")
         flatten = None
     pool = producers.get(x.name)
-    if pool is None or pool.op != "avg_pool2d" or len(users[x.name]) != 1:
+    if pool is None or pool.op != "avg_pool2d":
+        return x, None, flatten
+    if len(users[x.name]) != 1:
+        _declined(node, f"average pool %{x.name} stays digital: it has other users")
         return x, None, flatten
     kh, kw = pool.attr("kernel")
-    power_of_two = (kh * kw) & (kh * kw - 1) == 0
-    return x, pool if power_of_two else None, flatten
+    if (kh * kw) & (kh * kw - 1) != 0:
+        _declined(
+            node,
+            f"average pool %{x.name} stays digital: its {kh}x{kw} window's 1/{kh * kw} is not exact",
+        )
+        return x, None, flatten
+    return x, pool, flatten
+
+
+def _declined(node: Node, why: str) -> None:
+    log.debug("%s -> %%%s: %s", node.op, node.outputs[0].name, why)
 
 
 def _sum_pool(pool: Node, namer: Namer, renamed: dict[str, Value]) -> Node:

@@ -142,14 +142,16 @@ def _out_of_arrays(
     per_macro = target.chip.arrays_per_macro
     cells = sum(t.rows * t.cols for t in tiles)
     tile = full.tile
+    layer = layers[tile.layer]
     macros = math.ceil(needed / per_macro)
     limit = choices.macro_limit(target)
     raise PrimecError(
-        f"layer {layer_name(layers[tile.layer])} does not fit: its tile {tile.index} "
+        f"layer {layer_name(layer)} does not fit: its tile {tile.index} "
         f"({tile.rows} x {tile.cols} cells) finds no free array. Limit: {limit} "
         f"macro(s) ({choices.limit_reason(target)}) = {limit * per_macro} array(s) of "
         f"{target.array.rows} x {target.array.cols} cells; the model needs {macros} macros "
         f"({needed} arrays for {cells:,} cells)",
+        where=f"node crossbar -> %{layer.outputs[0].name}, loc {layer.loc}",
         hint=f"allow at least {macros} macros",
     )
 
@@ -193,6 +195,7 @@ def _mismatch(node: Node, bad: list[tuple], chip: DeviceMap, tolerance: float) -
         f"macro {slot.macro}, array {slot.array}, row {row}, columns {col}/{col + 1} hold "
         f"G+ - G- = {g_pos:.6g} - {g_neg:.6g} = {g_pos - g_neg:.6g} uS (tolerance {tolerance} uS); "
         f"{len(bad)} kept weight(s) of this layer differ",
+        where=f"node crossbar -> %{node.outputs[0].name}, loc {node.loc}",
         hint="bind the model to this device map (primec.nn.bind_device_map) and train again, "
         "or compile without --device-map",
     )

@@ -20,6 +20,7 @@ unchanged up to the order of floating-point sums.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -31,6 +32,8 @@ from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.geometry import PAIR
 from primec.hardware.mapping import tile_ranges, tile_records
 from primec.hardware.target import Target
+
+log = logging.getLogger(__name__)
 
 
 def run(graph: Graph, target: Target, choices: Choices = NO_CHOICES) -> Graph:
@@ -51,6 +54,7 @@ def _tile(node: Node, target: Target) -> Node:
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     else:
         rows, cols = np.arange(mask.shape[0]), np.arange(mask.shape[1])
+        _keeps_emptied(node, mask)
     _check_fits(node, len(rows), len(cols), target)
     return with_attrs(
         node,
@@ -58,6 +62,19 @@ def _tile(node: Node, target: Target) -> Node:
         col_map=Weight.of(cols.astype(np.int64)),
         tiles=tile_records(tile_ranges(len(rows), len(cols), target)),
     )
+
+
+def _keeps_emptied(node: Node, mask: np.ndarray) -> None:
+    """As formed, emptied rows and outputs are not dropped; say so when there are any."""
+    rows, outputs = int((~mask.any(axis=1)).sum()), int((~mask.any(axis=0)).sum())
+    if rows or outputs:
+        log.debug(
+            "layer %s keeps %d emptied row(s) and %d emptied output(s): as formed, its cells "
+            "are where the weights already are",
+            layer_name(node),
+            rows,
+            outputs,
+        )
 
 
 def _check_fits(node: Node, rows: int, outputs: int, target: Target) -> None:

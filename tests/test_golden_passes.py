@@ -9,6 +9,7 @@ committing it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ir_zoo import Net, tiny_conv, tiny_deconv, tiny_mlp
 from primec.passes import PASSES
 
 from primec.core.ir import Graph
+from primec.core.passmanager import PassManager
 from primec.core.text import print_graph, read_graph_file, save_graph
 from primec.core.verify import verify
 from primec.errors import PrimecError
@@ -152,3 +154,23 @@ def test_golden(pass_name: str, case: str, update_golden: bool) -> None:
 def test_every_mapping_pass_has_golden_cases() -> None:
     mapping = PASS_PIPELINE[: PASS_PIPELINE.index("schedule") + 1]
     assert set(mapping) <= {p for p, _ in CASES}
+
+
+ERROR_CASES = sorted(k for k in CASES if (GOLDEN / k[0] / f"{k[1]}.err.txt").exists())
+
+
+def test_every_pass_that_can_fail_has_an_error_case() -> None:
+    assert {name for name, _ in ERROR_CASES} == set(PASS_PIPELINE) - {"dce"}
+
+
+@pytest.mark.parametrize("pass_name,case", ERROR_CASES, ids=lambda v: v)
+def test_errors_inside_every_pass_show_the_ir_around_the_node(pass_name: str, case: str) -> None:
+    graph, _, _ = read_graph_file(GOLDEN / pass_name / f"{case}.in.pir")
+    _, choices = CASES[(pass_name, case)]
+    with pytest.raises(PrimecError) as caught:
+        PassManager(dict(PASSES), log=lambda _: None).run(graph, [pass_name], TARGET, choices)
+    error = caught.value
+    assert error.message.startswith(f"pass {pass_name} failed")
+    value = re.search(r"-> %(\S+?),", error.where).group(1)
+    marked = [line for line in error.context.splitlines() if line.startswith("> ")]
+    assert len(marked) == 1 and marked[0].startswith(f">   %{value} = "), error.context

@@ -7,6 +7,7 @@ pass. A near-threshold count says how close any spike came to flipping.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import subprocess
@@ -26,7 +27,15 @@ from primec.core.printer import format_value, print_graph
 from primec.core.text import parse_graph
 from primec.core.verify import VerifyError, verify
 from primec.errors import PrimecError
-from primec.hardware.mapping import Slot, layer_matrix, matrix_index, placed_tiles
+from primec.hardware.mapping import (
+    AS_FORMED,
+    Slot,
+    Tile,
+    layer_matrix,
+    matrix_index,
+    pack,
+    placed_tiles,
+)
 from primec.hardware.target import load_target
 from primec.pipeline import PASS_PIPELINE, read_ir
 
@@ -349,3 +358,57 @@ def test_a_tile_is_placed_before_it_is_queued() -> None:
 
 def graph_weights(graph: Graph) -> dict:
     return {digest: w.array() for digest, w in graph.weights().items()}
+
+
+def debug_lines(caplog, pass_name: str, graph: Graph, target=TARGET, choices=None) -> list[str]:
+    """The debug log lines one pass writes (what `primec -v` shows)."""
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="primec"):
+        PASSES[pass_name](graph, target, *(() if choices is None else (choices,)))
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_lower_crossbar_says_why_a_pool_stays_digital(caplog) -> None:
+    net = Net("pool3")
+    x = net.b.input("x", (1, 6, 6))
+    s = net.lif("lif", x, keep=0.5, threshold=0.5)
+    p = net.b.op("avg_pool2d", s, loc="pool", kernel=(3, 3), stride=(3, 3))
+    net.b.output(net.conv(p, net.supermask("conv", (2, 1, 2, 2), 0.1), "conv"))
+    graph = PASSES["fold-affine"](PASSES["fold-masks"](net.b.build(), TARGET), TARGET)
+    (line,) = debug_lines(caplog, "lower-crossbar", graph)
+    assert line.endswith(f"average pool %{p.name} stays digital: its 3x3 window's 1/9 is not exact")
+
+
+def test_tile_says_why_an_as_formed_layer_keeps_its_emptied_rows(caplog) -> None:
+    text = HAND_AS_FORMED.replace("[1, 1, 1, 0]", "[1, 1, 0, 0]")  # row 1 emptied
+    graph = PASSES["map-pairs"](verify(parse_graph(text)), TARGET)
+    (line,) = debug_lines(caplog, "tile", graph)
+    assert line == (
+        "layer y keeps 1 emptied row(s) and 0 emptied output(s): as formed, its cells are where "
+        "the weights already are"
+    )
+    tiled = PASSES["tile"](graph, TARGET).nodes[0]
+    assert tiled.attr("row_map").type.size == 2  # and it does keep them
+
+
+def test_place_says_why_it_did_not_avoid_stuck_cells(caplog) -> None:
+    # Three full-width tiles of 200 + 200 + 112 rows fill one array exactly; a stuck cell in row
+    # 0 moves the first down a row, and then the last no longer fits: placement ignores it.
+    tiles = [Tile(0, t, rows, 256, AS_FORMED) for t, rows in enumerate((200, 200, 112))]
+    stuck = np.zeros((1, 512, 512), dtype=np.int64)
+    stuck[0, 0, 0] = 1
+    tables = np.zeros((1, 513, 513), dtype=np.int64)
+    tables[:, 1:, 1:] = stuck.cumsum(axis=1).cumsum(axis=2)
+    with caplog.at_level(logging.DEBUG, logger="primec"):
+        layout = pack(tiles, TARGET, tables, limit=1)
+    assert layout.arrays_used == 1 and layout.stuck_under_tiles == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "stuck cells not avoided: tile 2 of layer 0 then finds no array within 1"
+    ]
+
+
+HAND_AS_FORMED = """graph @hand(%x: f32[1,2]) -> (%y: f32[2,1]) {
+  %y = crossbar(%x) {formed = weight<f32[2,2] = [0.5, -0.25, 1.0, 0.0]>, mask = weight<bool[2,2] = [1, 1, 1, 0]>, gain = 1.0, mode = "as_formed", kind = "linear", weight_shape = [2, 2], drive = "binary", planes = 1} : f32[2,1]
+  return %y
+}
+"""

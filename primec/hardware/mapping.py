@@ -8,6 +8,7 @@ of its zero-dilated input with the flipped kernel: its row (c, p, q) holds w[c, 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from primec.hardware.geometry import PAIR
 from primec.hardware.target import Target
 
 AS_FORMED, PROGRAMMED = 0, 1  # placement groups: as-formed tiles are placed first
+log = logging.getLogger(__name__)
 
 
 def matrix_index(kind: str, shape: tuple[int, ...], groups: int = 1) -> np.ndarray:
@@ -228,8 +230,13 @@ def pack(
     if stuck is not None:
         try:
             return _Packer(target, stuck, limit, avoid=True).run(order)
-        except ArraysFull:
-            pass  # avoiding stuck cells cost the room the model needs: place as without them
+        except ArraysFull as full:
+            log.debug(
+                "stuck cells not avoided: tile %d of layer %d then finds no array within %d",
+                full.tile.index,
+                full.tile.layer,
+                limit,
+            )
     return _Packer(target, stuck, limit, avoid=False).run(order)
 
 
