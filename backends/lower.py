@@ -173,8 +173,8 @@ class _Lowering:
         self.emit(Zero(accumulator, outputs))
         for tile in placed_tiles(node):
             self.read(node, src, accumulator, tile)
-        rows, cols = node.attr("formed").type.shape
-        self.dense_macs += rows * cols * positions
+        rows, outputs = node.attr("formed").type.shape
+        self.dense_macs += rows * outputs * positions
         self.layers.append(_layer_record(node, positions))
         # Same rounding as the model: exact partial sums, then the input scale, then the gain.
         steps = (node.attr("input_scale"), 1.0 / node.attr("us_per_unit"), node.attr("gain"))

@@ -89,12 +89,12 @@ def _scale(node: Node, window: float) -> float:
 
 
 def _too_large(node: Node, kept: np.ndarray, window: float) -> None:
-    row, col = np.unravel_index(int(np.argmax(kept)), kept.shape)
+    row, output = np.unravel_index(int(np.argmax(kept)), kept.shape)
     index = weight_position(
-        node.attr("kind"), node.attr("weight_shape"), node.attr("groups"), int(row), int(col)
+        node.attr("kind"), node.attr("weight_shape"), node.attr("groups"), int(row), int(output)
     )
     raise PrimecError(
-        f"layer {layer_name(node)}: as-formed weight {list(index)} = {float(kept[row, col]):.4g} uS "
+        f"layer {layer_name(node)}: as-formed weight {list(index)} = {float(kept[row, output]):.4g} uS "
         f"exceeds the pair window g_max_us - g_off_us = {window:.4g} uS; no cell pair can hold it",
         where=f"node crossbar -> %{node.outputs[0].name}, loc {node.loc}",
         hint="as-formed weights are in uS; check their units or the target's g_max_us",

@@ -177,7 +177,7 @@ def _check_cells(node: Node, index: int, layout: Layout, chip: DeviceMap, target
 
 
 def _mismatch(node: Node, bad: list[tuple], chip: DeviceMap, tolerance: float) -> None:
-    slot, matrix_row, matrix_col, i, j = bad[0]
+    slot, matrix_row, matrix_output, i, j = bad[0]
     row, col = slot.row + int(i), PAIR.column(slot.col, int(j))
     g_pos, g_neg = (
         float(chip.g[slot.macro, slot.array, row, col + c]) for c in (PAIR.positive, PAIR.negative)
@@ -187,9 +187,9 @@ def _mismatch(node: Node, bad: list[tuple], chip: DeviceMap, tolerance: float) -
         node.attr("weight_shape"),
         node.attr("groups"),
         int(matrix_row),
-        int(matrix_col),
+        int(matrix_output),
     )
-    weight = float(node.attr("formed").array()[matrix_row, matrix_col])
+    weight = float(node.attr("formed").array()[matrix_row, matrix_output])
     raise PrimecError(
         f"layer {layer_name(node)}: weight {list(index)} = {weight:.6g} uS, but its cells at "
         f"macro {slot.macro}, array {slot.array}, row {row}, columns {col}/{col + 1} hold "

@@ -51,16 +51,16 @@ def _tile(node: Node, target: Target) -> Node:
         )
     mask = node.attr("mask").array()
     if node.attr("mode") == "programmed":
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        rows, outputs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     else:
-        rows, cols = np.arange(mask.shape[0]), np.arange(mask.shape[1])
+        rows, outputs = np.arange(mask.shape[0]), np.arange(mask.shape[1])
         _keeps_emptied(node, mask)
-    _check_fits(node, len(rows), len(cols), target)
+    _check_fits(node, len(rows), len(outputs), target)
     return with_attrs(
         node,
         row_map=Weight.of(rows.astype(np.int64)),
-        col_map=Weight.of(cols.astype(np.int64)),
-        tiles=tile_records(tile_ranges(len(rows), len(cols), target)),
+        col_map=Weight.of(outputs.astype(np.int64)),
+        tiles=tile_records(tile_ranges(len(rows), len(outputs), target)),
     )
 
 

@@ -68,9 +68,9 @@ def matrix_shape(kind: str, shape: tuple[int, ...], groups: int = 1) -> tuple[in
     return shape[0] * shape[2] * shape[3], shape[1] * groups
 
 
-def weight_position(kind: str, shape: tuple[int, ...], groups: int, row: int, col: int) -> tuple:
-    """The weight-tensor index of matrix entry (row, col), for messages."""
-    flat = int(matrix_index(kind, shape, groups)[row, col])
+def weight_position(kind: str, shape: tuple[int, ...], groups: int, row: int, output: int) -> tuple:
+    """The weight-tensor index of matrix entry (row, output), for messages."""
+    flat = int(matrix_index(kind, shape, groups)[row, output])
     return tuple(int(i) for i in np.unravel_index(flat, shape))
 
 
