@@ -15,9 +15,8 @@ one refinement of map-pairs' decision that needs to know where a pair lands.
 
 Requires: a verified graph after tile (every crossbar has its tile grid).
 Ensures: every tile record has its macro, array, row and col (a tile split over arrays becomes
-one record per piece); graph meta has
-arrays_used and macros_used; running out of arrays names the layer, the limit and the amount the
-model needs. Outputs are unchanged.
+one record per piece); graph meta has arrays_used and macros_used; running out of arrays names
+the layer, the limit and the amount the model needs. Outputs are unchanged.
 """
 
 from __future__ import annotations

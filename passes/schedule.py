@@ -4,15 +4,15 @@ The step's nodes form a dataflow DAG (networkx); its topological generations are
 which work can start. Nodes are reordered by generation (stable within one), so every layer runs
 as soon as its inputs exist. Crossbars of one generation are independent: they form one *phase*
 and run together, one queue per array; a tile record's `queue` is its read-queue index, its
-place in its array's queue (node order, then tile order). A tile read costs positions x planes array reads. As each read
-finishes, the periphery adds the tile's partial sums into the layer's outputs in tile order (row
-block ascending, docs/mapping.md), then applies input_scale; affines, neuron updates and
-readouts follow in node order.
+place in its array's queue (node order, then tile order). A tile read costs positions x planes
+array reads. As each read finishes, the periphery adds the tile's partial sums into the layer's
+outputs in tile order (row block ascending, docs/mapping.md), then applies input_scale;
+affines, neuron updates and readouts follow in node order.
 
 Requires: a verified graph after place (every tile has its array).
 Ensures: nodes in generation order; every crossbar has `phase` and every tile its `queue`;
-graph meta `phases`, `reads_per_timestep` (array reads) and `read_cycles_per_timestep` (the longest array
-queue of each phase, summed). Outputs are unchanged.
+graph meta `phases`, `reads_per_timestep` (array reads) and `read_cycles_per_timestep` (the
+longest array queue of each phase, summed). Outputs are unchanged.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ Which rows and outputs are kept (`row_map`, `col_map`):
                 never driven; it still occupies its cells.
 
 Requires: a verified graph after map-pairs (every crossbar has its encoding).
-Ensures: every crossbar has row_map, col_map and its `tiles` (rows and outputs of each); a layer whose tiles
-need more cells than all arrays of the target hold is refused with the numbers; outputs are
-unchanged up to the order of floating-point sums.
+Ensures: every crossbar has row_map, col_map and `tiles`, one record per tile with its rows and
+outputs; a layer whose tiles need more cells than all arrays of the target hold is refused with
+the numbers; outputs are unchanged up to the order of floating-point sums.
 """
 
 from __future__ import annotations
