@@ -32,7 +32,8 @@ class Program:
     `buffers[i]` is buffer i's per-sample shape; `inputs` are the step inputs' buffers; `states`
     pairs each state buffer with the buffer that holds its next value; `outputs` are the step
     outputs (the readout first). `arrays` maps (macro, array) to its cell conductances
-    [rows, cols] in uS: pair j of a tile at column c0 is (G+, G-) = columns (c0 + 2j, c0 + 2j + 1).
+    [rows, cols] in uS, as map-pairs decided them: pair j of a tile whose first column is c0
+    sits at `PAIR.column(c0, j)` (`primec.hardware.geometry`: G+ there, G- in the next column).
     """
 
     name: str

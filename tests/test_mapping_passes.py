@@ -338,6 +338,7 @@ def test_tile_records_print_parse_and_decode_once() -> None:
         ),
         ("macro 2, array 0, at (3, 0)", "macro 2, array 0, at (-3, 0)", "is negative"),
         ("at (3, 0), queue 0>", "at (3, 0)>", "queued all together"),
+        ("tile<rows 8:9,", "tile<rows 7:9,", "tiles hold 30 of the 9 x 3 mapped weights"),
     ],
 )
 def test_verifier_refuses_broken_tile_records(old: str, new: str, message: str) -> None:

@@ -287,3 +287,9 @@ def _check_tiles(attrs):
         ("queued", {t.queue >= 0 for t in tiles}),
     ):
         _require(len(flags) <= 1, f"crossbar tiles are {name} all together or not at all")
+    area = sum((t.rows[1] - t.rows[0]) * (t.outputs[1] - t.outputs[0]) for t in tiles)
+    _require(
+        not tiles or area == rows * outputs,
+        f"crossbar tiles hold {area} of the {rows} x {outputs} mapped weights; they must hold "
+        "each exactly once",
+    )
