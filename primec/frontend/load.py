@@ -30,6 +30,7 @@ from torch import nn
 
 from primec.archive import UntrustedZip
 from primec.errors import PrimecError
+from primec.frontend import frameworks
 from primec.frontend.inert import Archive, read_torchscript
 from primec.frontend.problems import first_line, pickle_refusal
 from primec.frontend.pt2 import check_archive, load_checked
@@ -189,7 +190,9 @@ def _with_arch(
             where=str(path),
             hint=f"built-in architectures: {', '.join(ARCHS)}; or --arch FILE.py:factory",
         )
-    net = build_arch(arch)
+    net = build_arch(arch, state_dict, path)
+    if getattr(net, "framework", None):
+        return Source(f"{kind} + --arch {arch} (a {net.framework} model)", path, module=net)
     problems = mismatches(net, state_dict)
     if problems:
         raise PrimecError(
@@ -207,8 +210,14 @@ def _same_file(path: Path, other: Path) -> bool:
     return hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(other.read_bytes()).digest()
 
 
-def build_arch(arch: str) -> SNN:
-    """The network an --arch names: a built-in, or FILE.py:factory called without arguments."""
+def build_arch(
+    arch: str, weights: Mapping[str, torch.Tensor] | None = None, path: Path | None = None
+) -> SNN:
+    """The network an --arch names: a built-in, or FILE.py:factory called without arguments.
+
+    A factory may return an snnTorch or SpikingJelly model as it is; `weights` (read from
+    `path`) are then loaded into it before it is translated (`frontend.frameworks`).
+    """
     if arch in ARCHS:
         return ARCHS[arch]()
     file, _, factory = arch.rpartition(":")
@@ -218,6 +227,9 @@ def build_arch(arch: str) -> SNN:
             hint=f"built-in architectures: {', '.join(ARCHS)}; or FILE.py:factory",
         )
     net = _call_factory(Path(file), factory)
+    if isinstance(net, nn.Module) and not isinstance(net, SNN) and frameworks.uses_framework(net):
+        problems = mismatches(net, weights) if weights is not None else []
+        return frameworks.from_factory(net, Path(file), weights, problems, f"--arch {arch}", path)
     if not isinstance(net, SNN):
         raise PrimecError(
             f"{factory}() returned a {type(net).__name__}, not a primec.nn.SNN",
