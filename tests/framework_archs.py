@@ -138,3 +138,30 @@ def sj_if(hard: bool = True, step_mode: str = "s") -> nn.Sequential:
 def sj_if_soft_multistep() -> nn.Sequential:
     """IFNode, soft reset, multi-step mode."""
     return sj_if(hard=False, step_mode="m")
+
+
+def _norse(cell, scale: float = 6.0) -> nn.Module:
+    """The Norse tutorial's conv SNN: a SequentialState of torch layers and `cell()`s."""
+    import norse.torch as norse
+
+    layers = _convs(4)
+    with torch.no_grad():  # Norse scales each input by dt/tau_mem (0.1 by default)
+        for layer in layers:
+            if isinstance(layer, nn.Conv2d | nn.Linear):
+                layer.weight.mul_(scale)
+    conv1, pool1, conv2, pool2, flat, fc = layers
+    return norse.SequentialState(conv1, pool1, cell(), conv2, pool2, cell(), flat, fc, cell())
+
+
+def norse_lif() -> nn.Module:
+    """Norse LIFCell, default parameters (dt 1 ms, tau_syn 5 ms, tau_mem 10 ms)."""
+    import norse.torch as norse
+
+    return _norse(norse.LIFCell)
+
+
+def norse_lif_box() -> nn.Module:
+    """Norse LIFBoxCell (no synaptic current)."""
+    import norse.torch as norse
+
+    return _norse(norse.LIFBoxCell, 10.0)

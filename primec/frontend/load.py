@@ -215,7 +215,7 @@ def build_arch(
 ) -> SNN:
     """The network an --arch names: a built-in, or FILE.py:factory called without arguments.
 
-    A factory may return an snnTorch or SpikingJelly model as it is; `weights` (read from
+    A factory may return an snnTorch, SpikingJelly or Norse model as it is; `weights` (read from
     `path`) are then loaded into it before it is translated (`frontend.frameworks`).
     """
     if arch in ARCHS:

@@ -1,10 +1,11 @@
-"""Framework models as they are: an `nn.Sequential` built with snnTorch or SpikingJelly becomes
+"""Framework models as they are: an `nn.Sequential` built with snnTorch, SpikingJelly or Norse becomes
 a `primec.nn.SNN` with the same step semantics, neuron by neuron (docs/from-frameworks.md).
+Norse's `SequentialState` is an `nn.Sequential` too.
 
 A framework is recognised by the Python module its neuron classes come from; none of them is
 imported here, so primec never needs them at run time. Plain torch layers are kept as they
 are; each framework neuron is translated by its framework's module (`snntorch`,
-`spikingjelly`). The time-loop facts the framework module does not hold (input shape,
+`spikingjelly`, `norse`). The time-loop facts the framework module does not hold (input shape,
 timesteps, encoding, readout) come from `PRIMEC_STEP` in the architecture file.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 from torch import nn
 
 from primec.errors import PrimecError
-from primec.frontend.frameworks import snntorch, spikingjelly
+from primec.frontend.frameworks import norse, snntorch, spikingjelly
 from primec.frontend.frameworks.common import Unmodelled
 from primec.nn import SNN, MeanReadout
 from primec.nn.network import INPUT_ENCODINGS
@@ -31,6 +32,7 @@ Translate = Callable[[nn.Module, str], nn.Module]
 FRAMEWORKS: dict[str, tuple[str, dict[str, Translate]]] = {
     "snnTorch": ("snntorch", snntorch.NEURONS),
     "SpikingJelly": ("spikingjelly", spikingjelly.NEURONS),
+    "Norse": ("norse", norse.NEURONS),
 }
 READOUTS = ("spike_count",)
 FACT_KEYS = ("input_shape", "timesteps", "input_encoding", "readout")
@@ -102,7 +104,7 @@ def _translate_sequence(seq: nn.Sequential, prefix: str, where: str) -> nn.Seque
 
 def _translate(module: nn.Module, path: str, where: str) -> nn.Module:
     framework = framework_of(module)
-    if isinstance(module, nn.Sequential) and framework is None:
+    if isinstance(module, nn.Sequential):  # torch's, or a framework's (Norse SequentialState)
         return _translate_sequence(module, f"{path}.", where)
     if framework is None:
         return copy.deepcopy(module)
