@@ -165,3 +165,47 @@ def norse_lif_box() -> nn.Module:
     import norse.torch as norse
 
     return _norse(norse.LIFBoxCell, 10.0)
+
+
+def snntorch_leaky_zero_mlp() -> nn.Sequential:
+    """Zero-reset Leaky MLP on flattened N-Digits frames [2312], for snnTorch's NIR exporter.
+
+    Shaped round the exporter's limits with nir 1.0.8, which fails to infer the types of the
+    convolutions it writes, of a one-value beta (so beta and threshold are per neuron) and of a
+    batch dimension (so there is none to flatten)."""
+    import snntorch as snn
+
+    torch.manual_seed(5)
+    fc1, fc2 = nn.Linear(2 * 34 * 34, 64), nn.Linear(64, 10)
+    with torch.no_grad():
+        fc1.weight.mul_(4.0)
+        fc2.weight.mul_(3.0)
+
+    def cell(size: int, output: bool = False) -> nn.Module:
+        beta, threshold = torch.full((size,), 0.875), torch.ones(size)
+        return snn.Leaky(
+            beta=beta, threshold=threshold, init_hidden=True, output=output, reset_mechanism="zero"
+        )
+
+    return nn.Sequential(fc1, cell(64), fc2, cell(10, output=True))
+
+
+def sj_lif_strided() -> nn.Sequential:
+    """LIFNode (hard reset, decay_input) after strided convolutions, for SpikingJelly's NIR
+    exporter (which writes no max pool)."""
+    from spikingjelly.activation_based import layer, neuron
+
+    torch.manual_seed(6)
+    net = nn.Sequential(
+        layer.Conv2d(2, 8, 5, stride=2),
+        neuron.LIFNode(tau=2.0),
+        layer.Conv2d(8, 16, 3, stride=2),
+        neuron.LIFNode(tau=2.0),
+        layer.Flatten(),
+        layer.Linear(16 * 7 * 7, 10),
+        neuron.LIFNode(tau=2.0),
+    )
+    with torch.no_grad():
+        for index, scale in ((0, 4.0), (2, 8.0), (5, 16.0)):
+            net[index].weight.mul_(scale)
+    return net

@@ -32,6 +32,7 @@ from primec.archive import UntrustedZip
 from primec.errors import PrimecError
 from primec.frontend import frameworks
 from primec.frontend.inert import Archive, read_torchscript
+from primec.frontend.nir_io import NirOptions, is_hdf5, read_nir
 from primec.frontend.problems import first_line, pickle_refusal
 from primec.frontend.pt2 import check_archive, load_checked
 from primec.frontend.to_onnx import StepFacts
@@ -40,7 +41,8 @@ from primec.nn.network import STEP_FACTS_FILE
 
 ACCEPTED = (
     "a state_dict .pt (with --arch), a torch.export .pt2 of the step, a TorchScript archive, "
-    "an ONNX file in primec's convention, or a pickled primec.nn.SNN (with --trust-pickle)"
+    "an ONNX file in primec's convention, a NIR graph (with --dt), or a pickled primec.nn.SNN "
+    "(with --trust-pickle)"
 )
 _CHECKPOINT_WRAPPERS = ("state_dict", "model_state_dict", "model")
 
@@ -57,11 +59,20 @@ class Source:
     onnx: onnx.ModelProto | None = None
 
 
-def load(path: str | Path, arch: str | None = None, trust_pickle: bool = False) -> Source:
-    """Recognise and read a model file; raise one clear `PrimecError` on anything wrong."""
+def load(
+    path: str | Path,
+    arch: str | None = None,
+    trust_pickle: bool = False,
+    nir: NirOptions | None = None,
+) -> Source:
+    """Recognise and read a model file; raise one clear `PrimecError` on anything wrong.
+
+    A NIR file needs `nir` (its dt, at least)."""
     path = Path(path)
     if not path.is_file():
         raise PrimecError("no such file", where=str(path))
+    if is_hdf5(path):
+        return Source("NIR graph (HDF5)", path, module=read_nir(path, nir))
     readers = {
         "onnx": _read_onnx,
         "pt2": _read_pt2,
