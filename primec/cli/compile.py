@@ -133,8 +133,7 @@ def compile(
     """Compile MODEL through the frontend, the passes and (for an artefact) the backend.
 
     \b
-    MODEL: a .pt state_dict (with --arch), .pt2, TorchScript archive, ONNX file, .pir IR file or
-    NIR graph (.nir, with --dt).
+    MODEL: a .pt state_dict (with --arch), .pt2, TorchScript, ONNX, .pir IR or NIR (with --dt).
     Examples:
       primec compile model.pt --arch prime-nmnist --stop-after import --dump-dir ir/
       primec compile step.pir --emit ir -o out.pir --print-after dce
@@ -157,18 +156,8 @@ def compile(
     target, choices = resolve_target(target_spec, device_map, max_macros, input_bits)
     emits = tuple(e for e in (emit,) if e in BACKENDS)
     backend = BackendOptions(emits, exits) if emits or calibrate else None
-    nir = nir_options(kwargs)
-    result = compile_model(
-        Path(model),
-        arch,
-        trust_pickle,
-        pass_options(kwargs),
-        target,
-        click.echo,
-        choices,
-        backend,
-        nir,
-    )
+    run = (Path(model), arch, trust_pickle, pass_options(kwargs), target, click.echo, choices)
+    result = compile_model(*run, backend, nir_options(kwargs))
     mapping = mapping_report(result.graph, target)
     extra = _backend_outputs(result, exits, emit, output)
     if emit == "ir":
