@@ -45,3 +45,21 @@ def as_dtype(net: nn.Module, dtype: torch.dtype) -> nn.Module:
         if isinstance(layer, nn.Conv2d | nn.Linear):
             layer.register_forward_pre_hook(lambda _, args: (args[0].to(dtype),))
     return net
+
+
+def assert_output_spikes_equal(
+    name: str,
+    build: Callable[[], nn.Module],
+    reference: Callable[[str, np.ndarray, torch.dtype], np.ndarray],
+    x: np.ndarray,
+    folder: Path,
+) -> None:
+    """Compile the framework model, simulate it on x, and require the output spikes of every
+    step to equal the framework's own forward pass (`reference`) in float64 and float32."""
+    torch.set_num_threads(1)
+    simulated = simulated_output_spikes(compile_framework(name, build, folder), x)
+    for dtype in (torch.float64, torch.float32):
+        expected = reference(name, x, dtype)
+        assert 0.05 < expected.mean() < 0.9, "the model must spike, or the test proves nothing"
+        flips = int((simulated.reshape(expected.shape) != expected).sum())
+        assert flips == 0, f"{name}: {flips} of {expected.size} output spikes differ ({dtype})"

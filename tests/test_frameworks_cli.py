@@ -71,31 +71,27 @@ def test_state_dict_of_neither_kind(tmp_path) -> None:
     assert not out.exists()
 
 
-def test_unmodelled_option_named_with_its_value(tmp_path) -> None:
-    arch = tmp_path / "arch.py"
+def compile_tiny(folder: Path, facts: str, leaky_options: str):
+    """Compile a one-layer snnTorch model (arch file written here) from TINY_WEIGHTS."""
+    arch, weights, out = folder / "arch.py", folder / "w.pt", folder / "m.pmac"
     arch.write_text(
-        "import snntorch as snn\nfrom torch import nn\n"
-        "PRIMEC_STEP = {'input_shape': (4,), 'timesteps': 3}\n"
-        "def net():\n"
-        "    return nn.Sequential(nn.Linear(4, 2), snn.Leaky(beta=0.9, init_hidden=True, reset_delay=False))\n"
+        f"import snntorch as snn\nfrom torch import nn\n{facts}\ndef net():\n"
+        f"    return nn.Sequential(nn.Linear(4, 2), snn.Leaky(beta=0.9, {leaky_options}))\n"
     )
-    weights, out = tmp_path / "w.pt", tmp_path / "m.pmac"
     torch.save(TINY_WEIGHTS, weights)
-    result = cli("compile", str(weights), "--arch", f"{arch}:net", "-o", str(out))
+    return cli("compile", str(weights), "--arch", f"{arch}:net", "-o", str(out)), out
+
+
+def test_unmodelled_option_named_with_its_value(tmp_path) -> None:
+    facts = "PRIMEC_STEP = {'input_shape': (4,), 'timesteps': 3}"
+    result, out = compile_tiny(tmp_path, facts, "init_hidden=True, reset_delay=False")
     assert result.exit_code == 2, result.output
     assert "snnTorch Leaky at '1': reset_delay=False is not modelled" in result.output
     assert not out.exists()
 
 
 def test_missing_step_facts(tmp_path) -> None:
-    arch = tmp_path / "arch.py"
-    arch.write_text(
-        "import snntorch as snn\nfrom torch import nn\n"
-        "def net():\n    return nn.Sequential(nn.Linear(4, 2), snn.Leaky(beta=0.9, init_hidden=True))\n"
-    )
-    weights, out = tmp_path / "w.pt", tmp_path / "m.pmac"
-    torch.save(TINY_WEIGHTS, weights)
-    result = cli("compile", str(weights), "--arch", f"{arch}:net", "-o", str(out))
+    result, out = compile_tiny(tmp_path, "", "init_hidden=True")
     assert result.exit_code == 2
     assert "needs PRIMEC_STEP" in result.output
     assert not out.exists()

@@ -8,7 +8,7 @@ import framework_archs as fa
 import numpy as np
 import pytest
 import torch
-from framework_check import as_dtype, compile_framework, simulated_output_spikes
+from framework_check import as_dtype, assert_output_spikes_equal
 
 from primec.datasets import load_split
 from primec.errors import PrimecError
@@ -40,14 +40,7 @@ def norse_output_spikes(name: str, x: np.ndarray, dtype: torch.dtype) -> np.ndar
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_output_spikes_equal_norse_every_step(name, ndigits_x, tmp_path) -> None:
-    torch.set_num_threads(1)
-    program = compile_framework(name, getattr(fa, name), tmp_path)
-    simulated = simulated_output_spikes(program, ndigits_x)
-    for dtype in (torch.float64, torch.float32):
-        expected = norse_output_spikes(name, ndigits_x, dtype)
-        assert 0.05 < expected.mean() < 0.9, "the model must spike, or the test proves nothing"
-        flips = int((simulated.reshape(expected.shape) != expected).sum())
-        assert flips == 0, f"{name}: {flips} of {expected.size} output spikes differ ({dtype})"
+    assert_output_spikes_equal(name, getattr(fa, name), norse_output_spikes, ndigits_x, tmp_path)
 
 
 def test_time_constants_fold_into_keep_and_gain() -> None:

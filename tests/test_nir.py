@@ -78,17 +78,19 @@ def test_round_trip_gives_the_identical_graph(discretisation, tmp_path) -> None:
     assert {"Conv2d", "LIF", "AvgPool2d", "Flatten", "Affine", "LI", "Linear", "IF"} <= kinds
 
 
-def ndigits_spikes(program, x: np.ndarray) -> np.ndarray:
-    """The last LIF layer's spikes at every step, from the compiled artefact."""
+def assert_nir_matches(path: Path, x: np.ndarray, forward) -> None:
+    """Compile a NIR file (dt 1e-4, both exporters' default, Euler steps), simulate it on x and
+    require the last layer's spikes at every step to equal `forward(dtype)`, the source
+    framework's own run, in float64 and float32."""
+    options = NirOptions(1e-4, "euler")
+    program = compile_model(path, log=quiet, backend=BackendOptions(), nir=options).program
     last = [ins.spike_out for ins in program.instrs if isinstance(ins, Lif)][-1]
-    return Simulator(program, trace=(last,)).run(x, 64, early_exit=False).spikes[last]
-
-
-def compiled_nir(path: Path) -> object:
-    """A NIR file compiled with dt 1e-4 (both exporters' default) and Euler steps."""
-    return compile_model(
-        path, log=quiet, backend=BackendOptions(), nir=NirOptions(1e-4, "euler")
-    ).program
+    simulated = Simulator(program, trace=(last,)).run(x, 64, early_exit=False).spikes[last]
+    for dtype in (torch.float64, torch.float32):
+        with torch.no_grad():
+            expected = forward(dtype)
+        assert 0.05 < expected.mean() < 0.9, "the model must spike, or the test proves nothing"
+        assert np.array_equal(simulated.reshape(expected.shape), expected), dtype
 
 
 @pytest.mark.slow
@@ -99,36 +101,34 @@ def test_snntorch_exported_nir_simulates_equal_to_snntorch(tmp_path) -> None:
     path = tmp_path / "snntorch.nir"
     nir.write(str(path), export_to_nir(fa.snntorch_leaky_zero_mlp(), torch.zeros(2312)))
     x = load_split("test")[0].reshape(359, 10, 2312)
-    simulated = ndigits_spikes(compiled_nir(path), x)
-    for dtype in (torch.float64, torch.float32):
+
+    def forward(dtype: torch.dtype) -> np.ndarray:
         net = as_dtype(fa.snntorch_leaky_zero_mlp(), dtype)
         snn_utils.reset(net)
         inputs = torch.from_numpy(x).to(dtype)
-        with torch.no_grad():
-            expected = torch.stack([net(inputs[:, t])[0] for t in range(10)], 1).numpy()
-        assert 0.05 < expected.mean() < 0.9
-        assert np.array_equal(simulated.reshape(expected.shape), expected), dtype
+        return torch.stack([net(inputs[:, t])[0] for t in range(10)], 1).numpy()
+
+    assert_nir_matches(path, x, forward)
 
 
 @pytest.mark.slow
 def test_spikingjelly_exported_nir_simulates_equal_to_spikingjelly(tmp_path) -> None:
+    """SpikingJelly fires at >=, NIR (and so the import) at >: equal unless a membrane lands
+    exactly on the threshold, which these float weights never make it do."""
     from spikingjelly.activation_based import functional
     from spikingjelly.activation_based.nir_exchange.to_nir import export_to_nir
 
     path = tmp_path / "sj.nir"
     export_to_nir(fa.sj_lif_strided(), torch.zeros(1, 2, 34, 34), save_path=str(path), dt=1e-4)
     x = load_split("test")[0]
-    simulated = ndigits_spikes(compiled_nir(path), x)
-    for dtype in (torch.float64, torch.float32):
+
+    def forward(dtype: torch.dtype) -> np.ndarray:
         net = as_dtype(fa.sj_lif_strided(), dtype)
         functional.reset_net(net)
         inputs = torch.from_numpy(x).to(dtype)
-        with torch.no_grad():
-            expected = torch.stack([net(inputs[:, t]) for t in range(10)], 1).numpy()
-        assert 0.05 < expected.mean() < 0.9
-        # SpikingJelly fires at >=, NIR (and so the import) at >: equal unless a membrane lands
-        # exactly on the threshold, which these float weights never do.
-        assert np.array_equal(simulated.reshape(expected.shape), expected), dtype
+        return torch.stack([net(inputs[:, t]) for t in range(10)], 1).numpy()
+
+    assert_nir_matches(path, x, forward)
 
 
 def test_export_refuses_what_nir_cannot_say_all_at_once(tmp_path) -> None:

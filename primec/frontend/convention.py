@@ -138,6 +138,19 @@ def _leaky(x: str, out: str) -> list[NodeProto]:
     ]
 
 
+def _fire() -> list[NodeProto]:
+    """spike_out = membrane_out > threshold (strict) or >= threshold, as 1.0 or 0.0."""
+    return [
+        oh.make_node("Cast", ["strict"], ["is_strict"], to=TensorProto.BOOL),
+        oh.make_node("Greater", ["membrane_out", "threshold"], ["above"]),
+        oh.make_node("GreaterOrEqual", ["membrane_out", "threshold"], ["reached"]),
+        # onnxruntime has no Where over booleans: choose between the spikes as floats.
+        oh.make_node("Cast", ["above"], ["above_f"], to=TensorProto.FLOAT),
+        oh.make_node("Cast", ["reached"], ["reached_f"], to=TensorProto.FLOAT),
+        oh.make_node("Where", ["is_strict", "above_f", "reached_f"], ["spike_out"]),
+    ]
+
+
 def _lif_body() -> list[NodeProto]:
     return [
         *(_ref(name, kind) for name, kind in PRIMEC_OPS["LIF"].attrs),
@@ -161,13 +174,7 @@ def _lif_body() -> list[NodeProto]:
         oh.make_node("Where", ["is_after", "after_reset", "reset_leaked"], ["carried"]),
         oh.make_node("Add", ["carried", "current"], ["integrated"]),
         *_leaky("integrated", "membrane_out"),
-        oh.make_node("Cast", ["strict"], ["is_strict"], to=TensorProto.BOOL),
-        oh.make_node("Greater", ["membrane_out", "threshold"], ["above"]),
-        oh.make_node("GreaterOrEqual", ["membrane_out", "threshold"], ["reached"]),
-        # onnxruntime has no Where over booleans: choose between the spikes as floats.
-        oh.make_node("Cast", ["above"], ["above_f"], to=TensorProto.FLOAT),
-        oh.make_node("Cast", ["reached"], ["reached_f"], to=TensorProto.FLOAT),
-        oh.make_node("Where", ["is_strict", "above_f", "reached_f"], ["spike_out"]),
+        *_fire(),
     ]
 
 
@@ -218,12 +225,7 @@ def _lif_general_body() -> list[NodeProto]:
         oh.make_node("Or", ["is_before", "is_after"], ["is_early"]),
         oh.make_node("Where", ["is_early", "integrated_early", "after_input"], ["integrated"]),
         *_leaky("integrated", "membrane_out"),
-        oh.make_node("Cast", ["strict"], ["is_strict"], to=TensorProto.BOOL),
-        oh.make_node("Greater", ["membrane_out", "threshold"], ["above"]),
-        oh.make_node("GreaterOrEqual", ["membrane_out", "threshold"], ["reached"]),
-        oh.make_node("Cast", ["above"], ["above_f"], to=TensorProto.FLOAT),
-        oh.make_node("Cast", ["reached"], ["reached_f"], to=TensorProto.FLOAT),
-        oh.make_node("Where", ["is_strict", "above_f", "reached_f"], ["spike_out"]),
+        *_fire(),
     ]
 
 

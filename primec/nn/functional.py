@@ -169,9 +169,8 @@ def lif_general_op(
 ) -> tuple[Tensor, Tensor]:
     """One LIF step with the optional variants (v_reset, v_leak, input_gain) as a single op."""
     variant = (v_reset, v_leak, input_gain)
-    updated = lif_membrane(
-        current, membrane, spike, keep, threshold, reset, reset_timing, slope, variant
-    )
+    params = (keep, threshold, reset, reset_timing, slope, variant)
+    updated = lif_membrane(current, membrane, spike, *params)
     return fire(updated, threshold, strict), updated.clone()
 
 

@@ -72,32 +72,16 @@ class LIF(Stateful):
         self, current: Tensor, membrane: Tensor, spike: Tensor
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """One timestep: (spikes, (membrane', spikes))."""
-        if torch.compiler.is_exporting() and self.varied:
-            fired, updated = torch.ops.primec.lif_general(
-                current,
-                membrane,
-                spike,
-                self.keep,
-                self.threshold,
-                self.strict,
-                self.reset,
-                self.reset_timing,
-                self.slope,
-                *self.variant,
-            )
-            return fired, (updated, fired)
+        params = (self.keep, self.threshold, self.strict, self.reset, self.reset_timing, self.slope)
         if torch.compiler.is_exporting():
-            fired, updated = torch.ops.primec.lif(
-                current,
-                membrane,
-                spike,
-                self.keep,
-                self.threshold,
-                self.strict,
-                self.reset,
-                self.reset_timing,
-                self.slope,
-            )
+            # The plain op unless a variant is set, so that plain models export as they did.
+            if self.varied:
+                step = torch.ops.primec.lif_general(
+                    current, membrane, spike, *params, *self.variant
+                )
+            else:
+                step = torch.ops.primec.lif(current, membrane, spike, *params)
+            fired, updated = step
             return fired, (updated, fired)
         updated = F.lif_membrane(
             current,
