@@ -38,39 +38,25 @@ class PrimecOp:
     attrs: tuple[tuple[str, str], ...]  # (name, kind): kind is float, int or string
 
 
+_LIF_IO = (("current", "membrane", "spike"), ("spike_out", "membrane_out"))
+_LIF_ATTRS = (
+    ("keep", "float"),
+    ("threshold", "float"),
+    ("strict", "int"),
+    ("reset", "string"),
+    ("reset_timing", "string"),
+    ("slope", "float"),
+)
+
 PRIMEC_OPS: dict[str, PrimecOp] = {
     op.name: op
     for op in (
-        PrimecOp(
-            "LIF",
-            "lif",
-            ("current", "membrane", "spike"),
-            ("spike_out", "membrane_out"),
-            (
-                ("keep", "float"),
-                ("threshold", "float"),
-                ("strict", "int"),
-                ("reset", "string"),
-                ("reset_timing", "string"),
-                ("slope", "float"),
-            ),
-        ),
+        PrimecOp("LIF", "lif", _LIF_IO[0], _LIF_IO[1], _LIF_ATTRS),
         PrimecOp(
             "LIFGeneral",
             "lif",
-            ("current", "membrane", "spike"),
-            ("spike_out", "membrane_out"),
-            (
-                ("keep", "float"),
-                ("threshold", "float"),
-                ("strict", "int"),
-                ("reset", "string"),
-                ("reset_timing", "string"),
-                ("slope", "float"),
-                ("v_reset", "float"),
-                ("v_leak", "float"),
-                ("input_gain", "float"),
-            ),
+            *_LIF_IO,
+            (*_LIF_ATTRS, ("v_reset", "float"), ("v_leak", "float"), ("input_gain", "float")),
         ),
         PrimecOp(
             "Integrator",
