@@ -37,6 +37,7 @@ from primec.backends.program import DebugEntry, Program, target_hash
 from primec.backends.transfers import transfer_bits_per_step
 
 from primec.core.ir import Graph, Node
+from primec.core.ops import OPS
 from primec.errors import PrimecError
 from primec.hardware.earlyexit import ExitTable
 from primec.hardware.geometry import PAIR
@@ -212,7 +213,9 @@ class _Lowering:
         )
 
     def neuron(self, node: Node, names: tuple[str, ...]) -> int:
-        self.neurons.append({name: node.attr(name) for name in names})
+        # Optional variants (v_reset, ...) are recorded only where set: old records stay as they were.
+        optional = [a.name for a in OPS[node.op].attrs if a.optional and a.name in node.attr_dict]
+        self.neurons.append({name: node.attr(name) for name in (*names, *optional)})
         return len(self.neurons) - 1
 
 

@@ -226,6 +226,8 @@ class _Checker:
             if not isinstance(found, dict):
                 raise self.fail(f"neuron record {record} is not an object")
             for attr in OPS[op].attrs:
+                if attr.optional and attr.name not in found:
+                    continue  # absent means the default
                 self.neuron_field(record, attr, found.get(attr.name))
 
     def neuron_field(self, record: int, attr: Any, value: Any) -> None:

@@ -22,6 +22,7 @@ from primec.core.passmanager import PassManager, PassOptions, PassRecord
 from primec.core.text import read_graph_file
 from primec.core.verify import verify
 from primec.errors import PrimecError
+from primec.frontend.nir_io import NirOptions
 from primec.hardware.choices import NO_CHOICES, Choices
 from primec.hardware.earlyexit import PRIME_RULE, Calibration, ExitTable
 from primec.hardware.target import DEFAULT_TARGET, Target, load_target
@@ -123,14 +124,20 @@ def read_ir(path: Path) -> Graph:
 
 
 def frontend(
-    path: Path, arch: str | None, trust_pickle: bool, log: Callable[[str], None]
+    path: Path,
+    arch: str | None,
+    trust_pickle: bool,
+    log: Callable[[str], None],
+    nir: NirOptions | None = None,
 ) -> tuple[Graph, str]:
-    """Run the frontend stages on a model file; return the imported graph and the input kind."""
+    """Run the frontend stages on a model file; return the imported graph and the input kind.
+
+    `nir` (dt, discretisation) is what a NIR file needs."""
     if path.suffix == ".pir":
         return read_ir(path), "primec IR text (.pir)"
     from primec import frontend as fe
 
-    source = fe.load(path, arch=arch, trust_pickle=trust_pickle)
+    source = fe.load(path, arch=arch, trust_pickle=trust_pickle, nir=nir)
     log(f"recognised {source.kind}")
     model = fe.export(source)
     return fe.import_onnx(model, source=str(path)), source.kind
@@ -199,6 +206,7 @@ def compile_model(
     log: Callable[[str], None] = print,
     choices: Choices = NO_CHOICES,
     backend: BackendOptions | None = None,
+    nir: NirOptions | None = None,
 ) -> CompileResult:
     """Frontend, every pass of `PASS_PIPELINE`, then the backend stages when `backend` is
     given (or a flag names one of them), up to `options.stop_after`.
@@ -217,7 +225,7 @@ def compile_model(
         stages, options, log, user_facing=BACKEND_STAGES, verifiers={Program: verify_program}
     )
     manager.check_names(PASS_PIPELINE + BACKEND_STAGES, FRONTEND_STAGES)
-    graph, kind = frontend(path, arch, trust_pickle, log)
+    graph, kind = frontend(path, arch, trust_pickle, log, nir)
     manager.stage_done("import", graph)
     result = CompileResult(graph, kind, list(FRONTEND_STAGES))
     if options.stop_after not in FRONTEND_STAGES:

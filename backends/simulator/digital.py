@@ -109,6 +109,8 @@ def _membrane(
     A new tensor, or U itself updated when `in_place`.
     """
     keep, threshold = p["keep"], p["threshold"]
+    if VARIANTS & p.keys() or p["reset_timing"] == "after_input":
+        return _variant_membrane(p, u, s, current)
     if p["reset"] == "zero":
         # keep (U (1 - s)) and (keep U) - (keep U) s are both keep U or 0 exactly (s is 0 or 1),
         # so the one rounding is on adding the current, where the model rounds.
@@ -119,6 +121,32 @@ def _membrane(
     if p["reset_timing"] == "before_leak":
         return keep * (u - threshold * s) + current
     return keep * u - threshold * s + current
+
+
+VARIANTS = frozenset(("v_reset", "v_leak", "input_gain"))
+
+
+def _variant_membrane(
+    p: dict[str, Any], u: torch.Tensor, s: torch.Tensor, current: torch.Tensor
+) -> torch.Tensor:
+    """The LIF membrane with the IR's optional variants, in the interpreter's operation order."""
+    keep, threshold, kind = p["keep"], p["threshold"], p["reset"]
+    v_reset, v_leak, gain = p.get("v_reset", 0.0), p.get("v_leak", 0.0), p.get("input_gain", 1.0)
+
+    def reset(x: torch.Tensor) -> torch.Tensor:
+        if kind == "zero":
+            return x * (1.0 - s) + v_reset * s if v_reset else x * (1.0 - s)
+        return x - threshold * s if kind == "subtract" else x
+
+    def leak(x: torch.Tensor) -> torch.Tensor:
+        return keep * x if v_leak == 0.0 else v_leak + keep * (x - v_leak)
+
+    drive = current if gain == 1.0 else gain * current
+    if p["reset_timing"] == "before_leak":
+        return leak(reset(u)) + drive
+    if p["reset_timing"] == "after_leak":
+        return reset(leak(u)) + drive
+    return reset(leak(u) + drive)
 
 
 def _leaky(x: torch.Tensor, slope: float) -> torch.Tensor:

@@ -18,6 +18,7 @@ from primec.cli.common import (
     write_report,
 )
 from primec.cli.exitcli import guarantee_flags, guarantee_options, progress
+from primec.cli.nircli import nir_flags, nir_options
 from primec.errors import PrimecError
 
 
@@ -100,6 +101,7 @@ def _compile_outputs(kwargs: dict) -> dict[str, str | None]:
     help="With --calibrate: write the accuracy-vs-timesteps curve as PNG.",
 )
 @guarantee_flags
+@nir_flags
 @observability
 @user_errors
 @checked_outputs(
@@ -131,7 +133,7 @@ def compile(
     """Compile MODEL through the frontend, the passes and (for an artefact) the backend.
 
     \b
-    MODEL: a .pt state_dict (with --arch), .pt2, TorchScript archive, ONNX file or .pir IR file.
+    MODEL: a .pt state_dict (with --arch), .pt2, TorchScript, ONNX, .pir IR or NIR (with --dt).
     Examples:
       primec compile model.pt --arch prime-nmnist --stop-after import --dump-dir ir/
       primec compile step.pir --emit ir -o out.pir --print-after dce
@@ -140,6 +142,7 @@ def compile(
       primec compile model.pt --emit macro -o m.pmac --calibrate cal.npz --accuracy-budget 0.5
       primec compile model.pt --emit bytecode -o m.pbc --exit-threshold 0.8 --exit-temperature 2
       primec compile model.pt --emit macro -o m.pmac --stop-after lower --print-after lower
+      primec compile model.nir --dt 1e-4 --emit macro -o m.pmac
     """
     from primec.core.text import save_graph
     from primec.hardware.choices import resolve_target
@@ -153,9 +156,8 @@ def compile(
     target, choices = resolve_target(target_spec, device_map, max_macros, input_bits)
     emits = tuple(e for e in (emit,) if e in BACKENDS)
     backend = BackendOptions(emits, exits) if emits or calibrate else None
-    result = compile_model(
-        Path(model), arch, trust_pickle, pass_options(kwargs), target, click.echo, choices, backend
-    )
+    run = (Path(model), arch, trust_pickle, pass_options(kwargs), target, click.echo, choices)
+    result = compile_model(*run, backend, nir_options(kwargs))
     mapping = mapping_report(result.graph, target)
     extra = _backend_outputs(result, exits, emit, output)
     if emit == "ir":

@@ -133,15 +133,24 @@ def leaky(x: Array, slope: float) -> Array:
 def lif(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array, Array]:
     current, membrane, spike = inputs
     keep, threshold, reset = attrs["keep"], attrs["threshold"], attrs["reset"]
+    v_reset, v_leak = attrs.get("v_reset", 0.0), attrs.get("v_leak", 0.0)
     resets = {
-        "zero": lambda u: u * (1.0 - spike),
+        "zero": lambda u: u * (1.0 - spike) + v_reset * spike if v_reset else u * (1.0 - spike),
         "subtract": lambda u: u - threshold * spike,
         "none": lambda u: u,
     }
+
+    def leak(u: Array) -> Array:
+        return keep * u if v_leak == 0.0 else v_leak + keep * (u - v_leak)
+
+    gain = attrs.get("input_gain", 1.0)
+    drive = current if gain == 1.0 else gain * current
     if attrs["reset_timing"] == "before_leak":
-        u = keep * resets[reset](membrane) + current
+        u = leak(resets[reset](membrane)) + drive
+    elif attrs["reset_timing"] == "after_leak":
+        u = resets[reset](leak(membrane)) + drive
     else:
-        u = resets[reset](keep * membrane) + current
+        u = resets[reset](leak(membrane) + drive)
     u = leaky(u, attrs["slope"])
     fired = u > threshold if attrs["strict"] else u >= threshold
     return fired.astype(np.float64), u

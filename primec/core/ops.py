@@ -24,12 +24,18 @@ ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "weight", "tiles"
 
 @dataclass(frozen=True)
 class Attr:
-    """One typed attribute of an op; `choices` restricts a `str` attribute."""
+    """One typed attribute of an op; `choices` restricts a `str` attribute.
+
+    An `optional` attribute is absent from a node unless set (canonical graphs leave it out), and
+    absent means `default`: a variant added to an op keeps every existing graph and artefact as
+    it was.
+    """
 
     name: str
     kind: str
     default: Any = REQUIRED
     choices: tuple[str, ...] = ()
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ _CONV_ATTRS = (
 )
 _POOL_ATTRS = (Attr("kernel", "ints"), Attr("stride", "ints"), Attr("padding", "ints", (0, 0)))
 _RESETS = ("zero", "subtract", "none")
-_RESET_TIMINGS = ("before_leak", "after_leak")
+_RESET_TIMINGS = ("before_leak", "after_leak", "after_input")
 
 OPS: dict[str, OpDef] = {
     op.name: op
@@ -178,12 +184,17 @@ OPS: dict[str, OpDef] = {
                 Attr("reset", "str", "zero", _RESETS),
                 Attr("reset_timing", "str", "before_leak", _RESET_TIMINGS),
                 Attr("slope", "float", 1.0),
+                Attr("v_reset", "float", 0.0, optional=True),
+                Attr("v_leak", "float", 0.0, optional=True),
+                Attr("input_gain", "float", 1.0, optional=True),
             ),
             rules.lif_shape,
             "Leaky integrate-and-fire, one timestep (states are the previous step's membrane U and spike s):\n"
-            "  reset(U) = U*(1-s) if reset=zero; U - threshold*s if reset=subtract; U if reset=none\n"
-            "  U' = keep*reset(U) + current           (reset_timing=before_leak)\n"
-            "  U' = reset(keep*U) + current           (reset_timing=after_leak)\n"
+            "  reset(U) = U*(1-s) + v_reset*s if reset=zero; U - threshold*s if reset=subtract; U if none\n"
+            "  leak(U) = keep*U (v_leak=0), else v_leak + keep*(U - v_leak); I = input_gain*current\n"
+            "  U' = leak(reset(U)) + I                (reset_timing=before_leak)\n"
+            "  U' = reset(leak(U)) + I                (reset_timing=after_leak)\n"
+            "  U' = reset(leak(U) + I)                (reset_timing=after_input)\n"
             "  U' = U' if U' >= 0 else slope*U'       (LeakyReLU on the membrane; slope=1: none)\n"
             "  s' = 1 if U' > threshold (strict) or U' >= threshold (not strict) else 0\n"
             "Outputs (s', U'). PRIME cell: keep=0.2, threshold=0.2, strict, zero, slope=0.1.",
@@ -309,7 +320,7 @@ def canonical_attrs(op: OpDef, given: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for attr in op.attrs:
         value = given.get(attr.name, attr.default)
-        if value is REQUIRED:
+        if value is REQUIRED or (attr.optional and attr.name not in given):
             continue
         if attr.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)

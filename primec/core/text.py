@@ -304,7 +304,7 @@ def _with_defaults(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
     defaults = {
         a.name: a.default
         for a in definition.attrs
-        if a.default is not REQUIRED and a.name not in attrs
+        if a.default is not REQUIRED and not a.optional and a.name not in attrs
     }
     return {**attrs, **defaults}
 

@@ -146,6 +146,8 @@ class _Verifier:
         if names != sorted(set(names)):
             self.fail("attributes must be unique and sorted by name", index)
         for attr in op.attrs:
+            if attr.name not in given and attr.optional:
+                continue  # absent means the default (ops.Attr)
             if attr.name not in given:
                 if attr.default is REQUIRED:
                     self.fail(f"{node.op} needs attribute {attr.name!r} ({attr.kind})", index)

@@ -38,22 +38,25 @@ class PrimecOp:
     attrs: tuple[tuple[str, str], ...]  # (name, kind): kind is float, int or string
 
 
+_LIF_IO = (("current", "membrane", "spike"), ("spike_out", "membrane_out"))
+_LIF_ATTRS = (
+    ("keep", "float"),
+    ("threshold", "float"),
+    ("strict", "int"),
+    ("reset", "string"),
+    ("reset_timing", "string"),
+    ("slope", "float"),
+)
+
 PRIMEC_OPS: dict[str, PrimecOp] = {
     op.name: op
     for op in (
+        PrimecOp("LIF", "lif", _LIF_IO[0], _LIF_IO[1], _LIF_ATTRS),
         PrimecOp(
-            "LIF",
+            "LIFGeneral",
             "lif",
-            ("current", "membrane", "spike"),
-            ("spike_out", "membrane_out"),
-            (
-                ("keep", "float"),
-                ("threshold", "float"),
-                ("strict", "int"),
-                ("reset", "string"),
-                ("reset_timing", "string"),
-                ("slope", "float"),
-            ),
+            *_LIF_IO,
+            (*_LIF_ATTRS, ("v_reset", "float"), ("v_leak", "float"), ("input_gain", "float")),
         ),
         PrimecOp(
             "Integrator",
@@ -121,6 +124,19 @@ def _leaky(x: str, out: str) -> list[NodeProto]:
     ]
 
 
+def _fire() -> list[NodeProto]:
+    """spike_out = membrane_out > threshold (strict) or >= threshold, as 1.0 or 0.0."""
+    return [
+        oh.make_node("Cast", ["strict"], ["is_strict"], to=TensorProto.BOOL),
+        oh.make_node("Greater", ["membrane_out", "threshold"], ["above"]),
+        oh.make_node("GreaterOrEqual", ["membrane_out", "threshold"], ["reached"]),
+        # onnxruntime has no Where over booleans: choose between the spikes as floats.
+        oh.make_node("Cast", ["above"], ["above_f"], to=TensorProto.FLOAT),
+        oh.make_node("Cast", ["reached"], ["reached_f"], to=TensorProto.FLOAT),
+        oh.make_node("Where", ["is_strict", "above_f", "reached_f"], ["spike_out"]),
+    ]
+
+
 def _lif_body() -> list[NodeProto]:
     return [
         *(_ref(name, kind) for name, kind in PRIMEC_OPS["LIF"].attrs),
@@ -144,13 +160,58 @@ def _lif_body() -> list[NodeProto]:
         oh.make_node("Where", ["is_after", "after_reset", "reset_leaked"], ["carried"]),
         oh.make_node("Add", ["carried", "current"], ["integrated"]),
         *_leaky("integrated", "membrane_out"),
-        oh.make_node("Cast", ["strict"], ["is_strict"], to=TensorProto.BOOL),
-        oh.make_node("Greater", ["membrane_out", "threshold"], ["above"]),
-        oh.make_node("GreaterOrEqual", ["membrane_out", "threshold"], ["reached"]),
-        # onnxruntime has no Where over booleans: choose between the spikes as floats.
-        oh.make_node("Cast", ["above"], ["above_f"], to=TensorProto.FLOAT),
-        oh.make_node("Cast", ["reached"], ["reached_f"], to=TensorProto.FLOAT),
-        oh.make_node("Where", ["is_strict", "above_f", "reached_f"], ["spike_out"]),
+        *_fire(),
+    ]
+
+
+def _reset(x: str, out: str) -> list[NodeProto]:
+    """out = reset(x) of the general LIF, with is_zero, is_subtract and the attributes defined."""
+    return [
+        oh.make_node("Mul", [x, "not_spiked"], [f"{x}_zeroed"]),
+        oh.make_node("Mul", ["v_reset", "spike"], [f"{x}_target"]),
+        oh.make_node("Add", [f"{x}_zeroed", f"{x}_target"], [f"{x}_reset_to"]),
+        oh.make_node("Sub", [x, "drop"], [f"{x}_subtracted"]),
+        oh.make_node("Where", ["is_subtract", f"{x}_subtracted", x], [f"{x}_kept"]),
+        oh.make_node("Where", ["is_zero", f"{x}_reset_to", f"{x}_kept"], [out]),
+    ]
+
+
+def _leak(x: str, out: str) -> list[NodeProto]:
+    """out = v_leak + keep*(x - v_leak)."""
+    return [
+        oh.make_node("Sub", [x, "v_leak"], [f"{x}_rel"]),
+        oh.make_node("Mul", [f"{x}_rel", "keep"], [f"{x}_rel_kept"]),
+        oh.make_node("Add", ["v_leak", f"{x}_rel_kept"], [out]),
+    ]
+
+
+def _lif_general_body() -> list[NodeProto]:
+    timing = [("before_leak", "is_before"), ("after_leak", "is_after")]
+    return [
+        *(_ref(name, kind) for name, kind in PRIMEC_OPS["LIFGeneral"].attrs),
+        _const("one", 1.0),
+        _const("zero", 0.0),
+        *(_const(f"{name}_timing", name) for name, _ in timing),
+        _const("zero_reset", "zero"),
+        _const("subtract_reset", "subtract"),
+        *(oh.make_node("Equal", ["reset_timing", f"{n}_timing"], [flag]) for n, flag in timing),
+        oh.make_node("Equal", ["reset", "zero_reset"], ["is_zero"]),
+        oh.make_node("Equal", ["reset", "subtract_reset"], ["is_subtract"]),
+        oh.make_node("Sub", ["one", "spike"], ["not_spiked"]),
+        oh.make_node("Mul", ["threshold", "spike"], ["drop"]),
+        oh.make_node("Mul", ["input_gain", "current"], ["drive"]),
+        *_reset("membrane", "reset_first"),
+        *_leak("reset_first", "before_leak"),
+        *_leak("membrane", "leaked"),
+        *_reset("leaked", "after_leak"),
+        oh.make_node("Add", ["leaked", "drive"], ["charged"]),
+        *_reset("charged", "after_input"),
+        oh.make_node("Where", ["is_before", "before_leak", "after_leak"], ["carried"]),
+        oh.make_node("Add", ["carried", "drive"], ["integrated_early"]),
+        oh.make_node("Or", ["is_before", "is_after"], ["is_early"]),
+        oh.make_node("Where", ["is_early", "integrated_early", "after_input"], ["integrated"]),
+        *_leaky("integrated", "membrane_out"),
+        *_fire(),
     ]
 
 
@@ -229,6 +290,7 @@ def _readout_exp_tanh_body() -> list[NodeProto]:
 
 _BODIES = {
     "LIF": _lif_body,
+    "LIFGeneral": _lif_general_body,
     "Integrator": _integrator_body,
     "Supermask": _supermask_body,
     "ReadoutMean": _readout_mean_body,

@@ -13,6 +13,7 @@ from onnx import helper as oh
 from onnx import numpy_helper
 
 from primec.core.ir import Value
+from primec.core.ops import OPS
 from primec.frontend import convention as cv
 from primec.frontend.problems import Unsupported
 
@@ -261,11 +262,18 @@ def _primec(name: str) -> Rule:
         if missing or len(node.input) != len(op.inputs):
             raise Unsupported(f"primec.{name} needs inputs {op.inputs} and attributes {missing}")
         attrs = {a: _primec_attr(kind, given[a]) for a, kind in op.attrs}
+        attrs = {a: v for a, v in attrs.items() if not _neutral(op.ir_op, a, v)}
         inputs = [imp.value(n, loc) for n in node.input]
         result = imp.op(op.ir_op, *inputs, loc=loc, name=loc or node.name, **attrs)
         return list(result) if isinstance(result, tuple) else [result]
 
     return rule
+
+
+def _neutral(ir_op: str, name: str, value: Any) -> bool:
+    """An optional IR attribute at its default: left out, as canonical graphs do."""
+    attr = OPS[ir_op].attr_def(name)
+    return attr is not None and attr.optional and value == attr.default
 
 
 def _primec_attr(kind: str, value: Any) -> Any:

@@ -30,7 +30,9 @@ from torch import nn
 
 from primec.archive import UntrustedZip
 from primec.errors import PrimecError
+from primec.frontend import frameworks
 from primec.frontend.inert import Archive, read_torchscript
+from primec.frontend.nir_io import NirOptions, is_hdf5, read_nir
 from primec.frontend.problems import first_line, pickle_refusal
 from primec.frontend.pt2 import check_archive, load_checked
 from primec.frontend.to_onnx import StepFacts
@@ -39,7 +41,8 @@ from primec.nn.network import STEP_FACTS_FILE
 
 ACCEPTED = (
     "a state_dict .pt (with --arch), a torch.export .pt2 of the step, a TorchScript archive, "
-    "an ONNX file in primec's convention, or a pickled primec.nn.SNN (with --trust-pickle)"
+    "an ONNX file in primec's convention, a NIR graph (with --dt), or a pickled primec.nn.SNN "
+    "(with --trust-pickle)"
 )
 _CHECKPOINT_WRAPPERS = ("state_dict", "model_state_dict", "model")
 
@@ -56,11 +59,20 @@ class Source:
     onnx: onnx.ModelProto | None = None
 
 
-def load(path: str | Path, arch: str | None = None, trust_pickle: bool = False) -> Source:
-    """Recognise and read a model file; raise one clear `PrimecError` on anything wrong."""
+def load(
+    path: str | Path,
+    arch: str | None = None,
+    trust_pickle: bool = False,
+    nir: NirOptions | None = None,
+) -> Source:
+    """Recognise and read a model file; raise one clear `PrimecError` on anything wrong.
+
+    A NIR file needs `nir` (its dt, at least)."""
     path = Path(path)
     if not path.is_file():
         raise PrimecError("no such file", where=str(path))
+    if is_hdf5(path):
+        return Source("NIR graph (HDF5)", path, module=read_nir(path, nir))
     readers = {
         "onnx": _read_onnx,
         "pt2": _read_pt2,
@@ -189,7 +201,9 @@ def _with_arch(
             where=str(path),
             hint=f"built-in architectures: {', '.join(ARCHS)}; or --arch FILE.py:factory",
         )
-    net = build_arch(arch)
+    net = build_arch(arch, state_dict, path)
+    if getattr(net, "framework", None):
+        return Source(f"{kind} + --arch {arch} (a {net.framework} model)", path, module=net)
     problems = mismatches(net, state_dict)
     if problems:
         raise PrimecError(
@@ -207,8 +221,14 @@ def _same_file(path: Path, other: Path) -> bool:
     return hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(other.read_bytes()).digest()
 
 
-def build_arch(arch: str) -> SNN:
-    """The network an --arch names: a built-in, or FILE.py:factory called without arguments."""
+def build_arch(
+    arch: str, weights: Mapping[str, torch.Tensor] | None = None, path: Path | None = None
+) -> SNN:
+    """The network an --arch names: a built-in, or FILE.py:factory called without arguments.
+
+    A factory may return an snnTorch, SpikingJelly or Norse model as it is; `weights` (read from
+    `path`) are then loaded into it before it is translated (`frontend.frameworks`).
+    """
     if arch in ARCHS:
         return ARCHS[arch]()
     file, _, factory = arch.rpartition(":")
@@ -218,6 +238,9 @@ def build_arch(arch: str) -> SNN:
             hint=f"built-in architectures: {', '.join(ARCHS)}; or FILE.py:factory",
         )
     net = _call_factory(Path(file), factory)
+    if isinstance(net, nn.Module) and not isinstance(net, SNN) and frameworks.uses_framework(net):
+        problems = mismatches(net, weights) if weights is not None else []
+        return frameworks.from_factory(net, Path(file), weights, problems, f"--arch {arch}", path)
     if not isinstance(net, SNN):
         raise PrimecError(
             f"{factory}() returned a {type(net).__name__}, not a primec.nn.SNN",

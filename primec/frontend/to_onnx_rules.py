@@ -276,6 +276,7 @@ _RULES: dict[str, Rule] = {
     "aten._to_copy.default": _same,
     "getitem": _getitem,
     "primec.lif.default": _primec("LIF"),
+    "primec.lif_general.default": _primec("LIFGeneral"),
     "primec.integrator.default": _primec("Integrator"),
     "primec.supermask.default": _primec("Supermask"),
     "primec.readout_mean.default": _primec("ReadoutMean"),

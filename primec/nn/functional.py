@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 RESETS = ("zero", "subtract", "none")
-RESET_TIMINGS = ("before_leak", "after_leak")
+RESET_TIMINGS = ("before_leak", "after_leak", "after_input")
 
 
 class SurrogateSpike(torch.autograd.Function):
@@ -59,13 +59,21 @@ def leaky(x: Tensor, slope: float) -> Tensor:
     return x if slope == 1.0 else torch.where(x >= 0, x, slope * x)
 
 
-def reset(membrane: Tensor, spike: Tensor, kind: str, threshold: float) -> Tensor:
+def reset(
+    membrane: Tensor, spike: Tensor, kind: str, threshold: float, v_reset: float = 0.0
+) -> Tensor:
     """The membrane after the reset caused by the previous step's spike."""
     if kind == "zero":
-        return membrane * (1.0 - spike)
+        zeroed = membrane * (1.0 - spike)
+        return zeroed + v_reset * spike if v_reset else zeroed
     if kind == "subtract":
         return membrane - threshold * spike
     return membrane
+
+
+def leak(membrane: Tensor, keep: float, v_leak: float = 0.0) -> Tensor:
+    """keep*U, or v_leak + keep*(U - v_leak) when the membrane leaks towards v_leak."""
+    return keep * membrane if v_leak == 0.0 else v_leak + keep * (membrane - v_leak)
 
 
 def lif_membrane(
@@ -77,12 +85,20 @@ def lif_membrane(
     reset_kind: str,
     reset_timing: str,
     slope: float,
+    variant: tuple[float, float, float] = (0.0, 0.0, 1.0),
 ) -> Tensor:
-    """One LIF membrane update: reset, leak (either order), integrate, LeakyReLU."""
+    """One LIF membrane update: reset, leak (either order), integrate, LeakyReLU.
+
+    `variant` is (v_reset, v_leak, input_gain), the IR's optional `lif` attributes.
+    """
+    v_reset, v_leak, gain = variant
+    drive = current if gain == 1.0 else gain * current
     if reset_timing == "before_leak":
-        updated = keep * reset(membrane, spike, reset_kind, threshold) + current
+        updated = leak(reset(membrane, spike, reset_kind, threshold, v_reset), keep, v_leak) + drive
+    elif reset_timing == "after_leak":
+        updated = reset(leak(membrane, keep, v_leak), spike, reset_kind, threshold, v_reset) + drive
     else:
-        updated = reset(keep * membrane, spike, reset_kind, threshold) + current
+        updated = reset(leak(membrane, keep, v_leak) + drive, spike, reset_kind, threshold, v_reset)
     return leaky(updated, slope)
 
 
@@ -136,6 +152,28 @@ def lif_op(
     return fire(updated, threshold, strict), updated.clone()
 
 
+@torch.library.custom_op("primec::lif_general", mutates_args=())
+def lif_general_op(
+    current: Tensor,
+    membrane: Tensor,
+    spike: Tensor,
+    keep: float,
+    threshold: float,
+    strict: bool,
+    reset: str,
+    reset_timing: str,
+    slope: float,
+    v_reset: float,
+    v_leak: float,
+    input_gain: float,
+) -> tuple[Tensor, Tensor]:
+    """One LIF step with the optional variants (v_reset, v_leak, input_gain) as a single op."""
+    variant = (v_reset, v_leak, input_gain)
+    params = (keep, threshold, reset, reset_timing, slope, variant)
+    updated = lif_membrane(current, membrane, spike, *params)
+    return fire(updated, threshold, strict), updated.clone()
+
+
 @torch.library.custom_op("primec::integrator", mutates_args=())
 def integrator_op(current: Tensor, membrane: Tensor, keep: float, slope: float) -> Tensor:
     """One non-spiking integrator step as a single op: membrane'."""
@@ -162,6 +200,11 @@ def readout_exp_tanh_op(x: Tensor, acc: Tensor, decay: float) -> tuple[Tensor, T
 
 @lif_op.register_fake
 def _lif_fake(current, membrane, spike, keep, threshold, strict, reset, reset_timing, slope):
+    return torch.empty_like(current), torch.empty_like(current)
+
+
+@lif_general_op.register_fake
+def _lif_general_fake(current, *args):
     return torch.empty_like(current), torch.empty_like(current)
 
 

@@ -38,6 +38,10 @@ class LIF(Stateful):
         reset_timing: str = "before_leak",
         slope: float = 1.0,
         sharpness: float = 25.0,
+        *,
+        v_reset: float = 0.0,
+        v_leak: float = 0.0,
+        input_gain: float = 1.0,
     ) -> None:
         super().__init__()
         if reset not in F.RESETS:
@@ -47,30 +51,37 @@ class LIF(Stateful):
         self.keep, self.threshold, self.strict = float(keep), float(threshold), bool(strict)
         self.reset, self.reset_timing, self.slope = reset, reset_timing, float(slope)
         self.sharpness = float(sharpness)
+        # The IR's optional variants: reset target, leak target, input scale (docs/onnx.md).
+        self.variant = (float(v_reset), float(v_leak), float(input_gain))
 
     def extra_repr(self) -> str:
         """The parameters, shown by print(module)."""
-        return (
+        text = (
             f"keep={self.keep}, threshold={self.threshold}, strict={self.strict}, "
             f"reset={self.reset}, reset_timing={self.reset_timing}, slope={self.slope}"
         )
+        v_reset, v_leak, gain = self.variant
+        return text + f", v_reset={v_reset}, v_leak={v_leak}, input_gain={gain}" * self.varied
+
+    @property
+    def varied(self) -> bool:
+        """Whether any optional variant differs from the plain LIF."""
+        return self.variant != (0.0, 0.0, 1.0) or self.reset_timing == "after_input"
 
     def forward(
         self, current: Tensor, membrane: Tensor, spike: Tensor
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """One timestep: (spikes, (membrane', spikes))."""
+        params = (self.keep, self.threshold, self.strict, self.reset, self.reset_timing, self.slope)
         if torch.compiler.is_exporting():
-            fired, updated = torch.ops.primec.lif(
-                current,
-                membrane,
-                spike,
-                self.keep,
-                self.threshold,
-                self.strict,
-                self.reset,
-                self.reset_timing,
-                self.slope,
-            )
+            # The plain op unless a variant is set, so that plain models export as they did.
+            if self.varied:
+                step = torch.ops.primec.lif_general(
+                    current, membrane, spike, *params, *self.variant
+                )
+            else:
+                step = torch.ops.primec.lif(current, membrane, spike, *params)
+            fired, updated = step
             return fired, (updated, fired)
         updated = F.lif_membrane(
             current,
@@ -81,6 +92,7 @@ class LIF(Stateful):
             self.reset,
             self.reset_timing,
             self.slope,
+            self.variant,
         )
         fired = F.fire(updated, self.threshold, self.strict, self.sharpness)
         return fired, (updated, fired)

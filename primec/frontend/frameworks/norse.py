@@ -1,0 +1,51 @@
+"""Norse cells -> primec neurons (Norse 1.1 semantics, `norse.torch.functional.lif*`).
+
+With b = dt*tau_mem_inv and a = dt*tau_syn_inv, one step of
+
+  LIFCell:    i_new = i + I; v_d = v + b*((v_leak - v) + i_new); i' = i_new - a*i_new
+  LIFBoxCell:                v_d = v + b*(I + v_leak - v)
+  both:       z = v_d > v_th; v' = (1 - z)*v_d + z*v_reset   (reset_subtract: v_d - z*v_th)
+
+is, with the state kept before the reset as primec does: the synaptic current i_new as an
+integrator (keep 1 - a), then a `lif` with keep 1 - b, input_gain b, v_leak, reset to v_reset
+before the leak and strict firing. Norse's own order of operations rounds differently; in real
+arithmetic the two are the same (docs/from-frameworks.md bounds the difference).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from primec.frontend.frameworks.common import refuse_unless, scalar
+from primec.nn import LIF, Integrator
+
+
+def _membrane(module: Any, reset: str) -> LIF:
+    p = module.p
+    refuse_unless(p.method != "adjoint", "p.method", p.method, "the forward-mode methods")
+    b = float(module.dt) * scalar(p, "tau_mem_inv")
+    refuse_unless(0.0 < b <= 1.0, "dt*tau_mem_inv", b, "0 < dt/tau_mem <= 1")
+    v_leak, v_reset, v_th = (scalar(p, name) for name in ("v_leak", "v_reset", "v_th"))
+    refuse_unless(v_leak == 0.0, "p.v_leak", v_leak, "0.0: Norse starts the membrane at v_leak")
+    refuse_unless(v_th > 0, "p.v_th", v_th, "only positive thresholds")
+    return LIF(1.0 - b, v_th, True, reset, "before_leak", v_reset=v_reset, input_gain=b)
+
+
+def lif_cell(module: Any, path: str) -> nn.Module:
+    """Norse LIFCell -> the synaptic current as an integrator, then a LIF on it."""
+    a = float(module.dt) * scalar(module.p, "tau_syn_inv")
+    refuse_unless(0.0 <= a <= 1.0, "dt*tau_syn_inv", a, "0 <= dt/tau_syn <= 1")
+    return nn.Sequential(Integrator(1.0 - a), _membrane(module, "zero"))
+
+
+def lif_box_cell(module: Any, path: str) -> nn.Module:
+    """Norse LIFBoxCell (no synaptic current) -> a LIF."""
+    method = getattr(module.p.reset_method, "__name__", repr(module.p.reset_method))
+    resets = {"reset_value": "zero", "reset_subtract": "subtract"}
+    refuse_unless(method in resets, "p.reset_method", method, "reset_value or reset_subtract")
+    return _membrane(module, resets[method])
+
+
+NEURONS = {"LIFCell": lif_cell, "LIFBoxCell": lif_box_cell}

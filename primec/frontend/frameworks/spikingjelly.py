@@ -1,0 +1,70 @@
+"""SpikingJelly neurons and layers -> primec (SpikingJelly 2.0 semantics, `_ops/lif/reference.py`).
+
+A SpikingJelly node keeps the membrane after its reset, V; primec's `lif` keeps the charged
+membrane H before it and applies the reset at the next step (reset_timing=before_leak), which
+gives the same spikes:
+
+  LIFNode: H' = V + (X - (V - v_reset))/tau  (decay_input)    keep = 1 - 1/tau, input_gain = 1/tau
+           H' = V - (V - v_reset)/tau + X    (no decay_input) keep = 1 - 1/tau
+  IFNode:  H' = V + X                                          keep = 1
+  spike = H' >= v_threshold (strict=False)
+  V = H*(1-s) + v_reset*s (hard reset, reset=zero); V = H - v_threshold*s (v_reset=None: subtract)
+
+In real arithmetic primec's form (keep*V + input_gain*X) is SpikingJelly's; the roundings differ,
+by at most one unit in the last place of each step (docs/from-frameworks.md). Single- and
+multi-step mode compute the same step. SpikingJelly's layer wrappers (`layer.Conv2d`, ...)
+become the torch layers they extend.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from torch import nn
+
+from primec.frontend.frameworks.common import refuse_unless
+from primec.nn import LIF
+
+LAYERS = ("Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm2d", "Dropout")
+
+
+def _threshold_and_reset(module: Any) -> tuple[float, str]:
+    threshold = float(module.v_threshold)
+    refuse_unless(threshold > 0, "v_threshold", threshold, "only positive thresholds")
+    v_reset = module.v_reset
+    refuse_unless(
+        v_reset is None or float(v_reset) == 0.0,
+        "v_reset",
+        v_reset,
+        "0.0 (hard reset) or None (soft reset): SpikingJelly starts the membrane at v_reset, "
+        "primec at 0",
+    )
+    return threshold, "subtract" if v_reset is None else "zero"
+
+
+def lif_node(module: Any, path: str) -> nn.Module:
+    """SpikingJelly LIFNode -> primec LIF with >= firing."""
+    threshold, reset = _threshold_and_reset(module)
+    tau = float(module.tau)
+    refuse_unless(tau >= 1.0, "tau", tau, "tau >= 1: the membrane keeps 1 - 1/tau per step")
+    gain = 1.0 / tau if module.decay_input else 1.0
+    return LIF(1.0 - 1.0 / tau, threshold, False, reset, "before_leak", input_gain=gain)
+
+
+def if_node(module: Any, path: str) -> nn.Module:
+    """SpikingJelly IFNode -> primec LIF that keeps its whole membrane, >= firing."""
+    threshold, reset = _threshold_and_reset(module)
+    return LIF(1.0, threshold, False, reset, "before_leak")
+
+
+def torch_layer(module: nn.Module, path: str) -> nn.Module:
+    """A SpikingJelly layer wrapper as the torch layer it extends (same weights, same forward
+    for one step); the wrapper adds only its step mode."""
+    base = next(c for c in type(module).__mro__ if c.__module__.startswith("torch.nn"))
+    plain = base.__new__(base)
+    plain.__dict__.update(copy.deepcopy(module).__dict__)
+    return plain
+
+
+NEURONS = {"LIFNode": lif_node, "IFNode": if_node, **dict.fromkeys(LAYERS, torch_layer)}

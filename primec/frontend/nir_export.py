@@ -1,0 +1,248 @@
+"""NIR export: a primec step graph (as imported, before any pass) -> a NIR graph, the inverse of
+`nir_io.read_nir` at the same dt and discretisation (docs/from-frameworks.md).
+
+What NIR cannot say is refused with the reason, all at once, never changed silently:
+subtract reset and no reset (NIR's LIF and IF reset to v_reset), a reset after the leak or
+after the input (NIR resets before integrating the next step), PRIME's LeakyReLU membrane
+(slope != 1), max pooling, batch norm and every other op without a NIR node. Firing at `>=`
+is written with a warning: NIR's LIF fires at v > v_threshold.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from primec.core.ir import Graph, Node
+from primec.errors import PrimecError
+from primec.fileio import atomic_write_bytes
+from primec.frontend.nir_io import META_ENCODING, META_TIMESTEPS, NirOptions, require_nir
+
+
+class _Exporter:
+    """Walks the graph's nodes in order, one NIR node per layer or neuron."""
+
+    def __init__(self, graph: Graph, options: NirOptions) -> None:
+        self.graph, self.options, self.nir = graph, options, require_nir()
+        self.nodes: dict[str, Any] = {}
+        self.edges: list[tuple[str, str]] = []
+        self.producer: dict[str, str] = {}  # IR value -> NIR node that computes it
+        self.consts: dict[str, np.ndarray] = {}
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+
+    def run(self) -> Any:
+        x = self.graph.step_inputs[0]
+        self.nodes["input"] = self.nir.Input(input_type={"input": np.array(x.type.shape)})
+        self.producer[x.name] = "input"
+        for node in self.graph.nodes:
+            rule = _RULES.get(node.op)
+            if rule is None:
+                self.problems.append(f"{_where(node)}: {node.op} has no NIR node")
+                continue
+            reason = rule(self, node)
+            if reason:
+                self.problems.append(f"{_where(node)}: {node.op}: {reason}")
+        if self.problems:
+            raise PrimecError(
+                f"the model has {len(self.problems)} part(s) NIR cannot express:\n"
+                + "\n".join(f"  - {p}" for p in self.problems)
+            )
+        meta = {
+            META_TIMESTEPS: int(self.graph.meta_value("timesteps")),
+            META_ENCODING: str(self.graph.meta_value("input_encoding")),
+        }
+        return self.nir.NIRGraph(nodes=self.nodes, edges=self.edges, metadata=meta)
+
+    def add(self, node: Node, nir_node: Any) -> None:
+        source = self.producer.get(node.inputs[0].name)
+        if source is None:
+            return  # its input comes from a node already refused
+        name = _where(node)
+        self.nodes[name] = nir_node
+        self.edges.append((source, name))
+        self.producer[node.outputs[0].name] = name
+
+    def full(self, node: Node, value: float) -> np.ndarray:
+        return np.full(node.outputs[0].type.shape, value, dtype=np.float64)  # keeps dt exact
+
+
+def _where(node: Node) -> str:
+    return node.loc.path if node.loc and node.loc.path else node.outputs[0].name
+
+
+def _weight(ex: _Exporter, node: Node) -> str:
+    ex.consts[node.outputs[0].name] = node.attr("value").array().astype(np.float32)
+    return ""
+
+
+def _conv(ex: _Exporter, node: Node) -> str:
+    weight = ex.consts.get(node.inputs[1].name)
+    if weight is None:
+        return "its weight is computed, not a constant"
+    shape = node.inputs[0].type.shape
+    ex.add(
+        node,
+        ex.nir.Conv2d(
+            input_shape=shape[1:],
+            weight=weight,
+            stride=node.attr("stride"),
+            padding=node.attr("padding"),
+            dilation=node.attr("dilation"),
+            groups=node.attr("groups"),
+            bias=np.zeros(weight.shape[0], np.float32),
+        ),
+    )
+    return ""
+
+
+def _linear(ex: _Exporter, node: Node) -> str:
+    weight = ex.consts.get(node.inputs[1].name)
+    if weight is None:
+        return "its weight is computed, not a constant"
+    ex.add(node, ex.nir.Linear(weight=weight))
+    return ""
+
+
+def _bias(ex: _Exporter, node: Node) -> str:
+    """add(layer, constant): the bias of the Conv2d or Linear just before."""
+    bias, name = ex.consts.get(node.inputs[1].name), ex.producer.get(node.inputs[0].name)
+    if name is None:
+        return ""  # its input comes from a node already refused
+    layer = ex.nodes.get(name)
+    if bias is None or type(layer).__name__ not in ("Conv2d", "Linear"):
+        return "only a constant bias after a convolution or linear layer has a NIR form"
+    flat = bias.reshape(-1)
+    if type(layer).__name__ == "Linear":
+        ex.nodes[name] = ex.nir.Affine(weight=layer.weight, bias=flat)
+    else:
+        layer.bias = flat
+    ex.producer[node.outputs[0].name] = name
+    return ""
+
+
+def _flatten(ex: _Exporter, node: Node) -> str:
+    shape = np.array(node.inputs[0].type.shape)
+    ex.add(node, ex.nir.Flatten(input_type={"input": shape}, start_dim=0, end_dim=-1))
+    return ""
+
+
+def _pool(kind: str):
+    def rule(ex: _Exporter, node: Node) -> str:
+        pool = getattr(ex.nir, kind)
+        ex.add(
+            node,
+            pool(
+                kernel_size=np.array(node.attr("kernel")),
+                stride=np.array(node.attr("stride")),
+                padding=np.array(node.attr("padding")),
+            ),
+        )
+        return ""
+
+    return rule
+
+
+def _tau_r(ex: _Exporter, keep: float, gain: float) -> tuple[float, float]:
+    """NIR's tau and r for a step that keeps `keep` and scales its input by `gain`."""
+    dt = ex.options.dt
+    if ex.options.discretisation == "exact":
+        return -dt / math.log(keep), gain / (1.0 - keep)
+    return dt / (1.0 - keep), gain / (1.0 - keep)
+
+
+def _lif_reason(node: Node) -> str:
+    if node.attr("slope") != 1.0:
+        return f"slope={node.attr('slope')}: PRIME's LeakyReLU membrane has no NIR form"
+    if node.attr("reset") != "zero":
+        return f"reset={node.attr('reset')}: NIR neurons reset to v_reset (no subtract, no none)"
+    if node.attr("reset_timing") != "before_leak":
+        return f"reset_timing={node.attr('reset_timing')}: NIR resets before the next integration"
+    if node.attr_dict.get("v_leak", 0.0) != 0.0 and node.attr("keep") == 1.0:
+        return "v_leak without a leak has no NIR form"
+    if not 0.0 < node.attr("keep") <= 1.0:
+        return f"keep={node.attr('keep')}: NIR's LIF decays by 0 < keep <= 1"
+    return ""
+
+
+def _lif(ex: _Exporter, node: Node) -> str:
+    reason = _lif_reason(node)
+    if reason:
+        return reason
+    attrs = node.attr_dict
+    keep, gain = attrs["keep"], attrs.get("input_gain", 1.0)
+    if not attrs["strict"]:
+        ex.warnings.append(f"{_where(node)}: fires at >= threshold; NIR's LIF fires at >")
+    common = dict(
+        v_threshold=ex.full(node, attrs["threshold"]),
+        v_reset=ex.full(node, attrs.get("v_reset", 0.0)),
+    )
+    if keep == 1.0:
+        ex.add(node, ex.nir.IF(r=ex.full(node, gain / ex.options.dt), **common))
+        return ""
+    tau, r = _tau_r(ex, keep, gain)
+    ex.add(
+        node,
+        ex.nir.LIF(
+            tau=ex.full(node, tau),
+            r=ex.full(node, r),
+            v_leak=ex.full(node, attrs.get("v_leak", 0.0)),
+            **common,
+        ),
+    )
+    return ""
+
+
+def _integrator(ex: _Exporter, node: Node) -> str:
+    keep, slope = node.attr("keep"), node.attr("slope")
+    if slope != 1.0:
+        return f"slope={slope}: PRIME's LeakyReLU membrane has no NIR form"
+    if keep == 1.0:
+        ex.add(node, ex.nir.I(r=ex.full(node, 1.0 / ex.options.dt)))
+        return ""
+    tau, r = _tau_r(ex, keep, 1.0)
+    ex.add(node, ex.nir.LI(tau=ex.full(node, tau), r=ex.full(node, r), v_leak=ex.full(node, 0.0)))
+    return ""
+
+
+def _readout(ex: _Exporter, node: Node) -> str:
+    shape = np.array(node.inputs[0].type.shape)
+    ex.nodes["output"] = ex.nir.Output(output_type={"output": shape})
+    if node.inputs[0].name in ex.producer:
+        ex.edges.append((ex.producer[node.inputs[0].name], "output"))
+    return ""
+
+
+_RULES = {
+    "weight": _weight,
+    "conv2d": _conv,
+    "linear": _linear,
+    "add": _bias,
+    "flatten": _flatten,
+    "avg_pool2d": _pool("AvgPool2d"),
+    "sum_pool2d": _pool("SumPool2d"),
+    "lif": _lif,
+    "integrator": _integrator,
+    "readout_mean": _readout,
+}
+
+
+def export_nir(graph: Graph, options: NirOptions) -> tuple[Any, list[str]]:
+    """The NIR graph of a step graph, and the warnings on what NIR says differently."""
+    if options.dt is None:
+        raise PrimecError("writing NIR needs the timestep: give --dt SECONDS")
+    exporter = _Exporter(graph, options)
+    return exporter.run(), exporter.warnings
+
+
+def write_nir(graph: Graph, options: NirOptions, path: Path) -> list[str]:
+    """Write the step graph as a NIR file (all at once: nothing is written on an error)."""
+    nir_graph, warnings = export_nir(graph, options)
+    buffer = io.BytesIO()
+    require_nir().write(buffer, nir_graph)
+    atomic_write_bytes(path, buffer.getvalue())
+    return warnings

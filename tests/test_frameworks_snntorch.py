@@ -1,0 +1,68 @@
+"""snnTorch models compiled as they are (state_dict + --arch FILE.py:factory returning the
+framework's own nn.Sequential) and simulated on N-Digits: the output spikes equal snnTorch's own
+forward pass at every step of every test sample, in float64 and in float32."""
+
+from __future__ import annotations
+
+import framework_archs as fa
+import numpy as np
+import pytest
+import torch
+from framework_check import as_dtype, assert_output_spikes_equal
+
+from primec.datasets import load_split
+from primec.errors import PrimecError
+
+snntorch = pytest.importorskip("snntorch")
+from snntorch import utils as snn_utils  # noqa: E402
+
+MODELS = ("snntorch_leaky", "snntorch_leaky_zero", "snntorch_synaptic", "snntorch_synaptic_zero")
+
+
+@pytest.fixture(scope="module")
+def ndigits_x() -> np.ndarray:
+    """Every N-Digits test sample, [359, 10, 2, 34, 34] event counts."""
+    return load_split("test")[0]
+
+
+def snntorch_output_spikes(name: str, x: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    """snnTorch's own forward pass, step by step, as its tutorials run it: [N, T, 10]."""
+    net = as_dtype(getattr(fa, name)(), dtype).eval()
+    snn_utils.reset(net)
+    inputs = torch.from_numpy(x).to(dtype)
+    with torch.no_grad():
+        steps = [net(inputs[:, t])[0] for t in range(inputs.shape[1])]
+    return torch.stack(steps, dim=1).numpy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_output_spikes_equal_snntorch_every_step(name, ndigits_x, tmp_path) -> None:
+    assert_output_spikes_equal(name, getattr(fa, name), snntorch_output_spikes, ndigits_x, tmp_path)
+
+
+def test_unmodelled_option_is_named(tmp_path) -> None:
+    from primec.frontend.frameworks import adopt
+
+    net = fa.snntorch_leaky()
+    net[2].graded_spikes_factor = torch.tensor(2.0)
+    with pytest.raises(PrimecError, match=r"snnTorch Leaky at '2': graded_spikes_factor=2\.0"):
+        adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
+
+
+def test_per_channel_beta_is_refused_with_its_shape() -> None:
+    from primec.frontend.frameworks import adopt
+
+    net = fa.snntorch_leaky()
+    net[2].beta = torch.full((8, 1, 1), 0.9)
+    with pytest.raises(PrimecError, match=r"beta has 8 values \(shape \[8, 1, 1\]\)"):
+        adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
+
+
+def test_unsupported_framework_class_is_named() -> None:
+    from primec.frontend.frameworks import adopt
+
+    net = fa.snntorch_leaky()
+    net[2] = snntorch.Lapicque(beta=0.9, init_hidden=True)
+    with pytest.raises(PrimecError, match=r"snnTorch snntorch.*Lapicque at '2' is not supported"):
+        adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
