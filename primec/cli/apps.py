@@ -84,6 +84,41 @@ def ndigits(split: str, seed: int, timesteps: int, output: str) -> None:
     click.echo(f"wrote {output}: {len(y)} samples, x {list(x.shape)}")
 
 
+@datasets.command("digits-inpaint")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "calibration", "test", "all"]),
+    default="test",
+    show_default=True,
+)
+@click.option(
+    "--timesteps", type=click.IntRange(1, 1000), default=16, show_default=True, help="Steps T."
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The .npz to write (x, clean, mask, y).",
+)
+@user_errors
+@checked_outputs({"output": "-o"}, ())
+def digits_inpaint(split: str, timesteps: int, output: str) -> None:
+    """32x32 digits in [-1, 1] with PRIME's 8x8 central hole, from scikit-learn's digits.
+
+    \b
+    Writes x: float32 [N, T, 1, 32, 32] holed images (repeated every step), clean: float32
+    [N, 1, 32, 32], mask: uint8 [1, 32, 32] (1 in the hole) and y: int64 [N] digit labels.
+    Example:
+      primec datasets digits-inpaint --split test -o inpaint-test.npz
+    """
+    from primec.datasets.inpaint import make_split, save_inpaint
+
+    data = make_split(split, timesteps)
+    save_inpaint(output, data)
+    click.echo(f"wrote {output}: {len(data.y)} samples, x {list(data.x.shape)}")
+
+
 @click.command()
 @click.option("--show", metavar="NAME|FILE", help="Print every parameter of one target.")
 @user_errors
