@@ -8,7 +8,9 @@ PRIME inpaints 32x32 MNIST digits (28x28 padded by 2) with an 8x8 hole at rows/c
    digit, clipped to [0, 1], then a Gaussian blur with sigma 0.7 px (the N-Digits rendering,
    `primec.datasets.ndigits`, so both data sets draw the same digits);
 2. the 20 x 20 box sits at rows/cols 6..25 of a 32 x 32 image, as an MNIST digit padded to 32;
-3. pixels map to [-1, 1] (FSVAE's normalisation): pixel = 2 * ink - 1, background -1;
+3. pixels map to [-1, 1) (FSVAE's normalisation, on an 8-bit grid that the chip's input
+   drivers apply exactly): pixel = -1 + round(255 * ink) / 128, background -1, the brightest
+   ink 127/128 (the `analog-input` pass drives pixel + 1 in quanta of 1/128);
 4. the hole is rows/cols 12..19; the holed image has -1 (background) there.
 
 Splits are the stratified, disjoint 60/20/20 splits of N-Digits (train 1078, calibration 360,
@@ -34,6 +36,8 @@ DIGIT_BOX = 6  # first row/col of the 20 x 20 digit box
 HOLE = (12, 20)  # rows and cols 12..19
 FILL = -1.0  # the value of hole pixels in the holed image (background)
 PIXEL_RANGE = (-1.0, 1.0)
+LEVELS = 255  # ink levels of the 8-bit grid
+QUANTUM = 1.0 / 128  # one level, in pixel units
 KEYS = ("x", "clean", "mask", "y")
 
 _ERROR = reader_error(
@@ -65,7 +69,8 @@ def clean_images() -> tuple[np.ndarray, np.ndarray]:
     start = DIGIT_BOX - (ink.shape[1] - 20) // 2
     canvas = np.zeros((len(ink), 1, IMAGE_SIZE, IMAGE_SIZE))
     canvas[:, 0, start : start + ink.shape[1], start : start + ink.shape[2]] = ink
-    return (2.0 * np.clip(canvas, 0.0, 1.0) - 1.0).astype(np.float32), labels
+    levels = np.round(np.clip(canvas, 0.0, 1.0) * LEVELS)
+    return (levels * QUANTUM - 1.0).astype(np.float32), labels
 
 
 def make_split(split: str, timesteps: int = 16, seed: int = 0) -> InpaintData:
@@ -146,7 +151,7 @@ def _check_range(name: str, values: np.ndarray, where: str) -> None:
         f"{name} has {int((~inside).sum())} pixel(s) outside the declared range [{low:g}, {high:g}] "
         f"(first: {bad!r})",
         where=where,
-        hint="pixels are 2 * ink - 1 with ink in [0, 1]",
+        hint="pixels are -1 + k/128 with k in 0..255 (primec datasets digits-inpaint)",
     )
 
 
