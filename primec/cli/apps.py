@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from primec.cli.common import checked_outputs, target_option, user_errors
 from primec.errors import PrimecError
@@ -117,6 +118,43 @@ def digits_inpaint(split: str, timesteps: int, output: str) -> None:
     data = make_split(split, timesteps)
     save_inpaint(output, data)
     click.echo(f"wrote {output}: {len(data.y)} samples, x {list(data.x.shape)}")
+
+
+FSVAE_EPOCHS, FSVAE_LR = 1, 1e-3  # prime-fsvae's defaults (Adam), in place of the classifier's
+
+
+def _train_fsvae(
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    loss: str,
+    threads: int,
+    device_map: str | None,
+    target_spec: str,
+    output: str,
+) -> None:
+    """`primec train --arch prime-fsvae`: PRIME's MSE + MMD on digits-inpaint (primec.apps.inpaint)."""
+    from primec.apps.inpaint import train_fsvae
+    from primec.apps.train import save_model
+
+    if device_map is not None or loss != "all_steps":
+        raise PrimecError(
+            "prime-fsvae trains with PRIME's loss (MSE + MMD) on drawn weights",
+            hint="drop --device-map and --loss for --arch prime-fsvae",
+        )
+    # The classifier's defaults (20 epochs, SGD 0.1) are not the FSVAE's: its own, unless given.
+    given = click.get_current_context().get_parameter_source
+    epochs = epochs if given("epochs") != ParameterSource.DEFAULT else FSVAE_EPOCHS
+    lr = lr if given("lr") != ParameterSource.DEFAULT else FSVAE_LR
+    model, history = train_fsvae(
+        epochs, batch_size, lr, seed, target_spec, click.echo, threads=threads
+    )
+    save_model(model, output)
+    click.echo(
+        f"wrote {output}: calibration hole MSE {history[-1].hole_mse:.4f} "
+        f"({history[-1].hole_psnr_db:.2f} dB)"
+    )
 
 
 @click.command()
@@ -278,6 +316,9 @@ def train(
     from primec.apps.train import save_model
     from primec.apps.train import train as train_scores
 
+    if arch == "prime-fsvae":
+        _train_fsvae(epochs, batch_size, lr, seed, loss, threads, device_map, target_spec, output)
+        return
     model, history = train_scores(
         arch,
         epochs,
