@@ -114,6 +114,7 @@ def train_fsvae(
     *,
     threads: int = 1,
     data: dict[str, InpaintData] | None = None,
+    samples: int | None = None,
 ) -> tuple[FSVAE, list[Quality]]:
     """Train prime-fsvae on digits-inpaint; the calibration hole quality after every epoch."""
     if epochs < 1 or batch_size < 1 or not lr > 0:
@@ -122,6 +123,13 @@ def train_fsvae(
         )
     target = load_target(target) if isinstance(target, str) else target
     data = data or {name: make_split(name) for name in ("train", "calibration")}
+    if samples is not None:
+        train = data["train"]
+        data = data | {
+            "train": InpaintData(
+                train.x[:samples], train.clean[:samples], train.mask, train.y[:samples]
+            )
+        }
     with _reproducible(seed, threads):
         model = build_model(ARCH, seed, target)
         frozen = _frozen_weights(model)

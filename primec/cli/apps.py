@@ -130,6 +130,7 @@ def _train_fsvae(
     seed: int,
     loss: str,
     threads: int,
+    samples: int | None,
     device_map: str | None,
     target_spec: str,
     output: str,
@@ -148,7 +149,7 @@ def _train_fsvae(
     epochs = epochs if given("epochs") != ParameterSource.DEFAULT else FSVAE_EPOCHS
     lr = lr if given("lr") != ParameterSource.DEFAULT else FSVAE_LR
     model, history = train_fsvae(
-        epochs, batch_size, lr, seed, target_spec, click.echo, threads=threads
+        epochs, batch_size, lr, seed, target_spec, click.echo, threads=threads, samples=samples
     )
     save_model(model, output)
     click.echo(
@@ -282,6 +283,11 @@ def devicemap_synth(target_spec: str, seed: int, macros: int | None, output: str
     type=click.Path(exists=True, dir_okay=False),
     help="Chip (.npz) whose cells are the weights; the model compiles back onto them.",
 )
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    help="prime-fsvae only: train on the first N samples of the train split (default: all).",
+)
 @target_option("Target: as-formed distribution and chip layout.")
 @click.option(
     "-o",
@@ -300,6 +306,7 @@ def train(
     seed: int,
     loss: str,
     threads: int,
+    samples: int | None,
     device_map: str | None,
     target_spec: str,
     output: str,
@@ -317,8 +324,11 @@ def train(
     from primec.apps.train import train as train_scores
 
     if arch == "prime-fsvae":
-        _train_fsvae(epochs, batch_size, lr, seed, loss, threads, device_map, target_spec, output)
+        options = (epochs, batch_size, lr, seed, loss, threads, samples, device_map)
+        _train_fsvae(*options, target_spec, output)
         return
+    if samples is not None:
+        raise PrimecError("--samples is for --arch prime-fsvae", hint="drop --samples")
     model, history = train_scores(
         arch,
         epochs,

@@ -222,3 +222,13 @@ def partial_readouts(acc: Tensor, decay: float = DECAY, prime_quirk: bool = True
     steps = acc.shape[1]
     scale = decay ** torch.arange(steps - 1, -1, -1, dtype=acc.dtype)
     return torch.tanh(acc * scale.reshape(1, steps, *([1] * (acc.dim() - 2))))
+
+
+def accumulators(net: FSVAE, x: Tensor) -> Tensor:
+    """The readout's accumulator acc_t after every step, [B, T, 1, 32, 32] (for `partial_readouts`)."""
+    states = net.zero_states(x[:, 0])
+    history = []
+    for t in range(x.shape[1]):
+        _, states = net.step(x[:, t], states)
+        history.append(states[-1])  # the readout is the last stateful module: acc is last
+    return torch.stack(history, dim=1)
