@@ -91,10 +91,11 @@ def _quality(q: Quality) -> dict[str, float]:
 
 
 def _simulate(compiled: CompileResult, x: np.ndarray, noise: Noise) -> tuple[np.ndarray, dict]:
+    """The chip's readout after every step [N, T, ...] and its energy report (all T steps)."""
     program = compiled.program
     result = Simulator(program, noise).run(x, BATCH, early_exit=False)
     energy = energy_report(result.counts, result.exit_step, program.meta, program.timesteps)
-    return result.readouts[:, -1], energy
+    return result.readouts, energy
 
 
 def evaluate(
@@ -117,11 +118,12 @@ def evaluate(
     log(
         f"  compiled: {mapping['arrays_used']} arrays (lower bound {mapping['arrays_lower_bound']}), {mapping['macros_used']} macros"
     )
-    ideal, energy = _simulate(compiled, test.x, Noise())
-    noisy, _ = _simulate(
-        compiled, test.x, Noise.from_target(compiled.program.meta["target_parameters"])
-    )
+    chip_steps, energy = _simulate(compiled, test.x, Noise())
+    ideal = chip_steps[:, -1]
+    target_noise = Noise.from_target(compiled.program.meta["target_parameters"])
+    noisy = _simulate(compiled, test.x, target_noise)[0][:, -1]
     log(f"  simulated {len(test.x)} test samples, ideal and with the target's noise")
+    quirk = pytorch_readouts(net, test.x, True)
     baseline = mean_digit_fill(data["train"].clean, test.x[:, 0], test.mask)
     summary = {
         "samples": len(test.x),
@@ -130,14 +132,19 @@ def evaluate(
         "quality_sim_noisy": _quality(hole_quality(noisy, test.clean, test.mask)),
         "quality_mean_digit": _quality(hole_quality(baseline, test.clean, test.mask)),
         "max_abs_diff_sim_ideal_vs_pytorch": float(np.abs(ideal - torch_steps[:, -1]).max()),
-        "early_exit": exit_summary(
-            pytorch_readouts(net, test.x, True), pytorch_readouts(net, cal.x, True), test, cal
-        ),
+        "early_exit": exit_summary(quirk, pytorch_readouts(net, cal.x, True), test, cal),
         "energy_per_inference_j": energy["energy_per_inference_j"],
         "energy_breakdown_j": energy["energy_breakdown_j"],
         "arrays_used": mapping["arrays_used"],
         "arrays_lower_bound": mapping["arrays_lower_bound"],
         "macros_used": mapping["macros_used"],
     }
-    pictures = {"pytorch": torch_steps, "chip": ideal, "clean": test.clean, "holed": test.x[:, 0]}
+    pictures = {
+        "clean": test.clean,
+        "holed": test.x[:, 0],
+        "pytorch": torch_steps,
+        "chip": chip_steps,
+        "exit_step": exit_steps(quirk, ExitRule()),
+        "at_exit": at_exit(quirk, exit_steps(quirk, ExitRule())),
+    }
     return summary, pictures
