@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -48,26 +50,30 @@ def datasets() -> None:
     """
 
 
-@datasets.command("ndigits")
-@click.option(
+SPLIT_OPTION = click.option(
     "--split",
     type=click.Choice(["train", "calibration", "test", "all"]),
     default="test",
     show_default=True,
 )
+
+
+def npz_output(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The required `-o/--output` option of a command that writes one .npz."""
+    return click.option(
+        "-o", "--output", required=True, type=click.Path(dir_okay=False), help=help_text
+    )
+
+
+@datasets.command("ndigits")
+@SPLIT_OPTION
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the event sensor model."
 )
 @click.option(
     "--timesteps", type=click.IntRange(1, 1000), default=10, show_default=True, help="Time bins T."
 )
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The .npz to write (x, y).",
-)
+@npz_output("The .npz to write (x, y).")
 @user_errors
 @checked_outputs({"output": "-o"}, ())
 def ndigits(split: str, seed: int, timesteps: int, output: str) -> None:
@@ -86,22 +92,11 @@ def ndigits(split: str, seed: int, timesteps: int, output: str) -> None:
 
 
 @datasets.command("digits-inpaint")
-@click.option(
-    "--split",
-    type=click.Choice(["train", "calibration", "test", "all"]),
-    default="test",
-    show_default=True,
-)
+@SPLIT_OPTION
 @click.option(
     "--timesteps", type=click.IntRange(1, 1000), default=16, show_default=True, help="Steps T."
 )
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The .npz to write (x, clean, mask, y).",
-)
+@npz_output("The .npz to write (x, clean, mask, y).")
 @user_errors
 @checked_outputs({"output": "-o"}, ())
 def digits_inpaint(split: str, timesteps: int, output: str) -> None:
@@ -124,32 +119,19 @@ FSVAE_EPOCHS, FSVAE_LR = 1, 1e-3  # prime-fsvae's defaults (Adam), in place of t
 
 
 def _train_fsvae(
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    loss: str,
-    threads: int,
-    samples: int | None,
-    device_map: str | None,
-    target_spec: str,
-    output: str,
+    recipe: tuple[int, int, float, int], threads: int, samples: int | None, target: str, output: str
 ) -> None:
     """`primec train --arch prime-fsvae`: PRIME's MSE + MMD on digits-inpaint (primec.apps.inpaint)."""
     from primec.apps.inpaint import train_fsvae
     from primec.apps.train import save_model
 
-    if device_map is not None or loss != "all_steps":
-        raise PrimecError(
-            "prime-fsvae trains with PRIME's loss (MSE + MMD) on drawn weights",
-            hint="drop --device-map and --loss for --arch prime-fsvae",
-        )
+    epochs, batch_size, lr, seed = recipe
     # The classifier's defaults (20 epochs, SGD 0.1) are not the FSVAE's: its own, unless given.
     given = click.get_current_context().get_parameter_source
     epochs = epochs if given("epochs") != ParameterSource.DEFAULT else FSVAE_EPOCHS
     lr = lr if given("lr") != ParameterSource.DEFAULT else FSVAE_LR
     model, history = train_fsvae(
-        epochs, batch_size, lr, seed, target_spec, click.echo, threads=threads, samples=samples
+        epochs, batch_size, lr, seed, target, click.echo, threads=threads, samples=samples
     )
     save_model(model, output)
     click.echo(
@@ -324,8 +306,12 @@ def train(
     from primec.apps.train import train as train_scores
 
     if arch == "prime-fsvae":
-        options = (epochs, batch_size, lr, seed, loss, threads, samples, device_map)
-        _train_fsvae(*options, target_spec, output)
+        if device_map is not None or loss != "all_steps":
+            raise PrimecError(
+                "prime-fsvae trains with PRIME's loss (MSE + MMD) on drawn weights",
+                hint="drop --device-map and --loss for --arch prime-fsvae",
+            )
+        _train_fsvae((epochs, batch_size, lr, seed), threads, samples, target_spec, output)
         return
     if samples is not None:
         raise PrimecError("--samples is for --arch prime-fsvae", hint="drop --samples")
