@@ -106,7 +106,7 @@ class DigitalPeriphery:
     def sample(self, i: int, ins: Sample, env: Any, counts: dict) -> None:
         q, step = env[ins.q], env[ins.step]
         env[ins.z], env[ins.step_out] = draw_latents(q, step, ins.k, ins.seed, self.sample_ids)
-        counts["digital_adds"] += step[0].numel()
+        counts["digital_adds"] += env[ins.z][0].numel()  # one draw and selection per latent
 
 
 def _membrane(
