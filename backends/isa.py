@@ -238,6 +238,25 @@ class EndStep(Instr):
     OPCODE: ClassVar[int] = 16
 
 
+@dataclass(frozen=True)
+class Sample(Instr):
+    """Latent sampler: z[c] = q[c*k + draw(seed, sample, step, c)]; step' = step + 1.
+
+    draw: the counter-based stream of `primec.core.counter_rng` keyed by (seed, the sample's
+    index in its data set, the step counter, c), mod k.
+    """
+
+    OPCODE: ClassVar[int] = 17
+    READS: ClassVar[tuple[str, ...]] = ("q", "step")
+    WRITES: ClassVar[tuple[str, ...]] = ("z", "step_out")
+    z: int
+    step_out: int
+    q: int
+    step: int
+    k: int
+    seed: int
+
+
 INSTRUCTIONS: dict[int, type[Instr]] = {
     cls.OPCODE: cls
     for cls in (
@@ -257,6 +276,7 @@ INSTRUCTIONS: dict[int, type[Instr]] = {
         ReadoutExp,
         ExitTest,
         EndStep,
+        Sample,
     )
 }
 

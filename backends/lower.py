@@ -30,6 +30,7 @@ from primec.backends.isa import (
     ReadoutExp,
     ReadoutMean,
     Reshape,
+    Sample,
     Scale,
     Zero,
 )
@@ -314,6 +315,9 @@ LOWERINGS: dict[str, Callable[[_Lowering, Node], None]] = {
     "readout_mean": _simple(lambda lw, n, i, o: ReadoutMean(o[0], o[1], o[2], i[0], i[1], i[2])),
     "readout_exp_tanh": _simple(
         lambda lw, n, i, o: ReadoutExp(o[0], o[1], i[0], i[1], n.attr("decay"))
+    ),
+    "sample_bernoulli": _simple(
+        lambda lw, n, i, o: Sample(o[0], o[1], i[0], i[1], n.attr("k"), n.attr("seed"))
     ),
 }
 

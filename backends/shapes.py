@@ -23,6 +23,7 @@ from primec.backends.isa import (
     ReadoutExp,
     ReadoutMean,
     Reshape,
+    Sample,
     Scale,
     Zero,
 )
@@ -183,6 +184,18 @@ def _readout_mean(check: Checker, at: str, instr: ReadoutMean) -> None:
         )
 
 
+def _sample(check: Checker, at: str, instr: Sample) -> None:
+    check.same(at, instr, "step", "step_out")
+    candidates, drawn = _elements(check.shape(instr.q)), _elements(check.shape(instr.z))
+    if instr.k < 1 or candidates != drawn * instr.k or not 0 <= instr.seed < 2**32:
+        raise check.fail(
+            f"{at}: the sampler keeps 1 of k={instr.k} per channel (seed {instr.seed}): "
+            f"{candidates} candidates cannot give {drawn} latents"
+        )
+    if _elements(check.shape(instr.step)) != 1:
+        raise check.fail(f"{at}: the step counter must be one number")
+
+
 SHAPES: dict[type[Instr], Callable[[Checker, str, Any], None]] = {
     Const: _const,
     Gather: _gather,
@@ -200,6 +213,7 @@ SHAPES: dict[type[Instr], Callable[[Checker, str, Any], None]] = {
     Integrate: lambda c, at, i: c.same(at, i, "membrane_out", "current", "membrane"),
     ReadoutMean: _readout_mean,
     ReadoutExp: lambda c, at, i: c.same(at, i, "y", "acc_out", "x", "acc"),
+    Sample: _sample,
 }
 
 

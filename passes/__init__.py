@@ -7,6 +7,7 @@ ensures. The order in which they run is `primec.pipeline.PASS_PIPELINE`, nowhere
 from __future__ import annotations
 
 from primec.passes import (
+    analog_input,
     choose_drive,
     dce,
     fold_affine,
@@ -23,6 +24,7 @@ PASSES = {
     "fold-masks": fold_masks.run,
     "fold-affine": fold_affine.run,
     "lower-crossbar": lower_crossbar.run,
+    "analog-input": analog_input.run,
     "choose-drive": choose_drive.run,
     "map-pairs": map_pairs.run,
     "tile": tile.run,

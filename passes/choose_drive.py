@@ -41,7 +41,9 @@ Levels = tuple[float, int]  # (quantum, top level): values are k * quantum, k in
 def run(graph: Graph, target: Target, choices: Choices = NO_CHOICES) -> Graph:
     """Set drive, planes and input_quantum on every crossbar."""
     tracer = _Tracer(graph, target)
-    nodes = tuple(tracer.drive(n) if n.op == "crossbar" else n for n in graph.nodes)
+    # A crossbar already driven (analog-input) keeps its drive.
+    chosen = tuple(n.op == "crossbar" and n.attr("drive") == "unset" for n in graph.nodes)
+    nodes = tuple(tracer.drive(n) if c else n for n, c in zip(graph.nodes, chosen, strict=True))
     return graph.replace(nodes=nodes)
 
 
@@ -76,6 +78,12 @@ class _Tracer:
             return self.step_input()
         if producer.op == "lif":
             return (1.0, 1) if name == producer.outputs[0].name else None
+        if producer.op == "sample_bernoulli":  # z keeps one of its input's values
+            return (
+                self.levels(producer.inputs[0].name, seen)
+                if name == producer.outputs[0].name
+                else None
+            )
         if producer.op in PASS_THROUGH:
             return self.levels(producer.inputs[0].name, seen)
         if producer.op in POOLS:

@@ -42,6 +42,7 @@ PASS_PIPELINE = (
     "fold-affine",  # BatchNorm and biases -> per-channel post-ADC affine
     "lower-crossbar",  # conv, transposed conv, linear (+ flatten, pools) -> im2col + crossbar
     "dce",  # drop nodes whose results nothing reads (the folded weights)
+    "analog-input",  # signed analog step inputs: shifted onto the drivers' grid, result corrected
     "choose-drive",  # binary spikes: one read; multi-level inputs: bit-serial planes
     "map-pairs",  # signed weights -> differential conductance pairs
     "tile",  # split matrices to the array size, drop rows/cols a mask empties

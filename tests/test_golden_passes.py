@@ -93,6 +93,16 @@ def oversized_layer() -> Graph:
     return net.b.build()
 
 
+def analog_conv() -> Graph:
+    """A padded conv on signed analog pixels (as prime-fsvae's first layer), then a LIF."""
+    net = Net("analog_conv", 8)
+    net.b.meta.update(timesteps=4, readout="exp_tanh", input_encoding="analog_repeat")
+    x = net.b.input("x", (1, 3, 3))
+    c = net.conv(x, net.supermask("conv0", (2, 1, 3, 3), 0.05), "conv0", padding=(1, 1))
+    net.b.output(net.lif("lif0", c, keep=0.25, threshold=0.2))
+    return net.b.build()
+
+
 ONE_MACRO = Choices(max_macros=1)
 
 # (pass, case) -> (input graph builder, the compile's choices beside the target)
@@ -108,6 +118,9 @@ CASES: dict[tuple[str, str], tuple[Callable[[], Graph], Choices]] = {
     ),
     ("lower-crossbar", "cropping_deconv"): (cropping_deconv, NO_CHOICES),
     ("dce", "tiny_conv"): (lambda: before("dce", tiny_conv()), NO_CHOICES),
+    ("analog-input", "analog_conv"): (lambda: before("analog-input", analog_conv()), NO_CHOICES),
+    ("analog-input", "tiny_conv"): (lambda: before("analog-input", tiny_conv()), NO_CHOICES),
+    ("choose-drive", "analog_conv"): (lambda: before("choose-drive", analog_conv()), NO_CHOICES),
     ("choose-drive", "tiny_conv"): (lambda: before("choose-drive", tiny_conv()), NO_CHOICES),
     ("choose-drive", "tiny_mlp"): (lambda: before("choose-drive", tiny_mlp()), NO_CHOICES),
     ("choose-drive", "conv_of_conv"): (lambda: before("choose-drive", conv_of_conv()), NO_CHOICES),

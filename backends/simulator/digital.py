@@ -19,9 +19,11 @@ from primec.backends.isa import (
     ReadoutExp,
     ReadoutMean,
     Reshape,
+    Sample,
     Scale,
 )
 from primec.backends.simulator.grid import exact_product
+from primec.backends.simulator.sampler import draw_latents
 
 
 class DigitalPeriphery:
@@ -30,6 +32,7 @@ class DigitalPeriphery:
     program: Any
     accumulators: set[int]
     own_states: set[int]
+    sample_ids: Any  # the batch's sample indices in the data set (the sampler's key)
 
     def scale(self, i: int, ins: Scale, env: Any, counts: dict) -> None:
         value = env[ins.src]
@@ -99,6 +102,11 @@ class DigitalPeriphery:
         env[ins.acc_out], env[ins.y] = acc, torch.tanh(acc)
         counts["digital_adds"] += acc[0].numel()
         counts["digital_multiplies"] += acc[0].numel()
+
+    def sample(self, i: int, ins: Sample, env: Any, counts: dict) -> None:
+        q, step = env[ins.q], env[ins.step]
+        env[ins.z], env[ins.step_out] = draw_latents(q, step, ins.k, ins.seed, self.sample_ids)
+        counts["digital_adds"] += env[ins.z][0].numel()  # one draw and selection per latent
 
 
 def _membrane(

@@ -40,6 +40,7 @@ from primec.backends.isa import (
     ReadoutExp,
     ReadoutMean,
     Reshape,
+    Sample,
     Scale,
     Zero,
 )
@@ -230,6 +231,7 @@ class Simulator(CrossbarReads, DigitalPeriphery):
                 else None
             )
             self.step = _Step({}, {}, normals)
+            self.sample_ids = ids[active]
             for i, ins, execute in self.schedule:
                 execute(self, i, ins, env, counts)
             counts["steps"] += 1
@@ -270,4 +272,5 @@ EXECUTE: dict[type[Instr], Callable] = {
     Integrate: Simulator.integrate,
     ReadoutMean: Simulator.readout_mean,
     ReadoutExp: Simulator.readout_exp,
+    Sample: Simulator.sample,
 }

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from primec.apps.inpaint_demo import render_inpainting, run_inpainting
 from primec.apps.plots import (
     accuracy_vs_noise,
     energy_breakdown,
@@ -284,6 +285,9 @@ def run_demo(
         "Accuracy vs read noise (test split, calibrated early exit)",
         "read noise (relative std per cell and read)",
     )
+    inpainting = run_inpainting(out, log, samples)
+    if inpainting is not None:
+        models["prime-fsvae"] = inpainting
     summary = _top_level(models) | {
         "models": models,
         "seconds": time.perf_counter() - started,
@@ -321,6 +325,9 @@ def render_summary(summary: dict[str, Any]) -> str:
     """The demo's printed summary: one block per model."""
     lines = ["", "primec demo summary (N-Digits test split)"]
     for model in summary["models"].values():
+        if "quality_pytorch" in model:  # the inpainting model
+            lines += render_inpainting(model)
+            continue
         hand = model["prime_hand_set"]
         low, high = model["energy_per_inference_range_j"]
         ratio_low, ratio_high = model["energy_efficiency_vs_gpu_range"]

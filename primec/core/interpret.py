@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from primec.core.counter_rng import draw_index
 from primec.core.ir import Graph, Node
 from primec.errors import PrimecError
 
 Array = np.ndarray
+SAMPLE_OFFSET = "sample_offset"  # run-time context of `sample_bernoulli`: the batch's first sample
 Impl = Callable[[list[Array], dict[str, Any]], tuple[Array, ...]]
 
 
@@ -173,6 +175,17 @@ def readout_exp_tanh(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array,
     return np.tanh(acc), acc
 
 
+def sample_bernoulli(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array, Array]:
+    q, step = inputs
+    k = attrs["k"]
+    batch, channels = q.shape[0], q.shape[1] // k
+    sample = np.arange(batch, dtype=np.int64)[:, None] + attrs.get(SAMPLE_OFFSET, 0)
+    steps = step.astype(np.int64).reshape(batch, 1)
+    index = draw_index(attrs["seed"], sample, steps, np.arange(channels, dtype=np.int64), k)
+    chosen = np.take_along_axis(q.reshape(batch, channels, k), index[..., None], axis=2)
+    return chosen[..., 0], step + 1.0
+
+
 # ---- mapping ops (docs/mapping.md) ----
 
 # x / input_quantum must be an integer level; a quantum such as 1/9 makes x*9 land within a few
@@ -263,6 +276,7 @@ IMPLS: dict[str, Impl] = {
     "integrator": integrator,
     "readout_mean": readout_mean,
     "readout_exp_tanh": readout_exp_tanh,
+    "sample_bernoulli": sample_bernoulli,
     "masked_weight": masked_weight,
     "sum_pool2d": sum_pool2d,
     "im2col": im2col,
@@ -285,7 +299,7 @@ class StepResult:
     values: dict[str, Array]
 
 
-def _apply(node: Node, env: Mapping[str, Array]) -> tuple[Array, ...]:
+def _apply(node: Node, env: Mapping[str, Array], sample_offset: int = 0) -> tuple[Array, ...]:
     if node.op == "weight":
         return (node.attr("value").array().astype(np.float64),)
     impl = IMPLS.get(node.op)
@@ -293,7 +307,10 @@ def _apply(node: Node, env: Mapping[str, Array]) -> tuple[Array, ...]:
         raise PrimecError(
             f"the interpreter has no implementation of op {node.op!r}", where=str(node.loc)
         )
-    return impl([env[v.name] for v in node.inputs], node.attr_dict)
+    attrs = (
+        node.attr_dict if not sample_offset else {**node.attr_dict, SAMPLE_OFFSET: sample_offset}
+    )
+    return impl([env[v.name] for v in node.inputs], attrs)
 
 
 def constants(graph: Graph) -> dict[str, Array]:
@@ -312,6 +329,7 @@ def run_step(
     feeds: Mapping[str, Array],
     trace: bool = False,
     consts: Mapping[str, Array] | None = None,
+    sample_offset: int = 0,
 ) -> StepResult:
     """Run one timestep: `feeds` holds every graph input (step inputs and states), batched.
 
@@ -324,7 +342,8 @@ def run_step(
     for node in graph.nodes:
         if node.outputs[0].name in consts:
             continue
-        env.update((v.name, r) for v, r in zip(node.outputs, _apply(node, env), strict=True))
+        results = _apply(node, env, sample_offset)
+        env.update((v.name, r) for v, r in zip(node.outputs, results, strict=True))
     outputs = {v.name: env[v.name] for v in graph.outputs}
     values = {k: v for k, v in env.items() if k not in consts} if trace else {}
     return StepResult(outputs, values)
@@ -336,7 +355,9 @@ def zero_states(graph: Graph, batch: int) -> dict[str, Array]:
     return {s.input: np.zeros((batch, *types[s.input].shape)) for s in graph.states}
 
 
-def run(graph: Graph, inputs: Mapping[str, Array], trace: bool = False) -> dict[str, Array]:
+def run(
+    graph: Graph, inputs: Mapping[str, Array], trace: bool = False, sample_offset: int = 0
+) -> dict[str, Array]:
     """Run the step graph over time. `inputs` maps each step input to [B, T, ...].
 
     Returns every step output as [B, T, ...]; with `trace`, every per-sample value too.
@@ -352,7 +373,7 @@ def run(graph: Graph, inputs: Mapping[str, Array], trace: bool = False) -> dict[
     history: dict[str, list[Array]] = {}
     for t in range(steps):
         feeds = {name: np.asarray(inputs[name])[:, t] for name in step_names} | states
-        result = run_step(graph, feeds, trace, consts)
+        result = run_step(graph, feeds, trace, consts, sample_offset)
         for name, value in (result.values if trace else result.outputs).items():
             history.setdefault(name, []).append(value)
         states = {s.input: result.outputs[s.output] for s in graph.states}

@@ -225,6 +225,17 @@ OPS: dict[str, OpDef] = {
             "acc' = sum_t decay^(T-1-t) x_t (the FSVAE readout).",
         ),
         OpDef(
+            "sample_bernoulli",
+            ("q", "step"),
+            ("z", "step_out"),
+            (Attr("k", "int"), Attr("seed", "int")),
+            rules.sample_bernoulli_shape,
+            "FSVAE latent sampler: 1 of k candidates per channel (q[c*k:(c+1)*k] are channel c's):\n"
+            "  z[c] = q[c*k + draw(seed, sample, step, c)]; step_out = step + 1 (step starts at 0).\n"
+            "  draw = lowbias32 counter hash mod k (primec/core/counter_rng.py); sample = the\n"
+            "  sample's row in the batch plus the runner's sample offset. Digital periphery.",
+        ),
+        OpDef(
             "masked_weight",
             (),
             ("y",),

@@ -207,6 +207,19 @@ def readout_exp_shape(types, attrs):
     return (x, x)
 
 
+def sample_bernoulli_shape(types, attrs):
+    q, step = types
+    k, seed = attrs["k"], attrs["seed"]
+    _require(k >= 1, f"sample_bernoulli k must be >= 1, got {k}")
+    _require(0 <= seed < 2**32, f"sample_bernoulli seed must be in [0, 2^32), got {seed}")
+    _require(
+        len(q.shape) == 1 and q.shape[0] % k == 0,
+        f"sample_bernoulli candidates must be [channels*k] with k={k}, got {q}",
+    )
+    _require(step.shape == (1,), f"sample_bernoulli step must be [1], got {step}")
+    return (TensorType((q.shape[0] // k,), q.dtype), step)
+
+
 # ---- mapping ops (docs/mapping.md): introduced by the passes between import and placement ----
 
 EMPTY_MAP = Weight.of(np.zeros(0, dtype=np.int64))  # a crossbar's row/col map before tiling

@@ -281,6 +281,12 @@ def _primec_attr(kind: str, value: Any) -> Any:
         return float32_value(value)
     if kind == "int":
         return bool(value)
+    if kind == "integer":
+        if not isinstance(value, int):
+            raise Unsupported(
+                f"attribute {value!r} must be an integer", "give it as an INT attribute"
+            )
+        return value
     return value
 
 

@@ -238,7 +238,9 @@ def _primec(name: str) -> Rule:
     def rule(w: _Writer, node: Node, a: dict[str, Any]) -> Any:
         """Translate one primec op call."""
         tensors = [w.value(arg) for arg in node.args[: len(op.inputs)]]
-        attrs = {key: int(a[key]) if kind == "int" else a[key] for key, kind in op.attrs}
+        attrs = {
+            key: int(a[key]) if kind in ("int", "integer") else a[key] for key, kind in op.attrs
+        }
         outputs = w.emit(name, tensors, w.loc(node), op.outputs, domain=cv.DOMAIN, **attrs)
         if name.startswith("Readout"):
             w.readout, w.readout_op = outputs[0], name
@@ -281,6 +283,7 @@ _RULES: dict[str, Rule] = {
     "primec.supermask.default": _primec("Supermask"),
     "primec.readout_mean.default": _primec("ReadoutMean"),
     "primec.readout_exp_tanh.default": _primec("ReadoutExpTanh"),
+    "primec.sample_bernoulli.default": _primec("SampleBernoulli"),
 }
 
 _IGNORED = {

@@ -8,6 +8,8 @@ The released weights ship with primec (`RELEASED_WEIGHTS`).
 PRIME cells, pooling, linear, integrator, running mean; its trained weights ship with primec
 (`SMALL_WEIGHTS`, reproduced as primec/models/README.md says).
 
+`prime-fsvae` is PRIME's inpainting model, a pruned spiking VAE (`primec.nn.fsvae`).
+
 Every factory takes `std` (the as-formed weights' std, device units) and `seed`.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from torch import nn
 
+from primec.nn.fsvae import prime_fsvae
 from primec.nn.network import SNN
 from primec.nn.neurons import Integrator, PrimeCell
 from primec.nn.readout import MeanReadout
@@ -90,4 +93,5 @@ def ndigits_small(std: float = RELEASED_STD, seed: int = 0) -> SNN:
 ARCHS: dict[str, Callable[..., SNN]] = {
     "prime-nmnist": prime_nmnist,
     "ndigits-small": ndigits_small,
+    "prime-fsvae": prime_fsvae,
 }

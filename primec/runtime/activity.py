@@ -41,6 +41,7 @@ from primec.backends.isa import (
     Read,
     ReadoutExp,
     ReadoutMean,
+    Sample,
     Scale,
 )
 from primec.backends.program import Program
@@ -157,6 +158,8 @@ def static_ops_per_step(program: Program) -> dict[str, float]:
         elif isinstance(ins, ReadoutExp):
             ops["digital_adds"] += size[ins.y]
             ops["digital_multiplies"] += size[ins.y]
+        elif isinstance(ins, Sample):
+            ops["digital_adds"] += size[ins.z]  # as the simulator counts: one per latent
     return ops
 
 

@@ -1,0 +1,91 @@
+"""Training prime-fsvae (PRIME's MSE + MMD) and the inpainting quality numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from primec.apps.inpaint import (
+    hole_quality,
+    mean_digit_fill,
+    psp,
+    run_prior,
+    train_fsvae,
+)
+from primec.apps.train import state_bytes
+from primec.cli import main
+from primec.datasets.inpaint import InpaintData, make_split
+from primec.nn.fsvae import mlp
+
+
+@pytest.fixture(scope="module")
+def tiny_data() -> dict[str, InpaintData]:
+    train, cal = make_split("train"), make_split("calibration")
+    return {
+        "train": InpaintData(train.x[:8], train.clean[:8], train.mask, train.y[:8]),
+        "calibration": InpaintData(cal.x[:4], cal.clean[:4], cal.mask, cal.y[:4]),
+    }
+
+
+def test_training_moves_scores_and_weights_but_never_the_formed_weights(tiny_data):
+    from primec.apps.train import build_model
+    from primec.hardware.target import DEFAULT_TARGET, load_target
+
+    before = build_model("prime-fsvae", 3, load_target(DEFAULT_TARGET)).state_dict()
+    model, history = train_fsvae(1, 4, 1e-3, seed=3, log=lambda _: None, data=tiny_data)
+    after = model.state_dict()
+    assert torch.equal(before["encoder.conv0.weight"], after["encoder.conv0.weight"])
+    assert not torch.equal(before["encoder.conv0.scores"], after["encoder.conv0.scores"])
+    assert not torch.equal(before["posterior.fc1.weight"], after["posterior.fc1.weight"])
+    assert not torch.equal(before["prior.fc1.weight"], after["prior.fc1.weight"])  # MMD trains it
+    assert len(history) == 1 and history[0].hole_mse > 0
+
+
+def test_same_seed_same_bytes(tiny_data):
+    runs = [
+        state_bytes(train_fsvae(1, 4, 1e-3, seed=1, log=lambda _: None, data=tiny_data)[0])
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+
+
+def test_hole_quality_is_mse_and_psnr_over_the_hole_only():
+    mask = np.zeros((1, 2, 2), bool)
+    mask[0, 0, 0] = True
+    clean = np.zeros((2, 1, 2, 2))
+    recon = clean.copy()
+    recon[:, 0, 0, 0] = [0.5, 1.5]  # squared errors 0.25 and 2.25 inside the hole
+    recon[:, 0, 1, 1] = 9.0  # outside the hole: ignored
+    quality = hole_quality(recon, clean, mask)
+    assert quality.hole_mse == pytest.approx(1.25)
+    assert quality.hole_psnr_db == pytest.approx(10 * np.log10(4 / 1.25))
+
+
+def test_mean_digit_fill_keeps_the_known_pixels():
+    data = make_split("test", 1)
+    filled = mean_digit_fill(data.clean, data.x[:, 0], data.mask)
+    assert np.array_equal(filled[:, ~data.mask], data.x[:, 0][:, ~data.mask])
+    assert np.allclose(filled[:, data.mask], data.clean.mean(0)[data.mask])
+
+
+def test_psp_is_fsvae_first_order_filter():
+    x = torch.tensor([[[1.0], [0.0], [1.0]]])
+    assert psp(x).flatten().tolist() == [0.5, 0.25, 0.625]
+
+
+def test_prior_sees_the_previous_latent_and_zero_first():
+    prior = mlp(128, 16, 2).eval()
+    latents = (torch.rand(2, 3, 128) > 0.5).float()
+    with torch.no_grad():
+        out = run_prior(prior, latents)
+        first = run_prior(prior, torch.zeros_like(latents[:, :1]))
+    assert out.shape == (2, 3, 256) and torch.equal(out[:, :1], first)
+
+
+def test_train_cli_refuses_classifier_options_for_fsvae(tmp_path):
+    out = tmp_path / "m.pt"
+    args = ["train", "--arch", "prime-fsvae", "--loss", "final", "-o", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and "MSE + MMD" in result.output and not out.exists()
