@@ -170,10 +170,13 @@ def test_every_mapping_pass_has_golden_cases() -> None:
 
 
 ERROR_CASES = sorted(k for k in CASES if (GOLDEN / k[0] / f"{k[1]}.err.txt").exists())
+# Passes that raise nothing: dce removes, analog-input leaves every graph it cannot drive to
+# choose-drive (which names the layer), so neither has an error case.
+NEVER_FAIL = {"dce", "analog-input"}
 
 
 def test_every_pass_that_can_fail_has_an_error_case() -> None:
-    assert {name for name, _ in ERROR_CASES} == set(PASS_PIPELINE) - {"dce"}
+    assert {name for name, _ in ERROR_CASES} == set(PASS_PIPELINE) - NEVER_FAIL
 
 
 @pytest.mark.parametrize("pass_name,case", ERROR_CASES, ids=lambda v: v)

@@ -13,6 +13,8 @@ import onnx
 from onnx import AttributeProto, FunctionProto, NodeProto, TensorProto
 from onnx import helper as oh
 
+from primec.frontend.onnx_hash import int64, mix32
+
 DOMAIN = "primec"
 DOMAIN_VERSION = 1
 OPSET = 21
@@ -297,46 +299,6 @@ def _readout_exp_tanh_body() -> list[NodeProto]:
     ]
 
 
-def _int64(name: str, value: int) -> NodeProto:
-    return oh.make_node(
-        "Constant", [], [name], value=oh.make_tensor(name, TensorProto.INT64, [], [value])
-    )
-
-
-def _mul32(x: str, constant: int, out: str) -> list[NodeProto]:
-    """out = x * constant mod 2^32 in int64, the constant split in 16-bit halves (counter_rng)."""
-    low, high = f"{out}_low", f"{out}_high"
-    return [
-        _int64(low, constant % 65536),
-        _int64(high, constant // 65536),
-        oh.make_node("Mul", [x, low], [f"{out}_a"]),
-        oh.make_node("Mul", [x, high], [f"{out}_b"]),
-        oh.make_node("Mod", [f"{out}_b", "half"], [f"{out}_b16"]),
-        oh.make_node("Mul", [f"{out}_b16", "half"], [f"{out}_c"]),
-        oh.make_node("Add", [f"{out}_a", f"{out}_c"], [f"{out}_d"]),
-        oh.make_node("Mod", [f"{out}_d", "word"], [out]),
-    ]
-
-
-def _xorshift(x: str, shift: int, out: str) -> list[NodeProto]:
-    return [
-        _int64(f"{out}_div", 1 << shift),
-        oh.make_node("Div", [x, f"{out}_div"], [f"{out}_shifted"]),
-        oh.make_node("BitwiseXor", [x, f"{out}_shifted"], [out]),
-    ]
-
-
-def _mix32(x: str, out: str) -> list[NodeProto]:
-    """lowbias32 (primec/core/counter_rng.py), operator for operator."""
-    return [
-        *_xorshift(x, 16, f"{out}_s1"),
-        *_mul32(f"{out}_s1", 0x7FEB352D, f"{out}_m1"),
-        *_xorshift(f"{out}_m1", 15, f"{out}_s2"),
-        *_mul32(f"{out}_s2", 0x846CA68B, f"{out}_m2"),
-        *_xorshift(f"{out}_m2", 16, out),
-    ]
-
-
 def _sample_bernoulli_body() -> list[NodeProto]:
     # sample = the row in the batch; channel = 0..C-1; step = the step counter; all int64.
     shape_rows = [oh.make_node("Constant", [], [n], value_ints=v) for n, v in _SAMPLER_SHAPES]
@@ -344,10 +306,10 @@ def _sample_bernoulli_body() -> list[NodeProto]:
         _ref("k", "integer"),
         _ref("seed", "integer"),
         _const("one", 1.0),
-        _int64("zero_i", 0),
-        _int64("one_i", 1),
-        _int64("half", 1 << 16),
-        _int64("word", 1 << 32),
+        int64("zero_i", 0),
+        int64("one_i", 1),
+        int64("half", 1 << 16),
+        int64("word", 1 << 32),
         *shape_rows,
         oh.make_node("Shape", ["q"], ["q_shape"]),
         oh.make_node("Gather", ["q_shape", "zero_i"], ["batch"]),
@@ -358,13 +320,13 @@ def _sample_bernoulli_body() -> list[NodeProto]:
         oh.make_node("Range", ["zero_i", "channels", "one_i"], ["channel_row"]),
         oh.make_node("Reshape", ["channel_row", "row"], ["channel"]),
         oh.make_node("Cast", ["step"], ["step_i"], to=TensorProto.INT64),
-        *_mix32("channel", "h1"),
+        *mix32("channel", "h1"),
         oh.make_node("BitwiseXor", ["h1", "step_i"], ["k2"]),
-        *_mix32("k2", "h2"),
+        *mix32("k2", "h2"),
         oh.make_node("BitwiseXor", ["h2", "sample"], ["k3"]),
-        *_mix32("k3", "h3"),
+        *mix32("k3", "h3"),
         oh.make_node("BitwiseXor", ["h3", "seed"], ["k4"]),
-        *_mix32("k4", "h4"),
+        *mix32("k4", "h4"),
         oh.make_node("Mod", ["h4", "k"], ["index"]),
         oh.make_node("Unsqueeze", ["index", "last"], ["index3"]),
         oh.make_node("Reshape", ["k", "one_d"], ["k_1"]),
