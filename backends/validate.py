@@ -39,6 +39,9 @@ Error = Callable[..., PrimecError]
 
 # Limits that bound the simulator's memory and loops, far above any real macro program.
 MAX_BUFFER_ELEMENTS = 1 << 26  # per sample
+# The optional tensor of calibrated ADC full scales (uA), one per Read in program order
+# (`primec calibrate-adc`).
+ADC_RANGES = "adc.full_scale_ua"
 KINDS = {Pool: ("avg", "sum", "max"), Binary: ("add", "mul")}
 NEURON_OPS = {Lif: "lif", Integrate: "integrator"}
 
@@ -164,6 +167,13 @@ class _Checker:
                 raise self.fail(f"tensor {name!r} must hold numbers, got {tensor.dtype}")
             if tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
                 raise self.fail(f"tensor {name!r} holds NaN or infinite values")
+        ranges = self.p.tensors.get(ADC_RANGES)
+        reads = sum(isinstance(i, Read) for i in self.p.instrs)
+        if ranges is not None and (ranges.shape != (reads,) or not (ranges > 0).all()):
+            raise self.fail(
+                f"tensor {ADC_RANGES!r} must hold one positive full scale per read ({reads}), "
+                f"got {list(ranges.shape)}"
+            )
 
     # ---- instructions -----------------------------------------------------------------------
 

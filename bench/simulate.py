@@ -10,14 +10,24 @@ reported:
   F.conv2d / F.avg_pool2d / the PRIME cell), the same network in the usual float32 and in the
   float64 the simulator must compute in to be exact;
 - `simulator-ideal`: `Simulator(program).run`, bit-identical to the float64 model;
-- `simulator-read-adc`: with read noise 0.02 and an 8-bit ADC (`--noise read=0.02,adc=8`).
+- `simulator-read-adc`: with read noise 0.02 and an 8-bit ADC (`--noise read=0.02,adc=8`);
+- `simulator-chips-1`, `simulator-chips-32`: every per-chip non-ideality (programming error,
+  stuck cells, read noise, 8-bit ADC): one chip on the 64 samples (64 rows per batch), and 32
+  chips at once on 8 samples (one batch of 8 samples x 32 chips, 256 rows; a sweep's shards run
+  64 samples x 8 chips).
 
-Ratios are throughputs: simulator / reference, and read+ADC / ideal. torch runs on `--threads`
+Ratios are throughputs per (chip, sample): simulator / reference, read+ADC / ideal, and
+32 chips / 1 chip (the goal is a cost per (chip, sample) at most 1.2x a single chip's, that is a
+throughput ratio of at least 1 / 1.2). torch runs on `--threads`
 threads (default 1: on a small shared machine torch's thread pool stalls on small ops when the
 cores are oversubscribed, which would measure the neighbours, not the code).
 
-    .venv/bin/python bench/simulate.py            # about 30 s; writes bench/results/simulate.json
+    .venv/bin/python bench/simulate.py            # about 40 s; writes bench/results/simulate.json
     .venv/bin/python bench/simulate.py --table    # prints the table of docs/performance.md
+    .venv/bin/python bench/simulate.py --device cuda --batch 1024   # on a GPU: simulate-cuda.json
+
+On CUDA the same contenders run on the GPU (batch >= 1024 is the issue's workload; goal: the
+ideal simulator at >= 2x the float32 plain-PyTorch loop on the same GPU).
 """
 
 from __future__ import annotations
@@ -40,21 +50,30 @@ RESULTS = ROOT / "bench" / "results" / "simulate.json"
 MODEL = ROOT / "primec" / "models" / "prime_nmnist_classification.pt"
 BATCH = 64
 NOISE = "read=0.02,adc=8"
+CHIP_NOISE = "program=0.05,stuck=0.002,read=0.02,adc=8"
+CHIPS, CHIP_SAMPLES = 32, 8
 IMPLEMENTATIONS = (
     "reference-float32",
     "reference-float64",
     "simulator-ideal",
     "simulator-read-adc",
+    "simulator-chips-1",
+    "simulator-chips-32",
 )
 RATIOS = {
     "ideal_vs_reference_float32": ("simulator-ideal", "reference-float32"),
     "ideal_vs_reference_float64": ("simulator-ideal", "reference-float64"),
     "read_adc_vs_ideal": ("simulator-read-adc", "simulator-ideal"),
+    "chips32_vs_chips1_per_row": ("simulator-chips-32", "simulator-chips-1"),
 }
-GOALS = {"ideal_vs_reference_float32": 1.0, "read_adc_vs_ideal": 0.4}
+GOALS = {
+    "ideal_vs_reference_float32": 1.5,
+    "read_adc_vs_ideal": 0.5,
+    "chips32_vs_chips1_per_row": round(1 / 1.2, 3),
+}
 
 
-def contenders(x: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
+def contenders(x: np.ndarray, device: str = "cpu") -> dict[str, Callable[[], np.ndarray]]:
     """Each implementation as a call that runs the batch and returns its predictions."""
     sys.path.insert(0, str(ROOT / "tests"))
     import prime_reference
@@ -68,29 +87,46 @@ def contenders(x: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
         MODEL, arch="prime-nmnist", target=target, log=lambda _: None, backend=BackendOptions()
     ).program
     weights = prime_reference.effective_weights(prime_reference.load_released(MODEL))
-    events = torch.from_numpy(x)
-    ideal, noisy = Simulator(program), Simulator(program, Noise.parse(NOISE, seed=0))
+    weights = {key: value.to(device) for key, value in weights.items()}
+    events = torch.from_numpy(x).to(device)
+    ideal = Simulator(program, device=device)
+    noisy = Simulator(program, Noise.parse(NOISE, seed=0), device)
+    chip_noise = Noise.parse(CHIP_NOISE, seed=0)
+    one_chip = Simulator(program, chip_noise, device)
+    many = Simulator(program, chip_noise, device, chips=range(CHIPS))
+    few = x[:CHIP_SAMPLES]
 
     def reference(dtype: torch.dtype) -> Callable[[], np.ndarray]:
         return lambda: (
-            prime_reference.run_prime(weights, events, dtype)["readout"][:, -1].argmax(-1).numpy()
+            prime_reference.run_prime(weights, events, dtype)["readout"][:, -1]
+            .argmax(-1)
+            .cpu()
+            .numpy()
         )
 
     return {
         "reference-float32": reference(torch.float32),
         "reference-float64": reference(torch.float64),
-        "simulator-ideal": lambda: ideal.run(x, BATCH, early_exit=False).pred,
-        "simulator-read-adc": lambda: noisy.run(x, BATCH, early_exit=False).pred,
+        "simulator-ideal": lambda: ideal.run(x, len(x), early_exit=False).pred,
+        "simulator-read-adc": lambda: noisy.run(x, len(x), early_exit=False).pred,
+        "simulator-chips-1": lambda: one_chip.run(x[:BATCH], BATCH, early_exit=False).pred,
+        "simulator-chips-32": lambda: np.concatenate(
+            [r.pred for r in many.run_chips(few, CHIP_SAMPLES, early_exit=False)]
+        ),
     }
 
 
-def measure(repeats: int) -> dict:
+def measure(repeats: int, device: str = "cpu", batch: int = BATCH) -> dict:
     """Time every implementation in interleaved rounds; medians, throughputs and ratios."""
     from primec.datasets import load_split
 
     x, y = load_split("test")
-    x, y = np.ascontiguousarray(x[:BATCH]), y[:BATCH]
-    runs = contenders(x)
+    x, y = np.resize(x, (batch, *x.shape[1:])), np.resize(y, batch)  # repeats the set if needed
+    runs = contenders(np.ascontiguousarray(x), device)
+    rows = dict.fromkeys(IMPLEMENTATIONS, batch) | {
+        "simulator-chips-1": BATCH,
+        "simulator-chips-32": CHIPS * CHIP_SAMPLES,
+    }
     predictions = {name: run() for name, run in runs.items()}  # warm-up round
     load_before = os.getloadavg()
     wall: dict[str, list[float]] = {name: [] for name in runs}
@@ -99,15 +135,22 @@ def measure(repeats: int) -> dict:
         for name, run in runs.items():
             started, cpu_started = time.perf_counter(), time.process_time()
             run()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
             wall[name].append(time.perf_counter() - started)
             cpu[name].append(time.process_time() - cpu_started)
+    labels = dict.fromkeys(runs, y) | {
+        "simulator-chips-1": y[:BATCH],
+        "simulator-chips-32": np.tile(y[:CHIP_SAMPLES], CHIPS),
+    }
     results = {
         name: {
             "seconds_per_batch": round(statistics.median(wall[name]), 4),
             "cpu_seconds_per_batch": round(statistics.median(cpu[name]), 4),
-            "samples_per_s": round(BATCH / statistics.median(wall[name]), 1),
+            "rows": rows[name],
+            "samples_per_s": round(rows[name] / statistics.median(wall[name]), 1),
             "seconds_all_rounds": [round(s, 4) for s in wall[name]],
-            "accuracy": float((predictions[name] == y).mean()),
+            "accuracy": float((predictions[name] == labels[name]).mean()),
         }
         for name in runs
     }
@@ -115,14 +158,17 @@ def measure(repeats: int) -> dict:
         "machine": {
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "device": device if device == "cpu" else torch.cuda.get_device_name(device),
+            "date": time.strftime("%Y-%m-%d", time.gmtime()),
             "python": platform.python_version(),
             "torch": torch.__version__,
             "platform": platform.platform(),
             "load_average_before": [round(v, 2) for v in load_before],
             "load_average_after": [round(v, 2) for v in os.getloadavg()],
         },
-        "workload": f"PRIME N-MNIST classifier, {BATCH} N-Digits test samples, T = 10, all steps",
+        "workload": f"PRIME N-MNIST classifier, {batch} N-Digits test samples, T = 10, all steps",
         "noise": NOISE,
+        "chip_noise": CHIP_NOISE,
         "repeats": repeats,
         "results": results,
         "ratios": {
@@ -151,7 +197,8 @@ def table(report: dict) -> str:
     lines += ["", "| ratio (throughput) | measured | goal |", "|---|---:|---:|"]
     for key, value in report["ratios"].items():
         goal = report["goals"].get(key)
-        lines.append(f"| {key} | {value:.2f}x | {f'>= {goal}x' if goal else ''} |")
+        verdict = "" if not goal else (" (met)" if value >= goal else " (NOT met)")
+        lines.append(f"| {key} | {value:.2f}x | {f'>= {goal}x' if goal else ''}{verdict} |")
     return "\n".join(lines)
 
 
@@ -160,14 +207,19 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="print the table of the last run")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    parser.add_argument("--batch", type=int, default=BATCH, help="samples per batch")
     args = parser.parse_args()
+    results = RESULTS if args.device == "cpu" else RESULTS.with_name("simulate-cuda.json")
     if args.table:
-        print(table(json.loads(RESULTS.read_text())))
+        print(table(json.loads(results.read_text())))
         return
     torch.set_num_threads(args.threads)
-    report = measure(args.repeats)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    report = measure(args.repeats, args.device, args.batch)
+    if args.device != "cpu":
+        report["goals"] = {"ideal_vs_reference_float32": 2.0}
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
 
 

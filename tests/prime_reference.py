@@ -61,9 +61,9 @@ def run_prime(
     w0, w1, w2 = (weights[key].to(dtype) for key in LAYER_KEYS)
     x = torch.as_tensor(x).to(dtype)
     batch, steps = x.shape[:2]
-    u0 = s0 = torch.zeros(batch, 12, 32, 32, dtype=dtype)
-    u1 = s1 = torch.zeros(batch, 64, 12, 12, dtype=dtype)
-    u2 = torch.zeros(batch, 10, dtype=dtype)
+    u0 = s0 = torch.zeros(batch, 12, 32, 32, dtype=dtype, device=x.device)
+    u1 = s1 = torch.zeros(batch, 64, 12, 12, dtype=dtype, device=x.device)
+    u2 = torch.zeros(batch, 10, dtype=dtype, device=x.device)
     outs, spikes0, spikes1 = [], [], []
     with torch.no_grad():
         for t in range(steps):
@@ -76,7 +76,7 @@ def run_prime(
             spikes0.append(s0)
             spikes1.append(s1)
     out = torch.stack(outs, dim=1)
-    counts = torch.arange(1, steps + 1, dtype=dtype).view(1, steps, 1)
+    counts = torch.arange(1, steps + 1, dtype=dtype, device=x.device).view(1, steps, 1)
     return {
         "out": out,
         "readout": out.cumsum(dim=1) / counts,

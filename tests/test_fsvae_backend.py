@@ -66,6 +66,20 @@ def test_ideal_simulation_equals_the_float64_model(compiled, suffix):
     assert np.abs(result.readouts - record["readout"].numpy()).max() < 1e-12
 
 
+def test_a_chip_among_others_draws_the_latents_it_draws_alone(compiled):
+    # rows are (sample, chip): each row's sampler key must be its sample, not its row
+    _, folder, _ = compiled
+    x = make_split("test", 16).x[:3]
+    program = read_artefact(folder / "fsvae.pbc")
+    z = next(ins.z for ins in program.instrs if isinstance(ins, Sample))
+    noisy = Noise(program=0.02, read=0.01, seed=5)
+    alone = Simulator(program, noisy, trace=(z,), chips=(1,)).run_chips(x, 2, early_exit=False)
+    among = Simulator(program, noisy, trace=(z,), chips=(0, 1, 2)).run_chips(x, 2, early_exit=False)
+    assert np.array_equal(among[1].spikes[z], alone[0].spikes[z])
+    assert np.array_equal(among[1].readouts, alone[0].readouts)
+    assert not np.array_equal(among[0].readouts, among[1].readouts)  # the chips do differ
+
+
 def test_the_sampler_is_in_the_bytecode_and_the_first_layer_is_driven_bit_serially(compiled):
     _, _, result = compiled
     samples = [ins for ins in result.program.instrs if isinstance(ins, Sample)]

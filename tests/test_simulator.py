@@ -523,7 +523,8 @@ def test_default_noise_is_the_targets_and_the_report_says_which(
         assert result.exit_code == 0, result.output
         summary = json.loads(report.read_text())
         assert summary["noise_source"] == source and f"(from {source})" in result.output
-        assert {k: v for k, v in summary["noise"].items() if v and k != "seed"} == active
+        noise = summary["noise"]
+        assert {k: v for k, v in noise.items() if v and k not in ("seed", "adc_cal")} == active
 
 
 @pytest.mark.parametrize(
@@ -579,3 +580,38 @@ def test_damaged_artefact_is_one_clear_error(
     assert result.exit_code == 2
     assert result.output.count("error:") == 1 and message in result.output, result.output
     assert not report.exists() and not output.exists()
+
+
+def test_threads_are_reported_and_the_statistical_pass_is_optional(
+    tmp_path: Path, artefact: Path
+) -> None:
+    data, report = tmp_path / "data.npz", tmp_path / "report.json"
+    np.savez(data, x=np.ones((3, 4, 1, 6, 6), np.float32))
+    base = ["simulate", str(artefact), "--input", str(data), "--report", str(report), "--force"]
+    full = CliRunner().invoke(main, [*base, "--threads", "1"])
+    assert full.exit_code == 0, full.output
+    summary = json.loads(report.read_text())
+    assert summary["torch_threads"] == 1 and "on 1 threads" in full.output
+    assert "energy_statistical_j" in summary
+    lean = CliRunner().invoke(main, [*base, "--no-statistical-energy"])
+    assert lean.exit_code == 0, lean.output
+    lean_summary = json.loads(report.read_text())
+    assert "energy_statistical_j" not in lean_summary
+    assert lean_summary["energy_per_inference_j"] == summary["energy_per_inference_j"]
+
+
+def test_the_main_run_traces_the_statistics_a_separate_run_would(prime_program, ndigits) -> None:
+    """Without early exit the main run runs every step: its trace gives the same statistics."""
+    from primec.runtime.activity import activity_report
+    from primec.runtime.simdata import SimData
+    from primec.runtime.simulation import simulate as run_simulation
+
+    x, y = ndigits[0][:12], ndigits[1][:12]
+    noise = Noise(read=0.02, seed=2)
+    result, summary = run_simulation(prime_program, SimData(x=x, y=y), noise, early_exit=False)
+    separate = activity_report(
+        prime_program, x, result.exit_step, result.counts, summary["energy_per_inference_j"], noise
+    )
+    assert summary["energy_statistical_j"] == separate["energy_statistical_j"]
+    assert summary["neurobench"] == separate["neurobench"]
+    assert summary["activity_samples"] == 12

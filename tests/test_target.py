@@ -23,7 +23,8 @@ def test_default_target_is_the_published_macro() -> None:
 def test_every_default_parameter_says_where_it_comes_from() -> None:
     target = load_target(DEFAULT_TARGET)
     notes = dict(target.provenance)
-    keys = ["target.process_nm", *(key for key, _, _ in target.parameters())]
+    rows = target.parameters() + target.optional_parameters()
+    keys = ["target.process_nm", *(key for key, _, _ in rows)]
     assert sorted(notes) == sorted(keys)
     kinds = {note.split(":")[0] for note in notes.values()}
     assert kinds <= {"fact", "assumption", "derived", "estimate"}  # no placeholder left

@@ -23,7 +23,12 @@ import numpy as np
 from primec.backends.container import read_bytes
 from primec.backends.isa import INSTRUCTIONS, Instr
 from primec.backends.macrofile.pairs import PAIR_CODES, estimated_pulses, pair_operations
-from primec.backends.macrofile.validate import MacroFileError, check_settings, validate
+from primec.backends.macrofile.validate import (
+    MacroFileError,
+    adc_settings,
+    check_settings,
+    validate,
+)
 from primec.backends.program import DebugEntry, Program, program_from_header, program_header
 
 from primec.archive import UntrustedZip, parse_npy
@@ -116,11 +121,7 @@ def encode(program: Program) -> bytes:
         "debug": [[d.value, d.op, d.loc] for d in program.debug],
         "neurons": list(program.neurons),
         "early_exit": program.exit_table.to_dict() if program.exit_table else None,
-        "adc": {
-            "bits": params["adc.bits"],
-            "full_scale_ua": params["adc.full_scale_ua"],
-            "read_voltage_v": params["read.voltage_v"],
-        },
+        "adc": adc_settings(program),
         "write_verify_tolerance_us": params["cells.write_verify_tolerance_us"],
         "arrays": arrays,
         "tensors": sorted(program.tensors),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from primec.backends.program import Program
+from primec.backends.validate import ADC_RANGES
 from primec.backends.validate import validate as validate_program
 
 from primec.errors import PrimecError
@@ -27,11 +28,7 @@ def check_settings(manifest: dict[str, Any], program: Program, where: str) -> No
     compiled and is simulated for."""
     params = program.meta["target_parameters"]
     expected = {
-        "adc": {
-            "bits": params["adc.bits"],
-            "full_scale_ua": params["adc.full_scale_ua"],
-            "read_voltage_v": params["read.voltage_v"],
-        },
+        "adc": adc_settings(program),
         "write_verify_tolerance_us": params["cells.write_verify_tolerance_us"],
     }
     for key, value in expected.items():
@@ -41,3 +38,17 @@ def check_settings(manifest: dict[str, Any], program: Program, where: str) -> No
                 where=where,
                 hint="recompile the model; the manifest was edited",
             )
+
+
+def adc_settings(program: Program) -> dict[str, Any]:
+    """The ADC settings the chip is told: bits, full scale and read voltage, and the calibrated
+    full scale of each read (in schedule order) when the program has them."""
+    params = program.meta["target_parameters"]
+    settings = {
+        "bits": params["adc.bits"],
+        "full_scale_ua": params["adc.full_scale_ua"],
+        "read_voltage_v": params["read.voltage_v"],
+    }
+    if ADC_RANGES in program.tensors:
+        settings["read_full_scale_ua"] = [float(v) for v in program.tensors[ADC_RANGES]]
+    return settings

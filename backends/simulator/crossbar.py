@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from primec.backends.isa import Gather, Read, Zero
+from primec.backends.simulator.drift import column_gains, global_gain
 from primec.backends.simulator.grid import on_grid
 
 from primec.hardware.geometry import PAIR
@@ -39,6 +40,8 @@ class Tile:
     conv: torch.Tensor | None  # `weights` as [outputs', C, kh, kw] when every row is driven
     chunk: int  # samples per conv call and thread
     writes_all: bool  # the tile's outputs are all of its accumulator's, in order
+    chips: int = 1  # chips with cells of their own: weights are [chips, rows, outputs']
+    gain: torch.Tensor | None = None  # global drift compensation ([chips, outputs] for chips)
 
 
 class CrossbarReads:
@@ -78,6 +81,8 @@ class CrossbarReads:
             partial = self._product(tile, levels, tile.chunk * torch.get_num_threads())
         if ins.quantum != 1.0:
             partial = partial * ins.quantum
+        if tile.gain is not None:
+            partial = _compensated(tile, partial)
         self._accumulate(env, ins.dst, tile, partial)
 
     def _accumulate(self, env: Any, dst: int, tile: Tile, partial: torch.Tensor) -> None:
@@ -95,20 +100,7 @@ class CrossbarReads:
 
     def _tile(self, read: Read, gather: Gather | None) -> Tile:
         rows, cols = self.program.tensors[read.rows], self.program.tensors[read.cols]
-        cells = self.cells[(read.macro, read.array)]
-        block = cells[
-            read.row0 : read.row0 + len(rows), read.col0 : read.col0 + PAIR.width(len(cols))
-        ]
-        g_pos, g_neg = PAIR.split(block)
-        diff = g_pos - g_neg
-        # As formed, G+ - G- is the float32 weight and sums are exact; perturbed cells need a grid.
-        if self.noise.program or self.noise.stuck:
-            diff = on_grid(diff, len(rows), read.planes)
-        columns = [diff]
-        if self.noise.read:
-            variance = self.noise.read**2 * (g_pos**2 + g_neg**2)
-            columns.append(on_grid(variance, len(rows), 1))
-        weights = self._tensor(np.concatenate(columns, axis=1))
+        weights, gain = self._tile_weights(read, len(rows), len(cols))
         outputs = self.program.buffers[read.dst][0]
         tile = Tile(
             rows=torch.from_numpy(rows.copy()).to(self.device),
@@ -122,6 +114,8 @@ class CrossbarReads:
             conv=None,
             chunk=1,
             writes_all=_span(cols) == slice(0, outputs),
+            chips=weights.shape[0] if weights.dim() == 3 else 1,
+            gain=gain,
         )
         if gather is None:
             return tile
@@ -131,9 +125,44 @@ class CrossbarReads:
         every_row = np.array_equal(rows, np.arange(self.program.buffers[gather.dst][1]))
         # Only on the CPU: cuDNN may choose FFT or Winograd convolutions, whose transforms round.
         if every_row and self.device.type == "cpu":
-            tile.conv = weights.T.reshape(weights.shape[1], channels, *gather.kernel).contiguous()
+            # [chips x outputs', C, kh, kw]: one group of filters per chip.
+            tile.conv = (
+                weights.reshape(tile.chips, *weights.shape[-2:])
+                .transpose(1, 2)
+                .reshape(tile.chips * weights.shape[-1], channels, *gather.kernel)
+                .contiguous()
+            )
             tile.chunk = max(1, CONV_CHUNK_BYTES // (8 * rows.size * positions))
         return tile
+
+    def _tile_weights(
+        self, read: Read, rows: int, cols: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[rows, outputs'] G+ - G- (then the read-noise variances), or [chips, rows, outputs']
+        when the chips' cells differ; and the drift compensation's gain per output, if any."""
+        per_chip, gains = [], []
+        for cells, reference in zip(self.cells, self.references, strict=True):
+            block, before = _block(cells, read, rows, cols), _block(reference, read, rows, cols)
+            if self.noise.age and self.noise.drift_comp == 2:
+                block = block * column_gains(before, block)
+            g_pos, g_neg = PAIR.split(block)
+            diff = g_pos - g_neg
+            if self.noise.age and self.noise.drift_comp == 1:
+                ref_pos, ref_neg = PAIR.split(before)
+                gains.append(np.full(cols, global_gain(ref_pos - ref_neg, diff)))
+            # As formed, G+ - G- is the float32 weight and sums are exact; perturbed cells need a
+            # grid.
+            if self.noise.perturbs_cells:
+                diff = on_grid(diff, rows, read.planes)
+            columns = [diff]
+            if self.noise.read:
+                variance = self.noise.read**2 * (g_pos**2 + g_neg**2)
+                columns.append(on_grid(variance, rows, 1))
+            per_chip.append(np.concatenate(columns, axis=1))
+        gain = self._tensor(np.stack(gains) if len(gains) > 1 else gains[0]) if gains else None
+        if len(per_chip) == 1:
+            return self._tensor(per_chip[0]), gain
+        return self._tensor(np.stack(per_chip)), gain
 
     def _coverage(self, gather: Gather, rows: np.ndarray) -> torch.Tensor:
         """For each pixel of the padded source map: how many (tile row, position) pairs drive it.
@@ -216,6 +245,8 @@ class CrossbarReads:
 
     def _product(self, tile: Tile, x: torch.Tensor, samples_per_conv: int) -> torch.Tensor:
         """[n, outputs', P] = the tile's rows of x times its weights (exact sums in float64)."""
+        if tile.chips > 1:
+            return _chip_product(tile, x, samples_per_conv)
         if tile.conv is None:
             return (x @ tile.weights).transpose(1, 2)
         g = tile.gather
@@ -236,13 +267,14 @@ class CrossbarReads:
         used = max(1, min(ins.planes, int(integer.max()).bit_length()))
         # A few samples at a time, so that every plane's products, noise and codes stay in cache.
         size = PLANE_CHUNKS * tile.chunk * torch.get_num_threads()
-        size = len(integer) if tile.conv is None else size
+        # Whole samples: all chips of a sample meet in one grouped convolution.
+        size = len(integer) if tile.conv is None else -(-size // tile.chips) * tile.chips
         parts = [
             self._plane_sum(i, tile, integer[first : first + size], used, first)
             for first in range(0, len(integer), size)
         ]
         total = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return total.div_(self.adc_scale) if self.noise.adc else total
+        return total.div_(self.adc_scale[i]) if self.noise.adc else total
 
     def _plane_sum(
         self, i: int, tile: Tile, integer: torch.Tensor, used: int, first: int
@@ -261,6 +293,8 @@ class CrossbarReads:
         codes when the ADC is on."""
         product = self._product(tile, ((integer >> k) & 1).to(torch.float64), len(integer))
         current = product[:, : tile.outputs]
+        if self.plane_hook is not None:
+            self.plane_hook(i, current)
         if self.noise.read:
             spread = product[:, tile.outputs :].sqrt_()
             normals = self._normals(i, k, spread.shape, first)
@@ -268,9 +302,10 @@ class CrossbarReads:
             current = spread.mul_(normals).add_(current)
         if not self.noise.adc:
             return current
-        # Differential current (uA) clipped to full scale, in ADC codes, rounded.
-        top = self.full_scale_ua / self.adc_lsb_ua
-        return current.mul_(self.adc_scale).clamp_(-top, top).round_()
+        # Differential current (uA) in ADC codes, rounded, clipped to the B-bit codes
+        # -2^(B-1) .. 2^(B-1) - 1 (rounding first: the clip bounds are integers).
+        top = 2 ** (self.noise.adc - 1)
+        return current.mul_(self.adc_scale[i]).round_().clamp_(-top, top - 1)
 
     def _normals(self, i: int, k: int, shape: torch.Size, first: int) -> torch.Tensor:
         """Read i's draws for plane k and samples first.., [n, outputs, P], laid out like its
@@ -280,6 +315,44 @@ class CrossbarReads:
         if self.reads[i].conv is not None:
             return draws.view(shape)
         return draws.view(shape[0], shape[2], shape[1]).transpose(1, 2)
+
+
+def _block(cells: dict, read: Read, rows: int, cols: int) -> np.ndarray:
+    """The tile's cells in its array: rows x (outputs as pairs)."""
+    return cells[(read.macro, read.array)][
+        read.row0 : read.row0 + rows, read.col0 : read.col0 + PAIR.width(cols)
+    ]
+
+
+def _compensated(tile: Tile, partial: torch.Tensor) -> torch.Tensor:
+    """A tile's [rows, outputs, P] partial sums times its drift compensation gains (per chip)."""
+    if tile.gain.dim() == 1:
+        return partial * tile.gain[:, None]
+    chips = tile.gain.shape[0]
+    per_chip = partial.view(-1, chips, *partial.shape[1:]) * tile.gain[None, :, :, None]
+    return per_chip.view(partial.shape)
+
+
+def _chip_product(tile: Tile, x: torch.Tensor, samples_per_conv: int) -> torch.Tensor:
+    """`_product` for tiles whose cells differ per chip: x's rows are sample-major (sample s's
+    chips at rows s*chips .. s*chips + chips - 1), so a sample's rows are one grouped
+    convolution's input channels as they lie (one group of filters per chip, no copy); a matrix
+    product batches the chips. The sums stay exact, so the grouping cannot change a bit."""
+    chips = tile.chips
+    n = x.shape[0] // chips
+    if tile.conv is None:
+        rows = x.view(n, chips, *x.shape[1:]).transpose(0, 1).reshape(chips, -1, x.shape[2])
+        product = torch.bmm(rows, tile.weights)  # [chips, n * P, outputs']
+        product = product.view(chips, n, x.shape[1], -1).transpose(0, 1)
+        return product.reshape(n * chips, x.shape[1], -1).transpose(1, 2)
+    g = tile.gather
+    grouped = x.reshape(n, -1, *x.shape[2:])
+    parts = [
+        F.conv2d(part, tile.conv, stride=tuple(g.stride), dilation=tuple(g.dilation), groups=chips)
+        for part in grouped.split(max(1, samples_per_conv // chips))
+    ]
+    out = parts[0] if len(parts) == 1 else torch.cat(parts)  # [n, chips x outputs', Ho, Wo]
+    return out.view(n * chips, -1, out.shape[2] * out.shape[3])
 
 
 def _im2col(x: torch.Tensor, ins: Gather) -> torch.Tensor:

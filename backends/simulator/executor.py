@@ -7,18 +7,22 @@ steps round in the same order as the model (`docs/simulator.md`). The same argum
 that drives every row of a gather run (on the CPU) as a float64 convolution of the gather's
 much smaller source map instead of a matrix product of the materialised rows.
 
-Non-idealities are opt-in, seeded and replayable: every random draw is keyed by (seed, sample
-index, timestep) or by (seed, macro, array), never by batch position, and perturbed
+Non-idealities are opt-in, seeded and replayable: every random draw is keyed by (seed, chip,
+sample index, timestep) or by (seed, chip, macro, array), never by batch position, and perturbed
 conductances and read-noise variances sit on a fixed-point grid fine enough to be physically
 irrelevant and coarse enough for their sums to stay exact, so batch size and order do not
 change results.
+
+A run can simulate several chips at once (`chips`): the batch holds one row per (sample, chip),
+sample-major, and each tile whose cells differ per chip reads every chip's rows with that chip's
+weights in one batched product, so chip c's results do not depend on which chips run with it.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,9 +51,12 @@ from primec.backends.isa import (
 from primec.backends.program import Program
 from primec.backends.simulator.crossbar import CrossbarReads
 from primec.backends.simulator.digital import DigitalPeriphery
-from primec.backends.simulator.noise import Noise, Normals, chip_cells
+from primec.backends.simulator.drift import aged_cells, check_drift
+from primec.backends.simulator.noise import ADC_RANGES, Noise, Normals, programmed_cells
 
+from primec.errors import PrimecError
 from primec.hardware.earlyexit import ExitController, ExitTable, predictions
+from primec.hardware.target import DriftSpec
 
 COUNTERS = (
     "cell_reads",
@@ -106,19 +113,26 @@ class Simulator(CrossbarReads, DigitalPeriphery):
         noise: Noise | None = None,
         device: str = "cpu",
         trace: tuple[int, ...] = (),
+        chips: Sequence[int] = (0,),
+        drift: DriftSpec | None = None,
     ) -> None:
         self.program = program
         self.noise = noise or Noise()
+        self.chips = _checked_chips(chips)
         self.device = torch.device(device)
         self.trace = trace
         params = program.meta["target_parameters"]
         self.volts = params["read.voltage_v"]
-        self.adc_lsb_ua = 2 * params["adc.full_scale_ua"] / 2 ** max(self.noise.adc, 1)
-        self.full_scale_ua = params["adc.full_scale_ua"]
-        self.adc_scale = self.volts / self.adc_lsb_ua  # conductance sum (uS) -> ADC codes
-        self.cells = {
-            key: chip_cells(key, cells, self.noise, params) for key, cells in program.arrays.items()
+        # Per Read: full scale (uA) and conductance sum (uS) -> ADC codes.
+        self.full_scale_ua = adc_full_scales(program, self.noise)
+        self.adc_scale = {
+            i: self.volts * 2 ** max(self.noise.adc, 1) / (2 * fs)
+            for i, fs in self.full_scale_ua.items()
         }
+        # Calibration (`primec.runtime.adccalibration`) sees every plane's ideal currents here.
+        self.plane_hook: Callable[[int, torch.Tensor], None] | None = None
+        check_drift(self.noise, drift)
+        self.cells, self.references = self._chip_arrays(params, drift)
         values = torch.arange(2**16)
         self.popcount = sum((values >> k) & 1 for k in range(16)).to(self.device, torch.float64)
         gathers = {ins.dst: ins for ins in program.instrs if isinstance(ins, Gather)}
@@ -150,6 +164,27 @@ class Simulator(CrossbarReads, DigitalPeriphery):
         self.noise_layout, self.noise_blocks = self._noise_layout()
         self.step = _Step({}, {}, None)
 
+    def _chip_arrays(self, params: dict, drift: DriftSpec | None) -> tuple[list[dict], list[dict]]:
+        """Per chip, every array's cells as the chip has them (programmed, then aged), and, when
+        they have aged, as they were right after programming (the compensation's reference)."""
+        cells, references = [], []
+        for c in self.chips if self.noise.perturbs_cells else self.chips[:1]:
+            programmed = {
+                key: programmed_cells(key, values, self.noise, params, c)
+                for key, values in self.program.arrays.items()
+            }
+            references.append({key: values for key, (values, _) in programmed.items()})
+            if not self.noise.age:
+                cells.append(references[-1])
+                continue
+            cells.append(
+                {
+                    key: aged_cells(key, values, stuck, self.noise, drift, c)
+                    for key, (values, stuck) in programmed.items()
+                }
+            )
+        return cells, references
+
     def _own_states(self) -> set[int]:
         """Lif instructions whose state tensors are theirs alone (no other instruction, trace or
         step output reads them, and they feed no other state): they update them in place."""
@@ -171,38 +206,52 @@ class Simulator(CrossbarReads, DigitalPeriphery):
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.tensor(np.asarray(array, dtype=np.float64), device=self.device)
 
-    def run(
+    def run(self, x: np.ndarray, *args: Any, **kwargs: Any) -> SimResult:
+        """Simulate every sample of x [N, T, ...] on the one chip of this simulator (the
+        arguments of `run_chips`)."""
+        if len(self.chips) != 1:
+            raise ValueError("run() simulates one chip; use run_chips() for several")
+        return self.run_chips(x, *args, **kwargs)[0]
+
+    def run_chips(
         self,
         x: np.ndarray,
         batch_size: int = 64,
         early_exit: bool = True,
         progress: Callable[[int, int], None] | None = None,
         sample_ids: np.ndarray | None = None,
-    ) -> SimResult:
-        """Simulate every sample of x [N, T, ...]; the exit table applies unless early_exit is off.
+        trace_samples: int | None = None,
+    ) -> list[SimResult]:
+        """Simulate every sample of x [N, T, ...] on every chip; one result per chip, in order.
+        The exit table applies unless early_exit is off. A batch holds `batch_size` samples of
+        every chip.
 
         `sample_ids` [N] key each sample's read-noise streams (default: its position in x), so a
-        subset or reordering of a data set can draw the noise the whole set would.
+        subset or reordering of a data set can draw the noise the whole set would. Traced buffers
+        are kept for the first `trace_samples` samples (default: all).
         """
         started = time.perf_counter()
         n, steps = x.shape[:2]
+        chips = len(self.chips)
         ids = np.arange(n) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64)
         readout_shape = self.program.buffers[self.program.readout]
         out = SimResult(
-            pred=np.zeros(n, dtype=np.int64),
-            exit_step=np.zeros(n, dtype=np.int64),
-            readouts=np.full((n, steps, *readout_shape), np.nan),
-            counts={name: np.zeros(n, dtype=np.int64) for name in COUNTERS},
+            pred=np.zeros((chips, n), dtype=np.int64),
+            exit_step=np.zeros((chips, n), dtype=np.int64),
+            readouts=np.full((chips, n, steps, *readout_shape), np.nan),
+            counts={name: np.zeros((chips, n), dtype=np.int64) for name in COUNTERS},
         )
-        out.spikes = {b: np.zeros((n, steps, *self.program.buffers[b])) for b in self.trace}
+        traced = n if trace_samples is None else min(n, trace_samples)
+        out.spikes = {
+            b: np.zeros((chips, traced, steps, *self.program.buffers[b])) for b in self.trace
+        }
         table = self.program.exit_table if early_exit else None
         for start in range(0, n, batch_size):
             self._batch(x, np.arange(start, min(start + batch_size, n)), ids, table, out)
             if progress:
                 progress(min(start + batch_size, n), n)
-        out.pred = predictions(out.readouts[np.arange(n), out.exit_step - 1].reshape(n, -1))
-        out.seconds = time.perf_counter() - started
-        return out
+        seconds = time.perf_counter() - started
+        return [_chip_result(out, c, seconds) for c in range(chips)]
 
     def _batch(
         self,
@@ -212,46 +261,115 @@ class Simulator(CrossbarReads, DigitalPeriphery):
         table: ExitTable | None,
         out: SimResult,
     ) -> None:
-        steps = x.shape[1]
+        """Run one batch of samples on every chip, one row per (sample, chip), sample-major. A
+        row that exits stops counting; its sample leaves once every chip's row has exited."""
+        steps, chips = x.shape[1], len(self.chips)
         data = torch.from_numpy(np.ascontiguousarray(x[samples], dtype=np.float64)).to(self.device)
         states = {
             s: torch.zeros(
-                (len(samples), *self.program.buffers[s]), dtype=torch.float64, device=self.device
+                (chips * len(samples), *self.program.buffers[s]),
+                dtype=torch.float64,
+                device=self.device,
             )
             for s, _ in self.program.states
         }
-        controller = ExitController(table, steps, len(samples))
-        active = samples
+        controller = ExitController(table, steps, chips * len(samples))
+        active, live = samples, np.ones(chips * len(samples), dtype=bool)
         for t in range(1, steps + 1):
-            env = _Env(self.constants | states | {self.program.inputs[0]: data[:, t - 1]})
+            step_input = data[:, t - 1]
+            if chips > 1:
+                step_input = step_input.repeat_interleave(chips, dim=0)
+            env = _Env(self.constants | states | {self.program.inputs[0]: step_input})
             counts: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
+            rows = [(c, int(ids[a])) for a in active for c in self.chips]
             normals = (
-                Normals(self.noise.seed, ids[active], t, self.noise_blocks, self.device)
+                Normals(self.noise.seed, rows, t, self.noise_blocks, self.device)
                 if self.noise.read
                 else None
             )
             self.step = _Step({}, {}, normals)
-            self.sample_ids = ids[active]
+            self.sample_ids = np.repeat(ids[active], chips)  # rows are sample-major
             for i, ins, execute in self.schedule:
                 execute(self, i, ins, env, counts)
             counts["steps"] += 1
             readout = env[self.program.readout].cpu().numpy()
-            out.readouts[active, t - 1] = readout
-            for b in self.trace:
-                out.spikes[b][active, t - 1] = env[b].cpu().numpy()
-            for name, value in counts.items():
-                out.counts[name][active] += _numpy(value)
-            stop = controller.step(t, readout)
-            out.exit_step[active[stop]] = t
-            states = {s: env[nxt] for s, nxt in self.program.states}
-            if not stop.any():
-                continue
-            keep = torch.from_numpy(~stop).to(self.device)
-            states = {s: value[keep] for s, value in states.items()}
-            data, active = data[keep], active[~stop]
+            running = np.flatnonzero(live)
+            chip, sample = running % chips, active[running // chips]
+            self._record(out, env, counts, t, running, (chip, sample))
+            stop = controller.step(t, readout[running])
             controller.keep(~stop)
-            if active.size == 0:
+            out.exit_step[chip[stop], sample[stop]] = t
+            live[running[stop]] = False
+            states = {s: env[nxt] for s, nxt in self.program.states}
+            kept = live.reshape(len(active), chips).any(axis=1)
+            if not kept.any():
                 return
+            if kept.all():
+                continue
+            rows_kept = np.repeat(kept, chips)
+            keep = torch.from_numpy(rows_kept).to(self.device)
+            states = {s: value[keep] for s, value in states.items()}
+            data, active, live = (
+                data[torch.from_numpy(kept).to(self.device)],
+                active[kept],
+                live[rows_kept],
+            )
+
+    def _record(
+        self,
+        out: SimResult,
+        env: _Env,
+        counts: dict[str, Any],
+        t: int,
+        running: np.ndarray,
+        where: tuple[np.ndarray, np.ndarray],
+    ) -> None:
+        """Step t's readout, traced buffers and counts of the rows still running, at their
+        (chip, sample) places in `out`."""
+        out.readouts[(*where, t - 1)] = env[self.program.readout].cpu().numpy()[running]
+        if self.trace:
+            kept = where[1] < len(out.spikes[self.trace[0]][0])
+            chip, sample, rows = where[0][kept], where[1][kept], running[kept]
+        for b in self.trace:
+            out.spikes[b][chip, sample, t - 1] = env[b].cpu().numpy()[rows]
+        for name, value in counts.items():
+            value = _numpy(value)
+            out.counts[name][where] += value[running] if np.ndim(value) else value
+
+
+def adc_full_scales(program: Program, noise: Noise) -> dict[int, float]:
+    """Each Read's ADC full scale (uA): the artefact's calibrated ranges (`ADC_RANGES`, one per
+    Read in program order) unless `noise.adc_cal` is 0 or it has none, else the target's one."""
+    reads = [i for i, ins in enumerate(program.instrs) if isinstance(ins, Read)]
+    calibrated = program.tensors.get(ADC_RANGES)
+    if calibrated is None or not noise.adc_cal:
+        return dict.fromkeys(reads, float(program.meta["target_parameters"]["adc.full_scale_ua"]))
+    return {i: float(fs) for i, fs in zip(reads, calibrated, strict=True)}
+
+
+def _checked_chips(chips: Sequence[int]) -> tuple[int, ...]:
+    """The chip numbers of a run: at least one, none negative, none twice."""
+    chosen = tuple(int(c) for c in chips)
+    if not chosen or min(chosen) < 0 or len(set(chosen)) != len(chosen):
+        raise PrimecError(
+            f"bad chip list {list(chosen)}",
+            hint="give one or more distinct chip numbers >= 0",
+        )
+    return chosen
+
+
+def _chip_result(out: SimResult, c: int, seconds: float) -> SimResult:
+    """Chip c's part of a run over several chips."""
+    n = out.exit_step.shape[1]
+    readouts = out.readouts[c]
+    return SimResult(
+        pred=predictions(readouts[np.arange(n), out.exit_step[c] - 1].reshape(n, -1)),
+        exit_step=out.exit_step[c],
+        readouts=readouts,
+        counts={name: value[c] for name, value in out.counts.items()},
+        seconds=seconds,
+        spikes={b: value[c] for b, value in out.spikes.items()},
+    )
 
 
 def _numpy(value: int | torch.Tensor) -> int | np.ndarray:

@@ -9,8 +9,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+from primec.backends.validate import ADC_RANGES
 
 from primec.errors import PrimecError
+
+__all__ = ["ADC_RANGES", "Noise", "Normals", "chip_cells", "stream_seed"]
 
 
 @dataclass(frozen=True)
@@ -22,12 +25,20 @@ class Noise:
     stuck: float = 0.0  # fraction of cells stuck (half at g_off, half at g_max)
     adc: int = 0  # ADC bits per read (0: ideal converter)
     input: int = 0  # input driver bits (0: as many as the values need)
+    adc_cal: int = 1  # 1: the artefact's calibrated ADC ranges where it has them; 0: the target's
+    age: float = 0.0  # seconds since programming: cells drift by the target's model (0: none)
+    drift_comp: int = 0  # drift compensation: 0 none, 1 one gain per tile, 2 one per output
     seed: int = 0
 
     @property
     def ideal(self) -> bool:
         """No non-ideality switched on."""
-        return not (self.program or self.read or self.stuck or self.adc or self.input)
+        return not (self.program or self.read or self.stuck or self.adc or self.input or self.age)
+
+    @property
+    def perturbs_cells(self) -> bool:
+        """Each chip's cells differ from the compiled ones (and from other chips')."""
+        return bool(self.program or self.stuck or self.age)
 
     @staticmethod
     def parse(text: str, seed: int = 0) -> Noise:
@@ -72,7 +83,8 @@ def _number(key: str, raw: str, kind: str) -> float | int:
         raise PrimecError(
             f"noise setting {key}={raw!r} is not a{'n integer' if kind == 'int' else ' number'}"
         ) from None
-    if value < 0 or (key == "stuck" and value > 1):
+    highest = {"stuck": 1, "adc_cal": 1, "drift_comp": 2}.get(key)
+    if value < 0 or (highest is not None and value > highest) or (key == "age" and 0 < value < 1):
         raise PrimecError(f"noise setting {key}={raw} is out of range")
     return value
 
@@ -84,19 +96,25 @@ def stream_seed(*keys: int) -> int:
 
 
 class Normals:
-    """Read-noise normals of one step: one stream per (sample, step), drawn a bit plane at a time.
+    """Read-noise normals of one step: one stream per (chip, sample, step), drawn a bit plane at
+    a time; one row per (chip, sample) of the batch.
 
     Block k holds plane k of every read, in program order. Blocks are drawn in order and only as
-    far as a read needs, and block k's values depend on (seed, sample, step, k) alone, so a batch
-    whose inputs use fewer planes draws less without changing any sample's numbers.
+    far as a read needs, and block k's values depend on (seed, chip, sample, step, k) alone, so a
+    batch whose inputs use fewer planes draws less without changing any sample's numbers.
     """
 
     def __init__(
-        self, seed: int, samples: np.ndarray, t: int, sizes: list[int], device: torch.device
+        self,
+        seed: int,
+        rows: list[tuple[int, int]],
+        t: int,
+        sizes: list[int],
+        device: torch.device,
     ) -> None:
         self.generators = [
-            torch.Generator().manual_seed(stream_seed(seed, 2, sample, t))
-            for sample in samples.tolist()
+            torch.Generator().manual_seed(stream_seed(seed, 2, chip, sample, t))
+            for chip, sample in rows
         ]
         self.sizes = sizes
         self.device = device
@@ -113,17 +131,24 @@ class Normals:
         return self.blocks[k]
 
 
-def chip_cells(key: tuple[int, int], cells: np.ndarray, noise: Noise, params: dict) -> np.ndarray:
-    """The cells as the chip has them: static programming error and stuck cells applied."""
+def chip_cells(
+    key: tuple[int, int], cells: np.ndarray, noise: Noise, params: dict, chip: int = 0
+) -> np.ndarray:
+    """The cells of array `key` (macro, array) as chip `chip` has them: static programming error
+    and stuck cells applied, drawn from the stream keyed by (seed, chip, macro, array)."""
+    return programmed_cells(key, cells, noise, params, chip)[0]
+
+
+def programmed_cells(
+    key: tuple[int, int], cells: np.ndarray, noise: Noise, params: dict, chip: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`chip_cells`, and which cells are stuck (None when none can be)."""
     if not (noise.program or noise.stuck):
-        return cells
-    rng = np.random.default_rng(stream_seed(noise.seed, 1, *key))
-    chip = cells * (1 + noise.program * rng.standard_normal(cells.shape))
-    chip = np.clip(chip, 0.0, None)
-    stuck = rng.random(cells.shape)
-    chip = np.where(stuck < noise.stuck / 2, params["cells.g_off_us"], chip)
-    return np.where(
-        (stuck >= noise.stuck / 2) & (stuck < noise.stuck),
-        params["cells.g_max_us"],
-        chip,
-    )
+        return cells, None
+    rng = np.random.default_rng(stream_seed(noise.seed, 1, chip, *key))
+    chip_values = cells * (1 + noise.program * rng.standard_normal(cells.shape))
+    chip_values = np.clip(chip_values, 0.0, None)
+    draws = rng.random(cells.shape)
+    low, stuck = draws < noise.stuck / 2, draws < noise.stuck
+    chip_values = np.where(low, params["cells.g_off_us"], chip_values)
+    return np.where(stuck & ~low, params["cells.g_max_us"], chip_values), stuck

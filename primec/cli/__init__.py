@@ -1,7 +1,7 @@
 """The `primec` command line. Every command has an example in its help, exits non-zero with one
 clear message on bad input, and never leaves a partial output file.
 
-Commands live in modules by job (`compile`, `simulate`, `files`, `apps`) and are registered
+Commands live in modules by job (`compile`, `simulate`, `sweep`, `adc`, `files`, `apps`) and are registered
 here, explicitly, on the `main` group.
 """
 
@@ -15,7 +15,7 @@ import threading
 import click
 
 from primec import __version__
-from primec.cli import apps, files, simulate
+from primec.cli import adc, apps, files, simulate, sweep
 from primec.cli import compile as compile_command
 from primec.cli.common import EXIT_USER_ERROR, fail, user_errors
 
@@ -58,6 +58,8 @@ def _exit_cleanly_on_sigterm() -> None:
 COMMANDS = (
     compile_command.compile,
     simulate.simulate,
+    sweep.sweep,
+    adc.calibrate_adc,
     files.inspect,
     files.check,
     files.export,

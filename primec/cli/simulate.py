@@ -11,15 +11,20 @@ from primec.cli.common import checked_outputs, user_errors, write_report
 from primec.errors import PrimecError
 
 
+def input_option(text: str) -> Any:
+    """The `--input DATA.npz` option of the commands that run an artefact on data."""
+    return click.option(
+        "--input",
+        "input_path",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help=text,
+    )
+
+
 @click.command()
 @click.argument("artefact", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--input",
-    "input_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="data.npz with x [N,T,...] and optional labels y [N].",
-)
+@input_option("data.npz with x [N,T,...] and optional labels y [N].")
 @click.option(
     "--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1, ..."
 )
@@ -47,6 +52,30 @@ from primec.errors import PrimecError
     "--no-early-exit", is_flag=True, help="Run all T steps, ignoring the early-exit table."
 )
 @click.option(
+    "--age",
+    metavar="AGE",
+    help="Simulate the chip AGE after programming (e.g. 60s, 1h, 1d, 30d, 1y): cells drift by "
+    "the target's [drift] model.",
+)
+@click.option(
+    "--drift-comp",
+    type=click.Choice(["none", "global", "column"]),
+    default="none",
+    show_default=True,
+    help="Drift compensation from a reference read: one gain per tile, or one per output.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="torch threads (default: one per idle CPU, see docs/performance.md).",
+)
+@click.option(
+    "--statistical-energy/--no-statistical-energy",
+    default=True,
+    show_default=True,
+    help="Add the statistical energy estimate (an extra traced run of up to 256 samples).",
+)
+@click.option(
     "--output",
     type=click.Path(dir_okay=False),
     help="Per-sample results .npz: pred, exit_step, readouts.",
@@ -64,6 +93,10 @@ def simulate(
     noise: str | None,
     seed: int,
     no_early_exit: bool,
+    age: str | None,
+    drift_comp: str,
+    threads: int | None,
+    statistical_energy: bool,
     output: str | None,
     report: str | None,
 ) -> None:
@@ -75,23 +108,17 @@ def simulate(
       primec simulate model.pbc --input test.npz --report sim.json
       primec simulate model.pmac --input test.npz --noise read=0.02,adc=8 --seed 1
       primec simulate model.pbc --input test.npz --noise ideal
+      primec simulate model.pbc --input test.npz --age 1y --drift-comp global
     """
     from primec.backends import read_artefact
-    from primec.backends.simulator import Noise
-    from primec.runtime.simdata import load_inputs
-    from primec.runtime.simulation import classes_of, write_outputs
+    from primec.runtime.simulation import artefact_inputs, use_threads, write_outputs
     from primec.runtime.simulation import simulate as run_simulation
 
     program = read_artefact(artefact)
-    data = load_inputs(
-        input_path,
-        program.input_shape,
-        program.timesteps,
-        classes_of(program),
-        program.input_drive,
-    )
-    settings, source = Noise.choose(noise, program.meta["target_parameters"], seed)
+    data = artefact_inputs(program, input_path)
+    settings, source = noise_settings(program, noise, seed, age, drift_comp)
     _check_device(device)
+    use_threads(threads)
     with click.progressbar(length=len(data.x), label="simulating", file=sys.stderr) as bar:
         result, summary = run_simulation(
             program,
@@ -102,11 +129,27 @@ def simulate(
             not no_early_exit,
             lambda done, _: bar.update(done - bar.pos),
             source,
+            statistical_energy,
         )
     if output:
         write_outputs(output, result)
     write_report(report, summary)
     click.echo(simulation_summary(summary))
+
+
+def noise_settings(
+    program: Any, spec: str | None, seed: int, age: str | None, drift_comp: str
+) -> tuple[Any, str]:
+    """`--noise`, `--seed`, `--age` and `--drift-comp` as one `Noise`, and where it came from."""
+    from dataclasses import replace
+
+    from primec.backends.simulator import Noise
+    from primec.backends.simulator.drift import COMPENSATIONS, seconds
+
+    settings, source = Noise.choose(spec, program.meta["target_parameters"], seed)
+    if age is not None:
+        settings = replace(settings, age=seconds(age), drift_comp=COMPENSATIONS.index(drift_comp))
+    return settings, source
 
 
 def _check_device(device: str) -> None:
@@ -123,7 +166,12 @@ def _check_device(device: str) -> None:
 def simulation_summary(summary: dict[str, Any]) -> str:
     """The simulation report as a few readable lines."""
     lines = [f"{summary['samples']} samples of {summary['artefact']} on {summary['target']}"]
-    active = {k: v for k, v in summary["noise"].items() if v and k != "seed"}
+    noise = summary["noise"]
+    active = {k: v for k, v in noise.items() if v and k not in ("seed", "adc_cal", "drift_comp")}
+    if noise.get("age"):
+        active["drift_comp"] = noise.get("drift_comp", 0)
+    if noise.get("adc") and not noise.get("adc_cal", 1):
+        active["adc_cal"] = 0
     shown = ", ".join(f"{k}={v:g}" for k, v in active.items()) or "none"
     lines.append(f"non-idealities      {shown} (from {summary['noise_source']})")
     if "accuracy" in summary:
@@ -133,6 +181,9 @@ def simulation_summary(summary: dict[str, Any]) -> str:
     )
     lines.append(energy_summary(summary))
     lines.append(f"latency / inference {summary['latency_per_inference_s'] * 1e6:.2f} us")
+    lines.append(
+        f"simulated in        {summary['seconds']:.2f} s on {summary['torch_threads']} threads"
+    )
     return "\n".join(lines)
 
 

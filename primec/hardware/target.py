@@ -129,6 +129,15 @@ class BaselineSpec:
     large_batch: int = _p("samples", 1)
 
 
+@dataclass(frozen=True)
+class DriftSpec:  # optional: cell drift t >= 1 s after programming (simulator/drift.py)
+    gain: float = _p("", 0.0, positive=True)
+    mean_log_us: float = _p("uS per ln(t / 1 s)")
+    std_log_us: float = _p("uS per ln(t / 1 s)", 0.0)
+    std_us: float = _p("uS", 0.0)
+    g_min_us: float = _p("uS", 0.0)
+
+
 SECTIONS: dict[str, type] = {
     "array": ArraySpec,
     "chip": ChipSpec,
@@ -139,6 +148,8 @@ SECTIONS: dict[str, type] = {
     "energy": EnergySpec,
     "baseline": BaselineSpec,
 }
+OPTIONAL_SECTIONS: dict[str, type] = {"drift": DriftSpec}  # None when left out; not in artefacts
+ALL_SECTIONS = SECTIONS | OPTIONAL_SECTIONS
 
 
 @dataclass(frozen=True)
@@ -159,6 +170,7 @@ class Target:
     provenance: tuple[tuple[str, str], ...] = ()
     estimates: tuple[tuple[str, float, float], ...] = ()  # (key, low, high) in the key's unit
     source: str = ""
+    drift: DriftSpec | None = None
 
     @property
     def cells_per_array(self) -> int:
@@ -183,6 +195,13 @@ class Target:
             for f in dataclasses.fields(spec):
                 rows.append((f"{section}.{f.name}", getattr(spec, f.name), f.metadata["unit"]))
         return rows
+
+    def optional_parameters(self) -> list[tuple[str, Any, str]]:
+        """The drift table's parameters, if the target has one, as `parameters()` gives them."""
+        fields = dataclasses.fields(DriftSpec) if self.drift else ()
+        return [
+            (f"drift.{f.name}", getattr(self.drift, f.name), f.metadata["unit"]) for f in fields
+        ]
 
 
 def target_names() -> list[str]:
@@ -211,6 +230,7 @@ def describe_target(target: Target) -> str:
     lines = [f"{target.name}: {target.description}", f"  from {target.source}"]
     bounds = {key: (low, high) for key, low, high in target.estimates}
     rows = [("target.process_nm", target.process_nm, "nm"), *target.parameters()]
+    rows += target.optional_parameters()
     for key, value, unit in rows:
         shown = f"  {key} = {value!r} {unit}".rstrip()
         if key in bounds:
@@ -242,7 +262,7 @@ class _Loader:
         raise PrimecError(f"{key}: {problem}", where=str(self.path), hint=hint)
 
     def target(self, data: dict[str, Any]) -> Target:
-        self.no_unknown("", data, ["target", *SECTIONS, "provenance", "estimates"])
+        self.no_unknown("", data, ["target", *ALL_SECTIONS, "provenance", "estimates"])
         head = self.table("target", data)
         self.no_unknown("target", head, ["name", "description", "process_nm"])
         sections = {name: self.section(name, spec, data) for name, spec in SECTIONS.items()}
@@ -253,6 +273,7 @@ class _Loader:
             provenance=self.provenance(data.get("provenance", {})),
             estimates=costmodel.estimates(data.get("estimates", {}), sections, self.fail),
             source=str(self.path),
+            drift=self.section("drift", DriftSpec, data) if "drift" in data else None,
             **sections,
         )
         self.cross_checks(target)
@@ -313,7 +334,7 @@ class _Loader:
         if not isinstance(table, dict):
             self.fail("[provenance]", "must be a table of 'section.key' = 'kind: source'")
         known = ["target.process_nm"] + [
-            f"{s}.{f.name}" for s, spec in SECTIONS.items() for f in dataclasses.fields(spec)
+            f"{s}.{f.name}" for s, spec in ALL_SECTIONS.items() for f in dataclasses.fields(spec)
         ]
         self.no_unknown("provenance", table, known)
         for key, note in table.items():

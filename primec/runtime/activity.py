@@ -47,6 +47,7 @@ from primec.backends.isa import (
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator
 from primec.hardware.costmodel import adc_energy_pj
+from primec.hardware.target import DriftSpec
 
 PJ = 1e-12
 SAMPLES = 256  # subsample the statistics are measured on
@@ -73,23 +74,38 @@ def _sources(program: Program) -> dict[int, tuple[Read, Gather | None]]:
     return reads
 
 
+def traced_buffers(program: Program) -> tuple[int, ...]:
+    """The buffers whose values the statistics are taken from: every crossbar layer's input and
+    every spiking neuron's output."""
+    spiking = [ins.spike_out for ins in program.instrs if isinstance(ins, Lif)]
+    return (*_sources(program), *spiking)
+
+
 def measure(
-    program: Program, x: np.ndarray, noise: Noise | None = None, samples: int = SAMPLES
+    program: Program,
+    x: np.ndarray,
+    noise: Noise | None = None,
+    samples: int = SAMPLES,
+    drift: DriftSpec | None = None,
 ) -> Activity:
     """Activity statistics of the first `samples` samples of x, every step (no early exit)."""
+    traced = Simulator(program, noise, trace=traced_buffers(program), drift=drift)
+    return from_trace(program, traced.run(x[:samples], 64, False).spikes)
+
+
+def from_trace(program: Program, spikes: dict[int, np.ndarray]) -> Activity:
+    """Activity statistics from a run's traced buffers ([samples, T, ...] each, every step)."""
     sources = _sources(program)
     spiking = [ins.spike_out for ins in program.instrs if isinstance(ins, Lif)]
-    subset = x[:samples]
-    result = Simulator(program, noise, trace=(*sources, *spiking)).run(subset, 64, False)
-    out = Activity(samples=len(subset))
+    out = Activity(samples=len(next(iter(spikes.values()))) if spikes else 0)
     for buffer, (read, _) in sources.items():
-        values = result.spikes[buffer]
+        values = spikes[buffer]
         levels = np.rint(values / read.quantum).astype(np.int64).clip(0, 2**read.planes - 1)
         bits = sum((levels >> k) & 1 for k in range(read.planes))
         out.bits[buffer] = bits.mean(axis=0).reshape(values.shape[1], -1)
         out.nonzero[buffer] = (values != 0).mean(axis=0).reshape(values.shape[1], -1)
     if spiking:
-        out.spikes = float(np.mean([(result.spikes[b] != 0).mean() for b in spiking]))
+        out.spikes = float(np.mean([(spikes[b] != 0).mean() for b in spiking]))
     return out
 
 
@@ -240,9 +256,12 @@ def activity_report(
     counts: dict[str, np.ndarray],
     counted_j: float,
     noise: Noise | None = None,
+    drift: DriftSpec | None = None,
+    activity: Activity | None = None,
 ) -> dict[str, Any]:
-    """The statistical estimate beside the counted one, and NeuroBench's metrics."""
-    activity = measure(program, x, noise)
+    """The statistical estimate beside the counted one, and NeuroBench's metrics; the activity
+    is measured by a traced run unless given (`from_trace` of a run that traced every step)."""
+    activity = activity or measure(program, x, noise, drift=drift)
     adc_bits = noise.adc if noise and noise.adc else None
     by_class = statistical_energy(program, activity, exit_steps, adc_bits)
     total = sum(by_class.values())

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, SimResult, Simulator
 from primec.errors import PrimecError
 from primec.fileio import write_npz
 from primec.hardware.energy import energy_report
-from primec.runtime.activity import activity_report
-from primec.runtime.simdata import SimData
+from primec.hardware.target import DriftSpec, load_target
+from primec.runtime.activity import SAMPLES, activity_report, from_trace, traced_buffers
+from primec.runtime.simdata import SimData, load_inputs
 
 
 def classes_of(program: Program) -> int:
     """How many classes the readout has (its element count)."""
     return int(np.prod(program.buffers[program.readout]))
+
+
+def artefact_inputs(program: Program, path: str | Path) -> SimData:
+    """The data file at path, checked against what the artefact takes (`simdata.load_inputs`)."""
+    return load_inputs(
+        path, program.input_shape, program.timesteps, classes_of(program), program.input_drive
+    )
 
 
 def simulate(
@@ -32,15 +42,61 @@ def simulate(
     early_exit: bool = True,
     progress: Callable[[int, int], None] | None = None,
     noise_source: str = "",
+    statistical: bool = True,
 ) -> tuple[SimResult, dict[str, Any]]:
-    """Run the program on the data; return the per-sample results and the JSON report."""
+    """Run the program on the data; return the per-sample results and the JSON report. The
+    statistical energy estimate (activity statistics of up to 256 samples, every step: traced by
+    the main run when it runs every step, else by an extra run) is added unless `statistical`
+    is off."""
     if batch_size < 1:
         raise PrimecError(f"--batch-size must be at least 1, got {batch_size}")
-    result = Simulator(program, noise, device).run(data.x, batch_size, early_exit, progress)
-    summary = report(program, data, result, noise or Noise(), early_exit)
+    noise = noise or Noise()
+    drift = drift_model(program) if noise.age else None
+    # Every step of every sample runs anyway: the main run traces what the statistics need.
+    reuse = statistical and not (early_exit and program.exit_table)
+    trace = traced_buffers(program) if reuse else ()
+    simulator = Simulator(program, noise, device, trace=trace, drift=drift)
+    result = simulator.run(data.x, batch_size, early_exit, progress, trace_samples=SAMPLES)
+    summary = report(program, data, result, noise, early_exit)
+    summary["noise_source"] = noise_source or "given by the caller"
+    summary["torch_threads"] = torch.get_num_threads()
+    if not statistical:
+        return result, summary
     counted = summary["energy_per_inference_j"]
-    activity = activity_report(program, data.x, result.exit_step, result.counts, counted, noise)
-    return result, summary | activity | {"noise_source": noise_source or "given by the caller"}
+    activity = from_trace(program, result.spikes) if reuse else None
+    statistics = activity_report(
+        program, data.x, result.exit_step, result.counts, counted, noise, drift, activity
+    )
+    return result, summary | statistics
+
+
+def use_threads(threads: int | None = None) -> int:
+    """Set torch's thread count: `threads`, or by default one per CPU that the machine's load
+    leaves idle (at least one). On a loaded machine torch's default, one per core, makes its
+    thread pool wait on busy cores at every small op (docs/performance.md has the measurement).
+    Returns the count."""
+    if threads is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, min(cpus or 1, (cpus or 1) - round(os.getloadavg()[0])))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def drift_model(program: Program, target: str | None = None) -> DriftSpec:
+    """The drift model of the artefact's target (or of `target`, a name or TOML file)."""
+    spec = target or program.meta["target"]
+    try:
+        drift = load_target(spec).drift
+    except PrimecError as exc:
+        raise PrimecError(
+            f"an age needs the drift model of target {spec!r}, which cannot be loaded: {exc}"
+        ) from exc
+    if drift is None:
+        raise PrimecError(
+            f"target {spec!r} has no [drift] table, so the artefact cannot be aged",
+            hint="add a [drift] table to the target (docs/targets.md), or leave out the age",
+        )
+    return drift
 
 
 def report(

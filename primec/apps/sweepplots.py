@@ -1,0 +1,92 @@
+"""Plots of a sweep (`primec sweep`): the metric against each swept parameter with its 95%
+confidence band over chips (other parameters: one line per level of the next axis, the rest at
+their first level), and a heatmap of the mean over the first two swept parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from primec.apps.plots import pyplot, save_figure
+
+METRIC = "accuracy_mean"
+
+
+def plot_sweep(report: dict[str, Any], folder: Path) -> list[Path]:
+    """Write the sweep's plots into folder; returns their paths (none without labels)."""
+    points = report["points"]
+    if not points or METRIC not in points[0]:
+        return []
+    swept = [name for name, levels in report["grid"]["axes"] if len(levels) > 1]
+    paths = [_curve(report, name, swept, folder) for name in swept]
+    if len(swept) >= 2:
+        paths.append(_heatmap(report, swept[0], swept[1], folder))
+    return paths
+
+
+def _fixed(report: dict[str, Any], free: set[str]) -> dict[str, float]:
+    """The first level of every axis not in `free`."""
+    return {name: levels[0] for name, levels in report["grid"]["axes"] if name not in free}
+
+
+def _selected(report: dict[str, Any], fixed: dict[str, float]) -> list[dict[str, Any]]:
+    return [p for p in report["points"] if all(p[k] == v for k, v in fixed.items())]
+
+
+def _curve(report: dict[str, Any], name: str, swept: list[str], folder: Path) -> Path:
+    """The metric against `name`, one line per level of the next swept axis, with CI bands."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(5.5, 3.8))
+    others = [other for other in swept if other != name]
+    group = others[0] if others else None
+    fixed = _fixed(report, {name} | ({group} if group else set()))
+    chosen = _selected(report, fixed)
+    levels = sorted({p[group] for p in chosen}) if group else [None]
+    for level in levels:
+        line = sorted(
+            (p for p in chosen if group is None or p[group] == level), key=lambda p: p[name]
+        )
+        x = [p[name] for p in line]
+        mean = np.array([p[METRIC] for p in line])
+        label = f"{group}={level:g}" if group else "mean over chips"
+        axis.plot(x, mean, marker="o", label=label)
+        if all(p["ci95_low"] is not None for p in line):
+            low, high = ([p[k] for p in line] for k in ("ci95_low", "ci95_high"))
+            axis.fill_between(x, low, high, alpha=0.25)
+    if name == "age":
+        axis.set_xscale("log")
+    axis.set_xlabel("age (s)" if name == "age" else name)
+    axis.set_ylabel("accuracy (mean, 95% CI over chips)")
+    shown = ", ".join(f"{k}={v:g}" for k, v in fixed.items())
+    axis.set_title(f"{report['grid']['chips']} chips per point" + (f"; {shown}" if shown else ""))
+    axis.legend(fontsize="small")
+    axis.grid(alpha=0.3)
+    path = folder / f"accuracy_vs_{name}.png"
+    save_figure(figure, path)
+    return path
+
+
+def _heatmap(report: dict[str, Any], rows: str, cols: str, folder: Path) -> Path:
+    """The mean over two swept parameters (the others at their first level)."""
+    plt = pyplot()
+    chosen = _selected(report, _fixed(report, {rows, cols}))
+    row_levels = sorted({p[rows] for p in chosen})
+    col_levels = sorted({p[cols] for p in chosen})
+    grid = np.full((len(row_levels), len(col_levels)), np.nan)
+    for p in chosen:
+        grid[row_levels.index(p[rows]), col_levels.index(p[cols])] = p[METRIC]
+    figure, axis = plt.subplots(figsize=(5.5, 4.2))
+    image = axis.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+    axis.set_xticks(range(len(col_levels)), [f"{v:g}" for v in col_levels])
+    axis.set_yticks(range(len(row_levels)), [f"{v:g}" for v in row_levels])
+    axis.set_xlabel(cols)
+    axis.set_ylabel(rows)
+    for (i, j), value in np.ndenumerate(grid):
+        axis.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7, color="white")
+    figure.colorbar(image, ax=axis, label="accuracy (mean over chips)")
+    path = folder / f"heatmap_{rows}_{cols}.png"
+    save_figure(figure, path)
+    return path

@@ -1,0 +1,85 @@
+"""ADC range calibration: each tile's ADC full scale from the currents calibration data produce.
+
+The target gives one full scale for every ADC (100 uA on prime-40nm-256k), but a tile's bit-plane
+reads are far smaller (median a few uA), so a B-bit ADC wastes 2-3 of its bits. Calibration runs
+the program ideally on calibration data, every step, every bit plane read one at a time as the
+chip reads it, and collects each tile's nonzero read currents |I| (uA, differential, before the
+ADC) in a fine logarithmic histogram; the tile's full scale is the `percentile` of them (reads
+above it clip). The ranges go into the program as the tensor `adc.full_scale_ua` (one value per
+Read, in program order), which both artefacts carry; the simulator uses them unless told not to
+(`adc_cal=0`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from primec.backends.isa import Read
+from primec.backends.program import Program
+from primec.backends.simulator import Noise, Simulator
+from primec.backends.simulator.noise import ADC_RANGES
+from primec.errors import PrimecError
+
+# Histogram bins: |I| from 1 nA to 10 mA, 200 bins per decade (about 1.2% wide).
+EDGES = np.logspace(-3, 4, 7 * 200 + 1)
+PERCENTILE = 99.9
+
+
+def read_currents(program: Program, x: np.ndarray, batch_size: int = 64) -> dict[int, np.ndarray]:
+    """Per Read (instruction index): the histogram over EDGES of its nonzero plane currents."""
+    simulator = Simulator(program, Noise())
+    simulator.per_plane = True  # read plane by plane, as the chip does, with no noise
+    volts = program.meta["target_parameters"]["read.voltage_v"]
+    counts = {i: np.zeros(len(EDGES) - 1, dtype=np.int64) for i in simulator.reads}
+
+    def record(i: int, current: torch.Tensor) -> None:
+        magnitudes = (current.abs() * volts).flatten().cpu().numpy()
+        counts[i] += np.histogram(magnitudes[magnitudes > 0], EDGES)[0]
+
+    simulator.plane_hook = record
+    simulator.run(x, batch_size, early_exit=False)
+    return counts
+
+
+def full_scales(counts: dict[int, np.ndarray], percentile: float, fallback: float) -> np.ndarray:
+    """Each tile's full scale (uA): the upper edge of the bin holding `percentile` of its
+    currents; the target's `fallback` for a tile that never conducted."""
+    scales = []
+    for histogram in counts.values():
+        total = histogram.sum()
+        if total == 0:
+            scales.append(fallback)
+            continue
+        index = int(np.searchsorted(np.cumsum(histogram), total * percentile / 100))
+        scales.append(float(EDGES[min(index, len(histogram) - 1) + 1]))
+    return np.array(scales, dtype=np.float64)
+
+
+def calibrate_adc(
+    program: Program, x: np.ndarray, percentile: float = PERCENTILE
+) -> tuple[Program, dict[str, object]]:
+    """The program with calibrated ADC ranges, and a summary of what they are."""
+    if not 50 <= percentile <= 100:
+        raise PrimecError(
+            f"--percentile must be between 50 and 100, got {percentile}", hint="e.g. 99.9"
+        )
+    if len(x) == 0:
+        raise PrimecError("the calibration data hold no samples")
+    fallback = float(program.meta["target_parameters"]["adc.full_scale_ua"])
+    counts = read_currents(program, x)
+    scales = full_scales(counts, percentile, fallback)
+    reads = [ins for ins in program.instrs if isinstance(ins, Read)]
+    calibrated = replace(program, tensors=program.tensors | {ADC_RANGES: scales})
+    summary = {
+        "percentile": percentile,
+        "samples": len(x),
+        "target_full_scale_ua": fallback,
+        "tiles": [
+            {"read": k, "tile": ins.rows.removesuffix(".rows"), "full_scale_ua": float(fs)}
+            for k, (ins, fs) in enumerate(zip(reads, scales, strict=True))
+        ],
+    }
+    return calibrated, summary

@@ -1,0 +1,243 @@
+"""Monte-Carlo sweeps: a grid over noise parameters, each point simulated on many chips.
+
+A sweep is cut into shards of (point, block of chips); a shard runs its chips in one vectorised
+simulator run (the chip axis) and returns one row per (point, chip). Chip c draws the same
+random streams at every point (keyed by (seed, chip, ...)), so the points compare the same
+chips. The rows are sorted by (point, chip) before anything is written, so the table does not
+depend on how many workers ran the shards or in which order they finished (`sweepray`).
+Per point: accuracy mean, standard deviation over chips and a 95% confidence interval of the
+mean (Student's t), average timesteps, energy per inference (counted).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from primec.backends.program import Program
+from primec.backends.simulator import Noise, Simulator
+from primec.backends.simulator.drift import seconds
+from primec.errors import PrimecError
+from primec.fileio import atomic_write_text
+from primec.hardware.energy import energy_report
+from primec.hardware.target import DriftSpec
+from primec.runtime.simdata import SimData
+
+# Sweepable parameters: name -> (type, lowest level, highest level or None, meaning).
+PARAMETERS: dict[str, tuple[type, float, float | None, str]] = {
+    "program": (float, 0.0, None, "relative std of each cell's static conductance error"),
+    "read": (float, 0.0, None, "relative std of each cell's current on every read"),
+    "stuck": (float, 0.0, 1.0, "fraction of stuck cells"),
+    "adc": (int, 0, 16, "ADC bits (0: ideal converter)"),
+    "input": (int, 0, 16, "input driver bits (0: as many as the values need)"),
+    "adc_cal": (int, 0, 1, "1: the artefact's calibrated ADC ranges (`calibrate-adc`); 0: none"),
+    "age": (float, 0.0, None, "seconds since programming (60s, 1h, 1d, 30d, 1y; 0: no drift)"),
+    "drift_comp": (int, 0, 2, "drift compensation: 0 none, 1 global, 2 per column"),
+}
+CHIPS_PER_SHARD = 8
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The axes of a sweep (parameter, levels), in the order given, and chips per point."""
+
+    axes: tuple[tuple[str, tuple[float, ...]], ...]
+    chips: int
+
+    @staticmethod
+    def parse(specs: list[str], chips: int) -> Grid:
+        """Read `--grid program=0,0.02,0.05` options (one parameter each)."""
+        if chips < 1:
+            raise PrimecError(f"--chips must be at least 1, got {chips}", hint="e.g. --chips 32")
+        axes: list[tuple[str, tuple[float, ...]]] = []
+        for spec in specs:
+            name, _, raw = spec.partition("=")
+            name = name.strip()
+            if name not in PARAMETERS:
+                raise PrimecError(
+                    f"unknown sweep parameter {name!r} in --grid {spec!r}",
+                    hint=f"use one of {', '.join(PARAMETERS)}, e.g. --grid program=0,0.02,0.05",
+                )
+            if name in dict(axes):
+                raise PrimecError(f"sweep parameter {name!r} is given twice in --grid")
+            axes.append((name, tuple(_level(name, part) for part in raw.split(","))))
+        return Grid(tuple(axes), chips)
+
+    def points(self) -> list[dict[str, float]]:
+        """Every combination of levels, the first axis slowest."""
+        names = [name for name, _ in self.axes]
+        return [
+            dict(zip(names, levels, strict=True))
+            for levels in itertools.product(*(levels for _, levels in self.axes))
+        ]
+
+
+def _level(name: str, raw: str) -> float:
+    kind, low, high, _ = PARAMETERS[name]
+    if name == "age" and raw.strip() not in ("0", "0.0"):
+        return seconds(raw)
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        raise PrimecError(
+            f"sweep level {name}={raw.strip()!r} is not a"
+            f"{'n integer' if kind is int else ' number'}",
+            hint=f"give {name} as comma-separated numbers, e.g. --grid {name}=0,0.02",
+        ) from None
+    if not math.isfinite(value) or value < low or (high is not None and value > high):
+        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+        raise PrimecError(f"sweep level {name}={raw.strip()} is out of range ({bounds})")
+    return value
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One unit of work: a point of the grid and a block of its chips."""
+
+    point: int
+    chips: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return f"point {self.point}, chips {self.chips[0]}-{self.chips[-1]}"
+
+
+def shards(grid: Grid, chips_per_shard: int = CHIPS_PER_SHARD) -> list[Shard]:
+    """Every (point, chip block) of the grid, points first."""
+    blocks = [
+        tuple(range(first, min(first + chips_per_shard, grid.chips)))
+        for first in range(0, grid.chips, chips_per_shard)
+    ]
+    return [Shard(p, block) for p in range(len(grid.points())) for block in blocks]
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every shard of one sweep shares."""
+
+    program: Program
+    data: SimData
+    base: Noise  # the noise every point starts from (the grid overrides its parameters)
+    points: tuple[dict[str, float], ...]
+    batch_size: int = 64
+    early_exit: bool = True
+    drift: DriftSpec | None = None  # the target's drift model, when a point has an age
+    device: str = "cpu"
+
+    def noise(self, point: int) -> Noise:
+        values = {
+            k: (int(v) if PARAMETERS[k][0] is int else v) for k, v in self.points[point].items()
+        }
+        return replace(self.base, **values)
+
+
+def run_shard(job: Job, shard: Shard) -> list[dict[str, Any]]:
+    """The shard's rows: one per chip, with the point's parameters."""
+    noise = job.noise(shard.point)
+    simulator = Simulator(job.program, noise, job.device, chips=shard.chips, drift=job.drift)
+    results = simulator.run_chips(job.data.x, job.batch_size, job.early_exit)
+    rows = []
+    for chip, result in zip(shard.chips, results, strict=True):
+        energy = energy_report(
+            result.counts,
+            result.exit_step,
+            job.program.meta,
+            job.program.timesteps,
+            noise.adc or None,
+        )
+        row = {"point": shard.point, **job.points[shard.point], "chip": chip}
+        if job.data.y is not None:
+            row["accuracy"] = float((result.pred == job.data.y).mean())
+        row["avg_timesteps"] = float(result.exit_step.mean())
+        row["energy_per_inference_j"] = energy["energy_per_inference_j"]
+        rows.append(row)
+    return rows
+
+
+def summarise(points: list[dict[str, float]], rows: list[dict[str, Any]]) -> list[dict]:
+    """Per point: chips, accuracy mean, std over chips, 95% CI of the mean, timesteps, energy."""
+    table = []
+    for p, point in enumerate(points):
+        mine = [row for row in rows if row["point"] == p]
+        entry: dict[str, Any] = {"point": p, **point, "chips": len(mine)}
+        if mine and "accuracy" in mine[0]:
+            entry |= _mean_ci(np.array([row["accuracy"] for row in mine]), "accuracy")
+        entry["avg_timesteps"] = _mean(mine, "avg_timesteps")
+        entry["energy_per_inference_j"] = _mean(mine, "energy_per_inference_j")
+        table.append(entry)
+    return table
+
+
+def sweep_report(
+    job: Job, grid: Grid, data: SimData, noise_source: str, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The sweep's JSON report without its rows and completion (the caller adds those)."""
+    return {
+        "artefact": job.program.name,
+        "target": job.program.meta["target"],
+        "samples": len(data.x),
+        "base_noise": vars(job.base),
+        "noise_source": noise_source,
+        "grid": {"axes": [[name, list(levels)] for name, levels in grid.axes], "chips": grid.chips},
+        "early_exit": job.early_exit,
+        "points": summarise(list(job.points), rows),
+    }
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    return float(np.mean([row[key] for row in rows])) if rows else None
+
+
+def _mean_ci(values: np.ndarray, key: str) -> dict[str, float | None]:
+    """Mean, sample std and the 95% Student-t confidence interval of the mean (None for 1 chip)."""
+    mean = float(values.mean())
+    if len(values) < 2:
+        return {f"{key}_mean": mean, f"{key}_std": None, "ci95_low": None, "ci95_high": None}
+    std = float(values.std(ddof=1))
+    half = float(stats.t.ppf(0.975, len(values) - 1)) * std / math.sqrt(len(values))
+    return {
+        f"{key}_mean": mean,
+        f"{key}_std": std,
+        "ci95_low": mean - half,
+        "ci95_high": mean + half,
+    }
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows as CSV: columns in first-seen order, floats as Python writes them, None empty."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    lines = [",".join(columns)]
+    for row in rows:
+        lines.append(",".join(_cell(row.get(key)) for key in columns))
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def write_tables(folder: Path, report: dict[str, Any], rows: list[dict[str, Any]]) -> list[Path]:
+    """The per-point table (sweep.csv), the per-chip rows (sweep-chips.csv) and the report with
+    both (sweep.json). An incomplete sweep writes only `.partial` files, never the complete
+    names. Returns the paths written."""
+    suffix = "" if report["complete"] else ".partial"
+    files = {
+        folder / f"sweep{suffix}.csv": csv_text(report["points"]),
+        folder / f"sweep-chips{suffix}.csv": csv_text(rows),
+        folder / f"sweep{suffix}.json": json.dumps(report | {"rows": rows}, indent=2) + "\n",
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, text in files.items():
+        atomic_write_text(path, text)
+    return list(files)

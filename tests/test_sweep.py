@@ -1,0 +1,244 @@
+"""`primec sweep`: grids, per-point statistics against a hand computation, rows equal to direct
+simulator runs, identical bytes for in-process, 1 and 2 Ray workers, retried shards, and one
+clear error for each kind of bad input (tiny grids on a tiny model, to stay fast).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from ir_zoo import tiny_conv
+from primec.backends import bytecode
+from primec.backends.simulator import Noise, Simulator
+
+from primec.cli import main
+from primec.core.text import save_graph
+from primec.errors import PrimecError
+from primec.hardware.target import DEFAULT_TARGET, load_target
+from primec.pipeline import BackendOptions, compile_model
+from primec.runtime import sweep as sweep_module
+from primec.runtime.simdata import SimData
+from primec.runtime.sweep import Grid, Job, Shard, shards, summarise
+from primec.runtime.sweepray import run_shards
+
+T_975_DF3 = 3.182446305284263  # Student's t, 97.5% quantile, 3 degrees of freedom (tables)
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep")
+    path = folder / "tiny.pir"
+    save_graph(tiny_conv(), path)
+    target = load_target(DEFAULT_TARGET)
+    return compile_model(path, target=target, log=lambda _: None, backend=BackendOptions()).program
+
+
+@pytest.fixture(scope="module")
+def data() -> SimData:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, (12, 4, 1, 6, 6)).astype(np.float64)
+    return SimData(x=x, y=np.arange(12) % 5)
+
+
+@pytest.fixture(scope="module")
+def files(program, data, tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("files")
+    artefact, inputs = folder / "tiny.pbc", folder / "data.npz"
+    bytecode.write(program, artefact)
+    np.savez(inputs, x=data.x.astype(np.float32), y=data.y)
+    return artefact, inputs
+
+
+def job(program, data, grid: Grid) -> Job:
+    return Job(program, data, Noise(read=0.05, seed=4), tuple(grid.points()))
+
+
+def test_grid_points_and_shards() -> None:
+    grid = Grid.parse(["program=0,0.1", "adc=4,8"], chips=5)
+    assert grid.points() == [
+        {"program": 0.0, "adc": 4},
+        {"program": 0.0, "adc": 8},
+        {"program": 0.1, "adc": 4},
+        {"program": 0.1, "adc": 8},
+    ]
+    work = shards(grid, chips_per_shard=2)
+    assert [s.chips for s in work[:3]] == [(0, 1), (2, 3), (4,)]
+    assert len(work) == 12
+
+
+def test_rows_are_direct_simulator_runs_and_statistics_are_right(program, data) -> None:
+    grid = Grid.parse(["program=0.1"], chips=4)
+    outcome = run_shards(job(program, data, grid), shards(grid, 3), workers=0)
+    assert outcome.complete and [r["chip"] for r in outcome.rows] == [0, 1, 2, 3]
+    for row in outcome.rows:
+        noise = Noise(program=0.1, read=0.05, seed=4)
+        direct = Simulator(program, noise, chips=(row["chip"],)).run(data.x)
+        assert row["accuracy"] == float((direct.pred == data.y).mean())
+        assert row["avg_timesteps"] == float(direct.exit_step.mean())
+    accuracy = np.array([row["accuracy"] for row in outcome.rows])
+    (point,) = summarise(grid.points(), outcome.rows)
+    mean, std = accuracy.sum() / 4, np.sqrt(((accuracy - accuracy.sum() / 4) ** 2).sum() / 3)
+    assert point["accuracy_mean"] == pytest.approx(mean)
+    assert point["accuracy_std"] == pytest.approx(std)
+    assert point["ci95_high"] - mean == pytest.approx(T_975_DF3 * std / 2)
+    assert len({row["accuracy"] for row in outcome.rows}) > 1  # the chips differ
+
+
+def test_a_failing_shard_is_retried_without_losing_or_duplicating_rows(program, data) -> None:
+    grid = Grid.parse(["program=0,0.1"], chips=4)
+    clean = run_shards(job(program, data, grid), shards(grid, 2), workers=0)
+    failures: dict[Shard, int] = {}
+
+    def flaky(j: Job, shard: Shard):
+        failures[shard] = failures.get(shard, 0) + 1
+        if failures[shard] == 1:
+            raise RuntimeError("worker lost")
+        return sweep_module.run_shard(j, shard)
+
+    retried = run_shards(job(program, data, grid), shards(grid, 2), workers=0, task=flaky)
+    assert retried.complete and retried.rows == clean.rows
+    always = run_shards(
+        job(program, data, grid), shards(grid, 2), workers=0, retries=1, task=_fails_at_point_1
+    )
+    assert not always.complete and always.failed == Shard(1, (0, 1))
+    assert always.rows == clean.rows[:4] and "point 1" in always.failed.name
+
+
+def _fails_at_point_1(j: Job, shard: Shard):
+    if shard.point == 1:
+        raise RuntimeError("bad shard")
+    return sweep_module.run_shard(j, shard)
+
+
+def _crash_once(marker_folder: str):
+    """A task whose worker process dies the first time it meets each shard."""
+
+    def task(j: Job, shard: Shard):
+        marker = Path(marker_folder) / f"{shard.point}-{shard.chips[0]}"
+        if not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return sweep_module.run_shard(j, shard)
+
+    return task
+
+
+def ray_processes() -> list[str]:
+    """Ray's processes among this process's descendants (read from /proc)."""
+    parents: dict[int, tuple[int, str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        parents[int(stat.parent.name)] = (int(text[text.rindex(")") + 2 :].split()[1]), name)
+    mine, found = {os.getpid()}, True
+    while found:
+        found = False
+        for pid, (ppid, _) in parents.items():
+            if ppid in mine and pid not in mine:
+                mine.add(pid)
+                found = True
+    names = [parents[pid][1] for pid in mine if pid in parents and pid != os.getpid()]
+    return [n for n in names if "raylet" in n or "gcs_server" in n or n.startswith("ray::")]
+
+
+@pytest.mark.slow
+def test_one_and_two_ray_workers_write_the_same_bytes(files, tmp_path) -> None:
+    artefact, inputs = files
+    outputs = {}
+    for workers in (0, 1, 2):
+        out = tmp_path / f"w{workers}"
+        args = ["sweep", str(artefact), "--input", str(inputs), "--noise", "read=0.05"]
+        args += ["--grid", "program=0,0.1", "--chips", "4", "--chips-per-shard", "2"]
+        args += ["--workers", str(workers), "--out", str(out)]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        outputs[workers] = [(out / name).read_bytes() for name in sweep_module_outputs()]
+    assert outputs[0] == outputs[1] == outputs[2]
+    report = json.loads(outputs[2][2])
+    assert report["complete"] and [p["chips"] for p in report["points"]] == [4, 4]
+    deadline = time.monotonic() + 15
+    while ray_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray_processes() == []
+
+
+def sweep_module_outputs() -> tuple[str, ...]:
+    return ("sweep.csv", "sweep-chips.csv", "sweep.json")
+
+
+@pytest.mark.slow
+def test_a_crashed_ray_worker_is_retried(program, data, tmp_path) -> None:
+    grid = Grid.parse(["program=0.1"], chips=4)
+    clean = run_shards(job(program, data, grid), shards(grid, 2), workers=0)
+    crashed = run_shards(
+        job(program, data, grid), shards(grid, 2), workers=2, task=_crash_once(str(tmp_path))
+    )
+    assert crashed.complete and crashed.rows == clean.rows
+    assert len(list(tmp_path.iterdir())) == 2  # each shard's worker died once
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sweep_cli(files, out: Path, *extra: str):
+    artefact, inputs = files
+    args = ["sweep", str(artefact), "--input", str(inputs), "--out", str(out), "--workers", "0"]
+    return CliRunner().invoke(main, [*args, *extra])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--grid", "temperature=1,2"), "unknown sweep parameter 'temperature'"),
+        (("--grid", "program=0,-0.1"), "out of range"),
+        (("--grid", "read=0,lots"), "is not a number"),
+        (("--grid", "adc=4.5"), "is not an integer"),
+        (("--grid", "program=0", "--chips", "0"), "--chips must be at least 1"),
+        (("--grid", "program=0", "--ray-address", "nohost"), "bad --ray-address"),
+    ],
+)
+def test_bad_input_is_one_clear_error(files, tmp_path, extra, message) -> None:
+    result = sweep_cli(files, tmp_path / "out", *extra)
+    assert result.exit_code == 2, result.output
+    assert result.output.count("error:") == 1 and message in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_cluster_is_refused_within_seconds(files, tmp_path) -> None:
+    started = time.monotonic()
+    result = sweep_cli(files, tmp_path / "out", "--ray-address", f"127.0.0.1:{free_port()}")
+    assert result.exit_code == 2 and "cannot reach the Ray cluster" in result.output
+    assert time.monotonic() - started < 5
+
+
+def test_a_shard_that_keeps_failing_stops_the_sweep_keeping_finished_rows(
+    files, tmp_path, monkeypatch
+) -> None:
+    real = sweep_module.Simulator
+
+    def failing(program, noise, device, chips, drift=None):
+        if noise.program == 0.1:
+            raise PrimecError("simulated device failure")
+        return real(program, noise, device, chips=chips, drift=drift)
+
+    monkeypatch.setattr(sweep_module, "Simulator", failing)
+    out = tmp_path / "out"
+    result = sweep_cli(files, out, "--grid", "program=0,0.1", "--chips", "2", "--retries", "1")
+    assert result.exit_code == 2 and "point 1, chips 0-1 failed" in result.output
+    assert not (out / "sweep.csv").exists() and not (out / "sweep.json").exists()
+    partial = json.loads((out / "sweep.partial.json").read_text())
+    assert partial["complete"] is False and len(partial["rows"]) == 2
+    assert partial["failed_shard"] == "point 1, chips 0-1"
