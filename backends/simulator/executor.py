@@ -224,7 +224,8 @@ class Simulator(CrossbarReads, DigitalPeriphery):
     ) -> list[SimResult]:
         """Simulate every sample of x [N, T, ...] on every chip; one result per chip, in order.
         The exit table applies unless early_exit is off. A batch holds `batch_size` samples of
-        every chip.
+        every chip, one row per (sample, chip); a row that exits stops counting, and a sample
+        leaves the batch once every chip's row for it has exited.
 
         `sample_ids` [N] key each sample's read-noise streams (default: its position in x), so a
         subset or reordering of a data set can draw the noise the whole set would. Traced buffers
@@ -261,8 +262,7 @@ class Simulator(CrossbarReads, DigitalPeriphery):
         table: ExitTable | None,
         out: SimResult,
     ) -> None:
-        """Run one batch of samples on every chip, one row per (sample, chip), sample-major. A
-        row that exits stops counting; its sample leaves once every chip's row has exited."""
+        """One batch on every chip, a row per (sample, chip), sample-major; see `run_chips`."""
         steps, chips = x.shape[1], len(self.chips)
         data = torch.from_numpy(np.ascontiguousarray(x[samples], dtype=np.float64)).to(self.device)
         states = {
