@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from primec.errors import PrimecError
+from primec.frontend.frameworks.common import ElementwiseScale
 from primec.nn import LIF, SNN, Integrator, MeanReadout
 from primec.nn.network import INPUT_ENCODINGS
 
@@ -256,18 +257,6 @@ def _cuba_li(node: Any, options: NirOptions, where: str) -> nn.Module:
     """CubaLI: the synaptic current as an integrator, then a leaky integrator on it."""
     membrane = _li(node, options, where, "tau_mem")
     return nn.Sequential(OrderedDict(syn=_synapse(node, options, where), mem=membrane))
-
-
-class ElementwiseScale(nn.Module):
-    """NIR's Scale: the input times a constant of the input's shape (or one that broadcasts)."""
-
-    def __init__(self, scale: np.ndarray) -> None:
-        super().__init__()
-        self.register_buffer("scale", torch.from_numpy(np.asarray(scale, dtype=np.float32)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x * scale."""
-        return x * self.scale
 
 
 def _scale(node: Any, options: NirOptions, where: str) -> nn.Module:

@@ -22,8 +22,8 @@ from torch import nn
 
 from primec.errors import PrimecError
 from primec.frontend.frameworks import norse, snntorch, spikingjelly
-from primec.frontend.frameworks.common import Unmodelled
-from primec.nn import SNN, MeanReadout
+from primec.frontend.frameworks.common import MembraneOutput, Unmodelled
+from primec.nn import LIF, SNN, Integrator, MeanReadout
 from primec.nn.network import INPUT_ENCODINGS
 
 Translate = Callable[[nn.Module, str], nn.Module]
@@ -34,7 +34,9 @@ FRAMEWORKS: dict[str, tuple[str, dict[str, Translate]]] = {
     "SpikingJelly": ("spikingjelly", spikingjelly.NEURONS),
     "Norse": ("norse", norse.NEURONS),
 }
-READOUTS = ("spike_count",)
+# spike_count: the running mean of the output layer's spikes; membrane_mean: the running mean
+# of the output layer's membrane (docs/from-frameworks.md).
+READOUTS = ("spike_count", "membrane_mean")
 FACT_KEYS = ("input_shape", "timesteps", "input_encoding", "readout")
 
 
@@ -61,6 +63,8 @@ def adopt(module: nn.Module, facts: Any, where: str) -> SNN:
         )
     step = _step_facts(facts, where)
     stages = _translate_sequence(module, "", where)
+    if step["readout"] == "membrane_mean":
+        _answer_with_membrane(stages, where)
     return SNN(
         {"net": stages},
         MeanReadout(),
@@ -93,6 +97,25 @@ def from_factory(
     snn = adopt(net.float().eval(), facts, str(file))
     snn.framework = framework
     return snn
+
+
+def _answer_with_membrane(stages: nn.Sequential, where: str) -> None:
+    """Make the network's last module, which must be a LIF, answer with its membrane."""
+    parent, name = stages, ""
+    while len(parent) and isinstance(last := parent[-1], nn.Sequential):
+        parent = last
+    name = list(parent._modules)[-1] if len(parent) else ""
+    last = parent._modules.get(name)
+    if isinstance(last, Integrator):  # a leaky integrator (Norse LICell) answers with it already
+        return
+    if type(last) is not LIF:
+        raise PrimecError(
+            "readout membrane_mean needs a neuron or integrator as the network's last layer, "
+            f"found {type(last).__name__}",
+            where=where,
+            hint='end the network with the output neuron, or use "readout": "spike_count"',
+        )
+    parent._modules[name] = MembraneOutput.of(last)
 
 
 def _translate_sequence(seq: nn.Sequential, prefix: str, where: str) -> nn.Sequential:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
+from torch import Tensor, nn
+
+from primec.nn import LIF
 
 
 class Unmodelled(ValueError):
@@ -28,3 +32,35 @@ def refuse_unless(condition: bool, option: str, value: Any, supported: str) -> N
     """Refuse an option primec does not model, naming it, its value and what is supported."""
     if not condition:
         raise Unmodelled(f"{option}={value!r} is not modelled ({supported})")
+
+
+class MembraneOutput(LIF):
+    """A LIF whose step output is its membrane U' (the framework's membrane readout of the
+    output layer, `output=True`), not its spikes; its state is a LIF's (membrane, spike)."""
+
+    @classmethod
+    def of(cls, neuron: LIF) -> MembraneOutput:
+        """The same neuron, answering with its membrane."""
+        out = cls.__new__(cls)
+        out.__dict__.update(neuron.__dict__)
+        return out
+
+    def forward(
+        self, current: Tensor, membrane: Tensor, spike: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """One timestep: (membrane', (membrane', spikes))."""
+        _, (updated, fired) = super().forward(current, membrane, spike)
+        return updated, (updated, fired)
+
+
+class ElementwiseScale(nn.Module):
+    """The input times a constant (NIR's Scale; Norse's dt/tau_mem before a leaky integrator):
+    one digital multiply per element. `scale` has the input's shape or broadcasts to it."""
+
+    def __init__(self, scale: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.from_numpy(np.asarray(scale, dtype=np.float32)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x * scale."""
+        return x * self.scale
