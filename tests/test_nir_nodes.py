@@ -226,3 +226,20 @@ def test_snntorch_synaptic_exported_as_cuba_lif(tmp_path) -> None:
     differ = int((snntorch_forward(synaptic_mlp(), x) != expected).sum())
     print(f"snnTorch Synaptic (zero reset) vs its NIR file: {differ} of {expected.size} differ")
     assert differ > 0  # the reset NIR cannot say is real on this data: report it, never equal
+
+
+def test_parameters_torch_refuses_are_the_files_error(tmp_path) -> None:
+    """A fuzzer finding: a Conv2d node with groups 0 made torch raise ValueError."""
+    nodes = graph()
+    nodes["conv"].groups = 0
+    path = write(nodes, tmp_path / "groups.nir")
+    with pytest.raises(PrimecError, match=r"NIR node 'conv': its parameters make no layer"):
+        read_nir(path, NirOptions(DT))
+
+
+def test_non_finite_parameter_is_refused(tmp_path) -> None:
+    nodes = graph()
+    nodes["cuba"].tau_mem = full(np.nan)
+    path = write(nodes, tmp_path / "nan.nir")
+    with pytest.raises(PrimecError, match=r"NIR node 'cuba': tau_mem is not finite"):
+        read_nir(path, NirOptions(DT))

@@ -114,12 +114,22 @@ def read_nir(path: Path, options: NirOptions | None) -> SNN:
         )
     layers: list[tuple[str, nn.Module]] = []
     for name in order:
-        node = graph.nodes[name]
-        if type(node).__name__ == "SumPool2d":
-            layers.append((name, _sum_pool(node, _channels(layers, graph), name)))
-        else:
-            layers.append((name, _layer(node, options, name)))
+        layers.append((name, _built(graph, name, layers, options)))
     return _network(graph, layers, path)
+
+
+def _built(graph: Any, where: str, before: list, options: NirOptions) -> nn.Module:
+    """Node `where` as a layer; parameters torch refuses (a bad group count, ...) are the
+    file's error. A SumPool2d takes its channels from the layers `before` it."""
+    node = graph.nodes[where]
+    try:
+        if type(node).__name__ == "SumPool2d":
+            return _sum_pool(node, _channels(before, graph), where)
+        return _layer(node, options, where)
+    except (ValueError, TypeError, RuntimeError, IndexError, OverflowError) as exc:
+        raise PrimecError(
+            f"NIR node {where!r}: its parameters make no layer: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _refusal(node: Any) -> str:
@@ -184,6 +194,8 @@ def _nest(layers: list[tuple[str, nn.Module]]) -> OrderedDict:
 def _one(node: Any, field: str, where: str) -> float:
     """A parameter that must be one value for the whole layer, as a float32 value."""
     values = np.asarray(getattr(node, field), dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(values)):
+        raise PrimecError(f"NIR node {where!r}: {field} is not finite")
     if values.size == 0 or not np.all(values == values[0]):
         raise PrimecError(
             f"NIR node {where!r}: {field} differs between neurons; primec models one value per layer"
