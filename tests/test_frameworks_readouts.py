@@ -102,3 +102,9 @@ def test_membrane_readout_needs_a_neuron_last() -> None:
 def test_unknown_readout_is_named() -> None:
     with pytest.raises(PrimecError, match="readout must be one of spike_count, membrane_mean"):
         adopt(fra.snntorch_leaky_membrane(), {**fra.PRIMEC_STEP, "readout": "max"}, "x")
+
+
+def test_spike_count_of_a_leaky_integrator_is_refused() -> None:
+    pytest.importorskip("norse")
+    with pytest.raises(PrimecError, match="readout spike_count needs a spiking output layer"):
+        adopt(fra.norse_li(), {**fra.PRIMEC_STEP, "readout": "spike_count"}, "x")

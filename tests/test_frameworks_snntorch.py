@@ -55,8 +55,17 @@ def test_per_channel_beta_is_refused_with_its_shape() -> None:
 
     net = fa.snntorch_leaky()
     net[2].beta = torch.full((8, 1, 1), 0.9)
-    with pytest.raises(PrimecError, match=r"beta has 8 values \(shape \[8, 1, 1\]\)"):
+    net[2].beta[3] = 0.5
+    with pytest.raises(PrimecError, match=r"beta has 8 different values \(shape \[8, 1, 1\]\)"):
         adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
+
+
+def test_per_channel_beta_of_one_value_is_that_value() -> None:
+    from primec.frontend.frameworks import adopt
+
+    net = fa.snntorch_leaky()
+    net[2].beta = torch.full((8, 1, 1), 0.75)
+    assert adopt(net, fa.PRIMEC_STEP, "framework_archs.py").net[2].keep == 0.75
 
 
 def test_unsupported_framework_class_is_named() -> None:

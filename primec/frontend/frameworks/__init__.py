@@ -63,8 +63,7 @@ def adopt(module: nn.Module, facts: Any, where: str) -> SNN:
         )
     step = _step_facts(facts, where)
     stages = _translate_sequence(module, "", where)
-    if step["readout"] == "membrane_mean":
-        _answer_with_membrane(stages, where)
+    _set_readout(stages, step["readout"], where)
     return SNN(
         {"net": stages},
         MeanReadout(),
@@ -99,14 +98,24 @@ def from_factory(
     return snn
 
 
-def _answer_with_membrane(stages: nn.Sequential, where: str) -> None:
-    """Make the network's last module, which must be a LIF, answer with its membrane."""
-    parent, name = stages, ""
+def _set_readout(stages: nn.Sequential, readout: str, where: str) -> None:
+    """Check the network's last module fits the readout; for membrane_mean, make the output
+    neuron answer with its membrane (a leaky integrator, Norse LICell, already does)."""
+    parent = stages
     while len(parent) and isinstance(last := parent[-1], nn.Sequential):
         parent = last
     name = list(parent._modules)[-1] if len(parent) else ""
     last = parent._modules.get(name)
-    if isinstance(last, Integrator):  # a leaky integrator (Norse LICell) answers with it already
+    if readout == "spike_count":
+        if isinstance(last, Integrator):
+            raise PrimecError(
+                "readout spike_count needs a spiking output layer; the network ends in a leaky "
+                "integrator (Norse LICell), which has no spikes",
+                where=where,
+                hint='use "readout": "membrane_mean" in PRIMEC_STEP',
+            )
+        return
+    if isinstance(last, Integrator):
         return
     if type(last) is not LIF:
         raise PrimecError(

@@ -16,15 +16,17 @@ class Unmodelled(ValueError):
 
 
 def scalar(module: Any, name: str) -> float:
-    """A neuron parameter that must be one number (a float, or a one-element tensor)."""
+    """A neuron parameter that must be one number: a float, or a tensor whose values are all
+    equal (a per-channel or per-neuron parameter that has not moved from one value)."""
     value = getattr(module, name)
     if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
+        flat = value.detach().reshape(-1)
+        if flat.numel() == 0 or not bool((flat == flat[0]).all()):
             raise Unmodelled(
-                f"{name} has {value.numel()} values (shape {list(value.shape)}); primec models "
-                "one value per layer"
+                f"{name} has {value.numel()} different values (shape {list(value.shape)}); primec "
+                "models one value per layer"
             )
-        value = value.detach().reshape(()).item()
+        value = flat[0].item()  # one value, per channel or per neuron: the layer's value
     return float(value)
 
 
