@@ -243,3 +243,12 @@ def test_non_finite_parameter_is_refused(tmp_path) -> None:
     path = write(nodes, tmp_path / "nan.nir")
     with pytest.raises(PrimecError, match=r"NIR node 'cuba': tau_mem is not finite"):
         read_nir(path, NirOptions(DT))
+
+
+def test_zero_time_constant_is_refused(tmp_path) -> None:
+    """A fuzzer finding: tau 0 divided by zero."""
+    nodes = graph()
+    nodes["lif"].tau = full(0.0, (4, 15, 15))
+    path = write(nodes, tmp_path / "tau0.nir")
+    with pytest.raises(PrimecError, match=r"NIR node 'lif': a time constant must be positive"):
+        read_nir(path, NirOptions(DT))

@@ -210,12 +210,14 @@ def _f32(value: float) -> float:
 
 def _decay(node: Any, options: NirOptions, where: str) -> tuple[float, float]:
     """(keep, input_gain) of `tau dv/dt = -v + r*I` over one step dt."""
-    return _step(_one(node, "tau", where), _one(node, "r", where), options)
+    return _step(_one(node, "tau", where), _one(node, "r", where), options, where)
 
 
-def _step(tau: float, r: float, options: NirOptions) -> tuple[float, float]:
+def _step(tau: float, r: float, options: NirOptions, where: str) -> tuple[float, float]:
     """(keep, input_gain) of `tau dv/dt = -v + r*I` over one step dt, as float32 values."""
     dt = options.dt
+    if tau <= 0.0:
+        raise PrimecError(f"NIR node {where!r}: a time constant must be positive, got {tau}")
     if options.discretisation == "exact":
         keep = _f32(math.exp(-dt / tau))  # the input gain from the keep primec will run
         return keep, _f32(r * (1.0 - keep))
@@ -223,7 +225,7 @@ def _step(tau: float, r: float, options: NirOptions) -> tuple[float, float]:
 
 
 def _lif(node: Any, options: NirOptions, where: str, tau: str = "tau") -> nn.Module:
-    keep, gain = _step(_one(node, tau, where), _one(node, "r", where), options)
+    keep, gain = _step(_one(node, tau, where), _one(node, "r", where), options, where)
     threshold, v_leak = _one(node, "v_threshold", where), _one(node, "v_leak", where)
     v_reset = _one(node, "v_reset", where)
     variant = dict(v_reset=v_reset, v_leak=v_leak, input_gain=gain)
@@ -249,13 +251,13 @@ def _integrator(keep: float, gain: float, where: str) -> nn.Module:
 def _li(node: Any, options: NirOptions, where: str, tau: str = "tau") -> nn.Module:
     if _one(node, "v_leak", where) != 0.0:
         raise PrimecError(f"NIR node {where!r}: LI with v_leak != 0 is not modelled")
-    keep, gain = _step(_one(node, tau, where), _one(node, "r", where), options)
+    keep, gain = _step(_one(node, tau, where), _one(node, "r", where), options, where)
     return _integrator(keep, gain, where)
 
 
 def _synapse(node: Any, options: NirOptions, where: str) -> nn.Module:
     """The synaptic current of a CubaLIF or CubaLI: `tau_syn dI/dt = -I + w_in*S`."""
-    keep, gain = _step(_one(node, "tau_syn", where), _one(node, "w_in", where), options)
+    keep, gain = _step(_one(node, "tau_syn", where), _one(node, "w_in", where), options, where)
     return _integrator(keep, gain, f"{where} (its synaptic current)")
 
 
