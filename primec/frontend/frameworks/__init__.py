@@ -117,6 +117,13 @@ def _set_readout(stages: nn.Sequential, readout: str, where: str) -> None:
         return
     if isinstance(last, Integrator):
         return
+    if getattr(last, "membrane_after_reset", False):
+        raise PrimecError(
+            "readout membrane_mean: the output layer resets at once (snnTorch reset_delay=False), "
+            "so its membrane is reported after the reset, which primec's neuron does not keep",
+            where=where,
+            hint='use reset_delay=True for the output layer, or "readout": "spike_count"',
+        )
     if type(last) is not LIF:
         raise PrimecError(
             "readout membrane_mean needs a neuron or integrator as the network's last layer, "
