@@ -56,6 +56,20 @@ def snntorch_leaky_zero() -> nn.Sequential:
     return snntorch_leaky("zero")
 
 
+def snntorch_zero_no_delay(cls: str = "Leaky") -> nn.Sequential:
+    """Leaky (or Synaptic) with reset to zero at once: reset_delay=False."""
+    net = snntorch_leaky_zero() if cls == "Leaky" else snntorch_synaptic_zero()
+    for module in net.modules():
+        if type(module).__name__ == cls:
+            module.reset_delay = False
+    return net
+
+
+def snntorch_synaptic_zero_no_delay() -> nn.Sequential:
+    """Synaptic with reset to zero at once: reset_delay=False."""
+    return snntorch_zero_no_delay("Synaptic")
+
+
 def snntorch_synaptic(reset: str = "subtract") -> nn.Sequential:
     """The same with Synaptic neurons (a synaptic current state)."""
     import snntorch as snn

@@ -69,7 +69,9 @@ FORMATS = (
     "onnx",
     "devicemap",
     "target",
+    "nir",
 )
+NIR_DT = "1e-3"  # the timestep a NIR case is read with (`--dt`)
 
 
 class CaseTimeout(BaseException):
@@ -1384,6 +1386,33 @@ def mutate_onnx(data: bytes, rng: random.Random) -> tuple[bytes, str]:
         return mutate_bytes(data, rng)
 
 
+def mutate_nir(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """One HDF5 dataset of a NIR file (a parameter, a shape, a node type, the edges) made odd:
+    bad values, dtype or shape for numbers (`mutate_array`), another or an unknown node type."""
+    import h5py
+
+    buf = io.BytesIO(data)
+    with h5py.File(buf, "r+") as f:
+        names: list[str] = []
+        f.visititems(
+            lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None
+        )
+        name = rng.choice(sorted(names))
+        old = f[name][()]
+        if name.endswith("/type"):
+            new: Any = rng.choice(["LIF", "CubaLIF", "Scale", "Delay", "Output", "NoSuchNode", ""])
+            what = f"type -> {new!r}"
+        elif isinstance(old, bytes) or np.asarray(old).dtype == object:
+            new, what = np.asarray([[b"input", b"nowhere"]], dtype=object), "edges -> dangling"
+        else:
+            new, what = mutate_array(np.asarray(old), rng)
+        del f[name]
+        f.create_dataset(
+            name, data=new, dtype=h5py.string_dtype() if isinstance(new, str) else None
+        )
+    return buf.getvalue(), f"nir: {name} {what}"
+
+
 def mutate_torch_member(name: str, data: bytes, rng: random.Random) -> tuple[bytes, str]:
     """A torch archive member: JSON, a nested archive, the pickle, a storage's values, bytes."""
     if name.endswith(".json") or name.endswith("step_facts") or "extra/" in name:
@@ -1620,6 +1649,25 @@ class Corpus:
 
         return [Seed("step.onnx", snn_models.onnx_of(self.net).SerializeToString())]
 
+    def _seeds_nir(self) -> list[Seed]:
+        """A NIR graph primec writes (every op NIR expresses, from `tests/test_nir.py`) and one
+        of the nodes only NIR has (SumPool2d, Scale, CubaLIF, CubaLI), both at --dt NIR_DT."""
+        import nir
+        import test_nir
+
+        from primec.frontend.nir_export import write_nir
+        from primec.frontend.nir_io import NirOptions
+
+        written = self.folder / "expressible.nir"
+        graph = test_nir.imported(test_nir.every_expressible_op())
+        write_nir(graph, NirOptions(float(NIR_DT)), written)
+        cuba = self.folder / "cuba.nir"
+        nodes = _nir_cuba_nodes(nir, float(NIR_DT))
+        names = list(nodes)
+        edges = list(zip(names, names[1:], strict=False))
+        nir.write(str(cuba), nir.NIRGraph(nodes=nodes, edges=edges))
+        return [Seed(p.name, p.read_bytes()) for p in (written, cuba)]
+
     def _seeds_devicemap(self) -> list[Seed]:
         from primec.hardware.devicemap import save, synth
 
@@ -1640,6 +1688,47 @@ class Corpus:
         ]
 
 
+def _nir_cuba_nodes(nir: Any, dt: float) -> dict[str, Any]:
+    """input [2, 6, 6] -> conv -> LIF -> SumPool2d -> Scale -> CubaLIF -> flatten -> affine ->
+    CubaLI, with unit synaptic gains at dt (w_in = tau_syn/dt)."""
+    rng = np.random.default_rng(0)
+
+    def full(value: float, shape: tuple[int, ...]) -> np.ndarray:
+        return np.full(shape, value)
+
+    hidden, out = (2, 2, 2), (4,)
+    lif = {"tau": 2 * dt, "r": 2.0, "v_leak": 0.0, "v_threshold": 1.0, "v_reset": 0.0}
+    syn = {"tau_syn": 2 * dt, "tau_mem": 4 * dt, "r": 4.0, "v_leak": 0.0, "w_in": 2.0}
+    return {
+        "input": nir.Input(input_type={"input": np.array([2, 6, 6])}),
+        "conv": nir.Conv2d(
+            input_shape=(6, 6),
+            weight=rng.standard_normal((2, 2, 3, 3)).astype(np.float32),
+            bias=np.zeros(2, np.float32),
+            stride=1,
+            padding=0,
+            dilation=1,
+            groups=1,
+        ),
+        "lif": nir.LIF(**{k: full(v, (2, 4, 4)) for k, v in lif.items()}),
+        "pool": nir.SumPool2d(
+            kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])
+        ),
+        "scale": nir.Scale(scale=full(0.5, hidden)),
+        "cuba": nir.CubaLIF(
+            **{k: full(v, hidden) for k, v in syn.items()},
+            v_threshold=full(1.0, hidden),
+            v_reset=full(0.0, hidden),
+        ),
+        "flat": nir.Flatten(input_type={"input": np.array(hidden)}, start_dim=0),
+        "fc": nir.Affine(
+            weight=rng.standard_normal((4, 8)).astype(np.float32), bias=np.zeros(4, np.float32)
+        ),
+        "li": nir.CubaLI(**{k: full(v, out) for k, v in syn.items()}),
+        "output": nir.Output(output_type={"output": np.array(out)}),
+    }
+
+
 MUTATORS: dict[str, list[tuple[float, Callable[[bytes, random.Random], tuple[bytes, str]]]]] = {
     "pbc": [(0.8, mutate_pbc), (0.2, mutate_bytes)],
     "pmac": [(0.8, mutate_pmac), (0.2, mutate_bytes)],
@@ -1652,6 +1741,7 @@ MUTATORS: dict[str, list[tuple[float, Callable[[bytes, random.Random], tuple[byt
     "onnx": [(0.85, mutate_onnx), (0.15, mutate_bytes)],
     "devicemap": [(0.5, mutate_npz_arrays), (0.35, mutate_zip), (0.15, mutate_bytes)],
     "target": [(0.9, mutate_target), (0.1, mutate_bytes)],
+    "nir": [(0.8, mutate_nir), (0.2, mutate_bytes)],
 }
 SUFFIX = {
     "pbc": ".pbc",
@@ -1665,6 +1755,7 @@ SUFFIX = {
     "onnx": ".onnx",
     "devicemap": ".npz",
     "target": ".toml",
+    "nir": ".nir",
 }
 
 
@@ -2078,6 +2169,14 @@ class CaseRunner:
         self._model(folder, ".onnx", base, data, result)
         if result.finding is None:
             self._stage(result, cli("inspect", "inspect", folder / "case.onnx"), False)
+
+    def _run_nir(self, folder: Path, base: Seed, data: bytes, result: CaseResult) -> None:
+        path = folder / "case.nir"
+        path.write_bytes(data)
+        if self._stage(result, cli("check", "check", path, "--dt", NIR_DT), True):
+            self._compile_and_simulate(
+                folder, result, path, "--dt", NIR_DT, "--target", self.corpus.target_file
+            )
 
     def _run_devicemap(self, folder: Path, base: Seed, data: bytes, result: CaseResult) -> None:
         path = folder / "chip.npz"

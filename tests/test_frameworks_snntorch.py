@@ -16,7 +16,14 @@ from primec.errors import PrimecError
 snntorch = pytest.importorskip("snntorch")
 from snntorch import utils as snn_utils  # noqa: E402
 
-MODELS = ("snntorch_leaky", "snntorch_leaky_zero", "snntorch_synaptic", "snntorch_synaptic_zero")
+MODELS = (
+    "snntorch_leaky",
+    "snntorch_leaky_zero",
+    "snntorch_synaptic",
+    "snntorch_synaptic_zero",
+    "snntorch_zero_no_delay",
+    "snntorch_synaptic_zero_no_delay",
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +62,17 @@ def test_per_channel_beta_is_refused_with_its_shape() -> None:
 
     net = fa.snntorch_leaky()
     net[2].beta = torch.full((8, 1, 1), 0.9)
-    with pytest.raises(PrimecError, match=r"beta has 8 values \(shape \[8, 1, 1\]\)"):
+    net[2].beta[3] = 0.5
+    with pytest.raises(PrimecError, match=r"beta has 8 different values \(shape \[8, 1, 1\]\)"):
         adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
+
+
+def test_per_channel_beta_of_one_value_is_that_value() -> None:
+    from primec.frontend.frameworks import adopt
+
+    net = fa.snntorch_leaky()
+    net[2].beta = torch.full((8, 1, 1), 0.75)
+    assert adopt(net, fa.PRIMEC_STEP, "framework_archs.py").net[2].keep == 0.75
 
 
 def test_unsupported_framework_class_is_named() -> None:
@@ -66,3 +82,20 @@ def test_unsupported_framework_class_is_named() -> None:
     net[2] = snntorch.Lapicque(beta=0.9, init_hidden=True)
     with pytest.raises(PrimecError, match=r"snnTorch snntorch.*Lapicque at '2' is not supported"):
         adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
+
+
+def test_subtract_reset_at_once_is_refused() -> None:
+    from primec.frontend.frameworks import adopt
+
+    net = fa.snntorch_leaky()
+    net[2].reset_delay = False
+    with pytest.raises(PrimecError, match=r"Leaky at '2': reset_delay=False is not modelled"):
+        adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
+
+
+def test_membrane_readout_of_a_reset_at_once_is_refused() -> None:
+    from primec.frontend.frameworks import adopt
+
+    step = {**fa.PRIMEC_STEP, "readout": "membrane_mean"}
+    with pytest.raises(PrimecError, match="the output layer resets at once"):
+        adopt(fa.snntorch_zero_no_delay(), step, "framework_archs.py")

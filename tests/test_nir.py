@@ -166,21 +166,27 @@ def test_nir_without_dt_is_refused(tmp_path) -> None:
 
 
 def test_unsupported_nodes_are_listed_at_once(tmp_path) -> None:
-    one = np.ones(4)
     nodes = {
-        "input": nir.Input(input_type={"input": np.array([4])}),
-        "scale": nir.Scale(scale=one),
-        "cuba": nir.CubaLIF(
-            tau_syn=one, tau_mem=one, r=one, v_leak=0 * one, v_threshold=one, v_reset=0 * one
+        "input": nir.Input(input_type={"input": np.array([4, 4])}),
+        "delay": nir.Delay(delay=np.ones((4, 4))),
+        "conv1d": nir.Conv1d(
+            input_shape=4,
+            weight=np.ones((4, 4, 1)),
+            stride=1,
+            padding=0,
+            dilation=1,
+            groups=1,
+            bias=np.zeros(4),
         ),
-        "output": nir.Output(output_type={"output": np.array([4])}),
+        "output": nir.Output(output_type={"output": np.array([4, 4])}),
     }
-    edges = [("input", "scale"), ("scale", "cuba"), ("cuba", "output")]
+    edges = [("input", "delay"), ("delay", "conv1d"), ("conv1d", "output")]
     path = tmp_path / "bad.nir"
     nir.write(str(path), nir.NIRGraph(nodes=nodes, edges=edges))
     with pytest.raises(PrimecError, match=r"2 node\(s\) primec cannot import") as caught:
         read_nir(path, NirOptions(1e-3))
-    assert "scale: Scale" in str(caught.value) and "cuba: CubaLIF" in str(caught.value)
+    assert "delay: Delay (primec's step has no delay line" in str(caught.value)
+    assert "conv1d: Conv1d (primec's frontend reads 2-D convolutions only)" in str(caught.value)
 
 
 def test_per_neuron_parameters_are_refused(tmp_path) -> None:

@@ -5,7 +5,9 @@ What NIR cannot say is refused with the reason, all at once, never changed silen
 subtract reset and no reset (NIR's LIF and IF reset to v_reset), a reset after the leak or
 after the input (NIR resets before integrating the next step), PRIME's LeakyReLU membrane
 (slope != 1), max pooling, batch norm and every other op without a NIR node. Firing at `>=`
-is written with a warning: NIR's LIF fires at v > v_threshold.
+is written with a warning: NIR's LIF fires at v > v_threshold. A product with a constant is
+written as Scale and a depthwise convolution of ones as SumPool2d, the forms `read_nir` gives
+them, so a graph with them round-trips.
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ def _conv(ex: _Exporter, node: Node) -> str:
     if weight is None:
         return "its weight is computed, not a constant"
     shape = node.inputs[0].type.shape
+    if _is_sum_pool(node, weight):
+        ex.add(node, _sum_pool(ex, node))
+        return ""
     ex.add(
         node,
         ex.nir.Conv2d(
@@ -98,6 +103,26 @@ def _conv(ex: _Exporter, node: Node) -> str:
         ),
     )
     return ""
+
+
+def _is_sum_pool(node: Node, weight: np.ndarray) -> bool:
+    """A depthwise convolution of ones (what NIR's SumPool2d imports as)."""
+    channels = weight.shape[0]
+    return (
+        node.attr("groups") == channels > 1
+        and weight.shape[1] == 1
+        and bool(np.all(weight == 1.0))
+        and tuple(node.attr("dilation")) == (1, 1)
+    )
+
+
+def _sum_pool(ex: _Exporter, node: Node) -> Any:
+    kernel = node.inputs[1].type.shape[2:]
+    return ex.nir.SumPool2d(
+        kernel_size=np.array(kernel),
+        stride=np.array(node.attr("stride")),
+        padding=np.array(node.attr("padding")),
+    )
 
 
 def _linear(ex: _Exporter, node: Node) -> str:
@@ -122,6 +147,16 @@ def _bias(ex: _Exporter, node: Node) -> str:
     else:
         layer.bias = flat
     ex.producer[node.outputs[0].name] = name
+    return ""
+
+
+def _scale(ex: _Exporter, node: Node) -> str:
+    """mul(x, constant): NIR's Scale, the constant broadcast to x's shape."""
+    scale = ex.consts.get(node.inputs[1].name)
+    if scale is None:
+        return "only a product with a constant (NIR's Scale) has a NIR form"
+    shape = node.inputs[0].type.shape
+    ex.add(node, ex.nir.Scale(scale=np.broadcast_to(scale, shape).astype(np.float32)))
     return ""
 
 
@@ -222,6 +257,7 @@ _RULES = {
     "conv2d": _conv,
     "linear": _linear,
     "add": _bias,
+    "mul": _scale,
     "flatten": _flatten,
     "avg_pool2d": _pool("AvgPool2d"),
     "sum_pool2d": _pool("SumPool2d"),

@@ -14,12 +14,18 @@ turns each node's ODE into the step primec runs:
   IF   dv/dt = r*I -> lif with keep 1 and input_gain dt*r
   Threshold -> lif with keep 0 and no reset (a spike wherever the input exceeds the threshold)
   LI, I -> integrator (only where their input gain is 1: the integrator has no input scale)
+  CubaLIF  tau_syn dI/dt = -I + w_in*S, then LIF on I
+       -> integrator(keep_syn) (its input gain dt*w_in/tau_syn must be 1, as snnTorch's
+          exporter writes it), then the LIF above on the updated current
+  CubaLI -> integrator(keep_syn), then the LI above (both input gains 1)
+  Scale -> an elementwise multiply by the scale (a digital multiply)
+  SumPool2d -> a depthwise Conv2d of ones without bias (the window's exact sum on a crossbar)
   Affine, Linear, Conv2d, Flatten, AvgPool2d -> the torch layers
 
 Every parameter is read as a float32 value, as primec's ONNX import reads attributes, so a graph
 exported with `export_nir` at the same dt imports back identical. Parameters must be one value
-per layer. Refused, all at once with the reason: CubaLIF, CubaLI, Scale, SumPool2d, graphs
-that are not one chain from input to output.
+per layer. Refused, all at once with the reason: graphs that are not one chain from input to
+output, and nodes outside the list above.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import torch
 from torch import nn
 
 from primec.errors import PrimecError
+from primec.frontend.frameworks.common import ElementwiseScale
 from primec.nn import LIF, SNN, Integrator, MeanReadout
 from primec.nn.network import INPUT_ENCODINGS
 
@@ -43,10 +50,9 @@ DISCRETISATIONS = ("euler", "exact")
 META_TIMESTEPS, META_ENCODING = "primec.timesteps", "primec.input_encoding"
 DEFAULT_TIMESTEPS = 10
 REFUSED = {
-    "CubaLIF": "its input scale dt/tau_syn*w_in before the synaptic current has no primec op",
-    "CubaLI": "its input scale dt/tau_syn*w_in before the synaptic current has no primec op",
-    "Scale": "primec imports no elementwise scale",
-    "SumPool2d": "PyTorch and primec's frontend have no sum pool layer",
+    "Delay": "primec's step has no delay line (a state per delayed step)",
+    "Conv1d": "primec's frontend reads 2-D convolutions only",
+    "NIRGraph": "a nested graph (a recurrent layer): primec imports one feed-forward chain",
 }
 GAIN_TOLERANCE = 1e-6
 
@@ -106,15 +112,32 @@ def read_nir(path: Path, options: NirOptions | None) -> SNN:
             + "\n".join(f"  - {p}" for p in problems),
             where=str(path),
         )
-    layers = [(name, _layer(graph.nodes[name], options, name)) for name in order]
+    layers: list[tuple[str, nn.Module]] = []
+    for name in order:
+        layers.append((name, _built(graph, name, layers, options)))
     return _network(graph, layers, path)
+
+
+def _built(graph: Any, where: str, before: list, options: NirOptions) -> nn.Module:
+    """Node `where` as a layer; parameters torch refuses (a bad group count, ...) are the
+    file's error. A SumPool2d takes its channels from the layers `before` it."""
+    node = graph.nodes[where]
+    try:
+        if type(node).__name__ == "SumPool2d":
+            return _sum_pool(node, _channels(before, graph), where)
+        return _layer(node, options, where)
+    except (ValueError, TypeError, RuntimeError, IndexError, OverflowError) as exc:
+        raise PrimecError(
+            f"NIR node {where!r}: its parameters make no layer: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _refusal(node: Any) -> str:
     kind = type(node).__name__
     if kind in REFUSED:
         return REFUSED[kind]
-    return "" if kind in _LAYERS or kind in ("Input", "Output") else "not a NIR node primec reads"
+    known = (*_LAYERS, "Input", "Output", "SumPool2d")
+    return "" if kind in known else "not a NIR node primec reads"
 
 
 def _chain(graph: Any, path: Path) -> list[str]:
@@ -171,6 +194,8 @@ def _nest(layers: list[tuple[str, nn.Module]]) -> OrderedDict:
 def _one(node: Any, field: str, where: str) -> float:
     """A parameter that must be one value for the whole layer, as a float32 value."""
     values = np.asarray(getattr(node, field), dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(values)):
+        raise PrimecError(f"NIR node {where!r}: {field} is not finite")
     if values.size == 0 or not np.all(values == values[0]):
         raise PrimecError(
             f"NIR node {where!r}: {field} differs between neurons; primec models one value per layer"
@@ -185,15 +210,22 @@ def _f32(value: float) -> float:
 
 def _decay(node: Any, options: NirOptions, where: str) -> tuple[float, float]:
     """(keep, input_gain) of `tau dv/dt = -v + r*I` over one step dt."""
-    tau, r, dt = _one(node, "tau", where), _one(node, "r", where), options.dt
+    return _step(_one(node, "tau", where), _one(node, "r", where), options, where)
+
+
+def _step(tau: float, r: float, options: NirOptions, where: str) -> tuple[float, float]:
+    """(keep, input_gain) of `tau dv/dt = -v + r*I` over one step dt, as float32 values."""
+    dt = options.dt
+    if tau <= 0.0:
+        raise PrimecError(f"NIR node {where!r}: a time constant must be positive, got {tau}")
     if options.discretisation == "exact":
         keep = _f32(math.exp(-dt / tau))  # the input gain from the keep primec will run
         return keep, _f32(r * (1.0 - keep))
     return _f32(1.0 - dt / tau), _f32(dt * r / tau)
 
 
-def _lif(node: Any, options: NirOptions, where: str) -> nn.Module:
-    keep, gain = _decay(node, options, where)
+def _lif(node: Any, options: NirOptions, where: str, tau: str = "tau") -> nn.Module:
+    keep, gain = _step(_one(node, tau, where), _one(node, "r", where), options, where)
     threshold, v_leak = _one(node, "v_threshold", where), _one(node, "v_leak", where)
     v_reset = _one(node, "v_reset", where)
     variant = dict(v_reset=v_reset, v_leak=v_leak, input_gain=gain)
@@ -216,10 +248,64 @@ def _integrator(keep: float, gain: float, where: str) -> nn.Module:
     return Integrator(keep)
 
 
-def _li(node: Any, options: NirOptions, where: str) -> nn.Module:
+def _li(node: Any, options: NirOptions, where: str, tau: str = "tau") -> nn.Module:
     if _one(node, "v_leak", where) != 0.0:
         raise PrimecError(f"NIR node {where!r}: LI with v_leak != 0 is not modelled")
-    return _integrator(*_decay(node, options, where), where)
+    keep, gain = _step(_one(node, tau, where), _one(node, "r", where), options, where)
+    return _integrator(keep, gain, where)
+
+
+def _synapse(node: Any, options: NirOptions, where: str) -> nn.Module:
+    """The synaptic current of a CubaLIF or CubaLI: `tau_syn dI/dt = -I + w_in*S`."""
+    keep, gain = _step(_one(node, "tau_syn", where), _one(node, "w_in", where), options, where)
+    return _integrator(keep, gain, f"{where} (its synaptic current)")
+
+
+def _cuba_lif(node: Any, options: NirOptions, where: str) -> nn.Module:
+    """CubaLIF: the synaptic current as an integrator, then a LIF on the updated current."""
+    membrane = _lif(node, options, where, "tau_mem")
+    return nn.Sequential(OrderedDict(syn=_synapse(node, options, where), mem=membrane))
+
+
+def _cuba_li(node: Any, options: NirOptions, where: str) -> nn.Module:
+    """CubaLI: the synaptic current as an integrator, then a leaky integrator on it."""
+    membrane = _li(node, options, where, "tau_mem")
+    return nn.Sequential(OrderedDict(syn=_synapse(node, options, where), mem=membrane))
+
+
+def _scale(node: Any, options: NirOptions, where: str) -> nn.Module:
+    scale = np.asarray(node.scale, dtype=np.float32)
+    if scale.ndim == 0:
+        scale = scale.reshape(1)
+    return ElementwiseScale(scale)
+
+
+def _channels(layers: list[tuple[str, nn.Module]], graph: Any) -> int:
+    """The channels entering the next layer: the last Conv2d's, else the graph input's."""
+    for _, module in reversed(layers):
+        convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+        if convs:
+            return convs[-1].out_channels
+    node = next(n for n in graph.nodes.values() if type(n).__name__ == "Input")
+    return int(np.asarray(node.input_type["input"]).reshape(-1)[0])
+
+
+def _sum_pool(node: Any, channels: int, where: str) -> nn.Module:
+    """SumPool2d as a depthwise convolution of ones: each window's sum, exact on a crossbar."""
+    kernel = _pair(node.kernel_size)
+    stride = _pair(node.stride) if np.asarray(node.stride).size else kernel
+    layer = nn.Conv2d(
+        channels,
+        channels,
+        kernel,
+        stride=stride,
+        padding=_pair(node.padding),
+        groups=channels,
+        bias=False,
+    )
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    return layer
 
 
 def _i(node: Any, options: NirOptions, where: str) -> nn.Module:
@@ -288,6 +374,9 @@ _LAYERS = {
     "LI": _li,
     "I": _i,
     "Threshold": _threshold,
+    "CubaLIF": _cuba_lif,
+    "CubaLI": _cuba_li,
+    "Scale": _scale,
     "Affine": _affine,
     "Linear": _affine,
     "Conv2d": _conv,

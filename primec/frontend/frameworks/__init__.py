@@ -22,8 +22,8 @@ from torch import nn
 
 from primec.errors import PrimecError
 from primec.frontend.frameworks import norse, snntorch, spikingjelly
-from primec.frontend.frameworks.common import Unmodelled
-from primec.nn import SNN, MeanReadout
+from primec.frontend.frameworks.common import MembraneOutput, Unmodelled
+from primec.nn import LIF, SNN, Integrator, MeanReadout
 from primec.nn.network import INPUT_ENCODINGS
 
 Translate = Callable[[nn.Module, str], nn.Module]
@@ -34,7 +34,9 @@ FRAMEWORKS: dict[str, tuple[str, dict[str, Translate]]] = {
     "SpikingJelly": ("spikingjelly", spikingjelly.NEURONS),
     "Norse": ("norse", norse.NEURONS),
 }
-READOUTS = ("spike_count",)
+# spike_count: the running mean of the output layer's spikes; membrane_mean: the running mean
+# of the output layer's membrane (docs/from-frameworks.md).
+READOUTS = ("spike_count", "membrane_mean")
 FACT_KEYS = ("input_shape", "timesteps", "input_encoding", "readout")
 
 
@@ -61,6 +63,7 @@ def adopt(module: nn.Module, facts: Any, where: str) -> SNN:
         )
     step = _step_facts(facts, where)
     stages = _translate_sequence(module, "", where)
+    _set_readout(stages, step["readout"], where)
     return SNN(
         {"net": stages},
         MeanReadout(),
@@ -93,6 +96,42 @@ def from_factory(
     snn = adopt(net.float().eval(), facts, str(file))
     snn.framework = framework
     return snn
+
+
+def _set_readout(stages: nn.Sequential, readout: str, where: str) -> None:
+    """Check the network's last module fits the readout; for membrane_mean, make the output
+    neuron answer with its membrane (a leaky integrator, Norse LICell, already does)."""
+    parent = stages
+    while len(parent) and isinstance(last := parent[-1], nn.Sequential):
+        parent = last
+    name = list(parent._modules)[-1] if len(parent) else ""
+    last = parent._modules.get(name)
+    if readout == "spike_count":
+        if isinstance(last, Integrator):
+            raise PrimecError(
+                "readout spike_count needs a spiking output layer; the network ends in a leaky "
+                "integrator (Norse LICell), which has no spikes",
+                where=where,
+                hint='use "readout": "membrane_mean" in PRIMEC_STEP',
+            )
+        return
+    if isinstance(last, Integrator):
+        return
+    if getattr(last, "membrane_after_reset", False):
+        raise PrimecError(
+            "readout membrane_mean: the output layer resets at once (snnTorch reset_delay=False), "
+            "so its membrane is reported after the reset, which primec's neuron does not keep",
+            where=where,
+            hint='use reset_delay=True for the output layer, or "readout": "spike_count"',
+        )
+    if type(last) is not LIF:
+        raise PrimecError(
+            "readout membrane_mean needs a neuron or integrator as the network's last layer, "
+            f"found {type(last).__name__}",
+            where=where,
+            hint='end the network with the output neuron, or use "readout": "spike_count"',
+        )
+    parent._modules[name] = MembraneOutput.of(last)
 
 
 def _translate_sequence(seq: nn.Sequential, prefix: str, where: str) -> nn.Sequential:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
+from torch import Tensor, nn
+
+from primec.nn import LIF
 
 
 class Unmodelled(ValueError):
@@ -12,15 +16,17 @@ class Unmodelled(ValueError):
 
 
 def scalar(module: Any, name: str) -> float:
-    """A neuron parameter that must be one number (a float, or a one-element tensor)."""
+    """A neuron parameter that must be one number: a float, or a tensor whose values are all
+    equal (a per-channel or per-neuron parameter that has not moved from one value)."""
     value = getattr(module, name)
     if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
+        flat = value.detach().reshape(-1)
+        if flat.numel() == 0 or not bool((flat == flat[0]).all()):
             raise Unmodelled(
-                f"{name} has {value.numel()} values (shape {list(value.shape)}); primec models "
-                "one value per layer"
+                f"{name} has {value.numel()} different values (shape {list(value.shape)}); primec "
+                "models one value per layer"
             )
-        value = value.detach().reshape(()).item()
+        value = flat[0].item()  # one value, per channel or per neuron: the layer's value
     return float(value)
 
 
@@ -28,3 +34,35 @@ def refuse_unless(condition: bool, option: str, value: Any, supported: str) -> N
     """Refuse an option primec does not model, naming it, its value and what is supported."""
     if not condition:
         raise Unmodelled(f"{option}={value!r} is not modelled ({supported})")
+
+
+class MembraneOutput(LIF):
+    """A LIF whose step output is its membrane U' (the framework's membrane readout of the
+    output layer, `output=True`), not its spikes; its state is a LIF's (membrane, spike)."""
+
+    @classmethod
+    def of(cls, neuron: LIF) -> MembraneOutput:
+        """The same neuron, answering with its membrane."""
+        out = cls.__new__(cls)
+        out.__dict__.update(neuron.__dict__)
+        return out
+
+    def forward(
+        self, current: Tensor, membrane: Tensor, spike: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """One timestep: (membrane', (membrane', spikes))."""
+        _, (updated, fired) = super().forward(current, membrane, spike)
+        return updated, (updated, fired)
+
+
+class ElementwiseScale(nn.Module):
+    """The input times a constant (NIR's Scale; Norse's dt/tau_mem before a leaky integrator):
+    one digital multiply per element. `scale` has the input's shape or broadcasts to it."""
+
+    def __init__(self, scale: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.from_numpy(np.asarray(scale, dtype=np.float32)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x * scale."""
+        return x * self.scale

@@ -4,21 +4,26 @@ With b = dt*tau_mem_inv and a = dt*tau_syn_inv, one step of
 
   LIFCell:    i_new = i + I; v_d = v + b*((v_leak - v) + i_new); i' = i_new - a*i_new
   LIFBoxCell:                v_d = v + b*(I + v_leak - v)
+  LICell:     i_new = i + I; v' = v + b*((v_leak - v) + i_new); i' = i_new - a*i_new (no spikes)
   both:       z = v_d > v_th; v' = (1 - z)*v_d + z*v_reset   (reset_subtract: v_d - z*v_th)
 
 is, with the state kept before the reset as primec does: the synaptic current i_new as an
 integrator (keep 1 - a), then a `lif` with keep 1 - b, input_gain b, v_leak, reset to v_reset
 before the leak and strict firing. Norse's own order of operations rounds differently; in real
-arithmetic the two are the same (docs/from-frameworks.md bounds the difference).
+arithmetic the two are the same (docs/from-frameworks.md bounds the difference). LICell is
+the current as an integrator, the input scaled by b (a digital multiply), then an integrator
+with keep 1 - b: v' = (1 - b)*v + b*i_new; its output is its membrane (the readout
+`membrane_mean`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from torch import nn
 
-from primec.frontend.frameworks.common import refuse_unless, scalar
+from primec.frontend.frameworks.common import ElementwiseScale, refuse_unless, scalar
 from primec.nn import LIF, Integrator
 
 
@@ -48,4 +53,16 @@ def lif_box_cell(module: Any, path: str) -> nn.Module:
     return _membrane(module, resets[method])
 
 
-NEURONS = {"LIFCell": lif_cell, "LIFBoxCell": lif_box_cell}
+def li_cell(module: Any, path: str) -> nn.Module:
+    """Norse LICell (a leaky integrator with a synaptic current) -> integrator, scale, integrator."""
+    p = module.p
+    a = float(module.dt) * scalar(p, "tau_syn_inv")
+    b = float(module.dt) * scalar(p, "tau_mem_inv")
+    refuse_unless(0.0 <= a <= 1.0, "dt*tau_syn_inv", a, "0 <= dt/tau_syn <= 1")
+    refuse_unless(0.0 < b <= 1.0, "dt*tau_mem_inv", b, "0 < dt/tau_mem <= 1")
+    v_leak = scalar(p, "v_leak")
+    refuse_unless(v_leak == 0.0, "p.v_leak", v_leak, "0.0: Norse starts the membrane at v_leak")
+    return nn.Sequential(Integrator(1.0 - a), ElementwiseScale(np.array([b])), Integrator(1.0 - b))
+
+
+NEURONS = {"LIFCell": lif_cell, "LIFBoxCell": lif_box_cell, "LICell": li_cell}

@@ -9,6 +9,15 @@ spike = U' > threshold. The reset comes from the previous membrane, which is the
 step's spike: primec's `lif` with `strict` firing and the reset timings below, each in
 snnTorch's order of floating-point operations. beta and alpha are clamped to [0, 1] as
 snnTorch does.
+
+reset_delay=False resets the membrane in the step it fires (U' <- U'*(1 - s) for zero); the
+next step's reset, from that membrane, is then always 0 (it is 0 or at most the threshold), so
+Leaky's next charge is beta*(U'*(1 - s)) + I: the zero reset's step above, the same spikes
+(Synaptic's: beta*(U'*(1 - s)) + syn', its zero reset moved before the leak).
+Only the membrane snnTorch reports differs (after its reset, where primec keeps it before),
+so the membrane readout of such an output layer is refused. With reset "none" the option does
+nothing. The subtract reset with reset_delay=False subtracts again when a membrane stays above
+the threshold, which no `lif` step does: refused.
 """
 
 from __future__ import annotations
@@ -27,7 +36,6 @@ LEAKY_TIMING = {"subtract": "after_input", "zero": "before_leak", "none": "befor
 
 def _common(module: Any) -> tuple[float, str]:
     """Threshold and reset of a snnTorch neuron, refusing the options primec does not model."""
-    refuse_unless(module.reset_delay, "reset_delay", module.reset_delay, "only True, the default")
     refuse_unless(not module.inhibition, "inhibition", module.inhibition, "only False")
     refuse_unless(not module.state_quant, "state_quant", module.state_quant, "only False")
     gsf = scalar(module, "graded_spikes_factor")
@@ -36,6 +44,13 @@ def _common(module: Any) -> tuple[float, str]:
     refuse_unless(threshold > 0, "threshold", threshold, "only positive thresholds")
     mechanism = int(module.reset_mechanism_val)
     refuse_unless(mechanism in RESETS, "reset_mechanism_val", mechanism, "0, 1 or 2")
+    refuse_unless(
+        module.reset_delay or RESETS[mechanism] != "subtract",
+        "reset_delay",
+        module.reset_delay,
+        "False only with reset_mechanism zero or none: the subtract reset then subtracts again "
+        "while a membrane stays above the threshold",
+    )
     return threshold, RESETS[mechanism]
 
 
@@ -46,17 +61,22 @@ def _clamped(module: Any, name: str) -> float:
 def leaky(module: Any, path: str) -> nn.Module:
     """snnTorch Leaky -> primec LIF."""
     threshold, reset = _common(module)
-    return LIF(_clamped(module, "beta"), threshold, True, reset, LEAKY_TIMING[reset])
+    neuron = LIF(_clamped(module, "beta"), threshold, True, reset, LEAKY_TIMING[reset])
+    # snnTorch reports the membrane after its reset, primec's lif keeps it before.
+    neuron.membrane_after_reset = not module.reset_delay and reset == "zero"
+    return neuron
 
 
 def synaptic(module: Any, path: str) -> nn.Module:
     """snnTorch Synaptic -> the synaptic current as an integrator, then a LIF on it."""
     threshold, reset = _common(module)
-    timing = "before_leak" if reset == "none" else "after_input"
-    return nn.Sequential(
-        Integrator(_clamped(module, "alpha")),
-        LIF(_clamped(module, "beta"), threshold, True, reset, timing),
-    )
+    at_once = not module.reset_delay and reset == "zero"
+    # Synaptic's zero reset zeroes the charged membrane (after_input); reset at once, the next
+    # charge is beta*(U'*(1 - s)) + syn' (before_leak).
+    timing = "before_leak" if reset == "none" or at_once else "after_input"
+    neuron = LIF(_clamped(module, "beta"), threshold, True, reset, timing)
+    neuron.membrane_after_reset = at_once
+    return nn.Sequential(Integrator(_clamped(module, "alpha")), neuron)
 
 
 NEURONS = {"Leaky": leaky, "Synaptic": synaptic}
