@@ -89,3 +89,26 @@ def test_train_cli_refuses_classifier_options_for_fsvae(tmp_path):
     args = ["train", "--arch", "prime-fsvae", "--loss", "final", "-o", str(out)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0 and "MSE + MMD" in result.output and not out.exists()
+
+
+def test_the_hole_weighted_loss_against_a_hand_computed_weighting(tiny_data):
+    from primec.apps.inpaint import fsvae_loss
+    from primec.nn.fsvae import prime_fsvae
+
+    model = prime_fsvae().eval()
+    x, clean = (
+        torch.from_numpy(tiny_data["train"].x[:2]),
+        torch.from_numpy(tiny_data["train"].clean[:2]),
+    )
+    mask = torch.from_numpy(tiny_data["train"].mask)
+    with torch.no_grad():
+        plain, _ = fsvae_loss(model, x, clean)
+        same, _ = fsvae_loss(model, x, clean, mask, 1.0)
+        weighted, _ = fsvae_loss(model, x, clean, mask, 15.0)
+        errors = (model(x)[:, -1] - clean) ** 2
+    assert torch.allclose(plain, torch.nn.functional.mse_loss(model(x)[:, -1], clean))
+    assert torch.equal(plain, same)
+    hole, rest = errors[:, mask].sum(), errors[:, ~mask].sum()
+    # 64 hole pixels of weight 15, 960 of weight 1: mean weight (64*15 + 960)/1024 = 1.875
+    expected = (15 * hole + rest) / 1.875 / errors.numel()
+    assert torch.allclose(weighted, expected, rtol=1e-5)

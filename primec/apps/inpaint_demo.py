@@ -52,9 +52,11 @@ def render_inpainting(model: dict[str, Any]) -> list[str]:
     mse = " | ".join(
         f"{k} {v['hole_mse']:.4f} ({v['hole_psnr_db']:.1f} dB)" for k, v in quality.items()
     )
+    score = " | ".join(f"{k} {v['inception_score']:.2f}" for k, v in model["image_score"].items())
     return [
         f"  {model['title']} ({model['samples']} test samples)",
         f"    hole MSE   {mse}",
+        f"    IS-like    {score} (of 10; primec.apps.inpaint_score)",
         f"    timesteps  PRIME's rule {hand['avg_timesteps']:.2f} of 16 ({hand['compute_savings'] * 100:.1f}% saved, hole MSE {hand['quality_loss'] * 100:+.1f}%) | calibrated {calibrated['avg_timesteps']:.2f} ({calibrated['compute_savings'] * 100:.1f}% saved, {calibrated['quality_loss'] * 100:+.1f}%)",
         f"    energy     {model['energy_per_inference_j'] * 1e9:.1f} nJ per inference (16 steps); {model['arrays_used']} arrays (lower bound {model['arrays_lower_bound']}) on {model['macros_used']} macros",
     ]

@@ -17,6 +17,7 @@ import torch
 
 from primec.apps.inpaint import Quality, hole_quality, mean_digit_fill, reconstruct
 from primec.apps.inpaint_exit import ExitRule, at_exit, calibrate, exit_steps, hole_mse
+from primec.apps.inpaint_score import image_score, load_classifier
 from primec.backends.simulator import Noise, Simulator
 from primec.datasets.inpaint import InpaintData
 from primec.errors import PrimecError
@@ -90,6 +91,12 @@ def _quality(q: Quality) -> dict[str, float]:
     return {"hole_mse": q.hole_mse, "hole_psnr_db": q.hole_psnr_db}
 
 
+def _image_scores(images: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, Any]:
+    """The Inception-Score-like score and label accuracy of each set of images (inpaint_score)."""
+    classifier = load_classifier()
+    return {name: image_score(classifier, x, labels) for name, x in images.items()}
+
+
 def _simulate(compiled: CompileResult, x: np.ndarray, noise: Noise) -> tuple[np.ndarray, dict]:
     """The chip's readout after every step [N, T, ...] and its energy report (all T steps)."""
     program = compiled.program
@@ -131,6 +138,11 @@ def evaluate(
         "quality_sim_ideal": _quality(hole_quality(ideal, test.clean, test.mask)),
         "quality_sim_noisy": _quality(hole_quality(noisy, test.clean, test.mask)),
         "quality_mean_digit": _quality(hole_quality(baseline, test.clean, test.mask)),
+        "image_score": _image_scores(
+            {"clean": test.clean, "holed": test.x[:, 0], "mean_digit": baseline}
+            | {"pytorch": torch_steps[:, -1], "sim_ideal": ideal, "sim_noisy": noisy},
+            test.y,
+        ),
         "max_abs_diff_sim_ideal_vs_pytorch": float(np.abs(ideal - torch_steps[:, -1]).max()),
         "early_exit": exit_summary(quirk, pytorch_readouts(net, cal.x, True), test, cal),
         "energy_per_inference_j": energy["energy_per_inference_j"],

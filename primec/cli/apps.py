@@ -115,7 +115,7 @@ def digits_inpaint(split: str, timesteps: int, output: str) -> None:
     click.echo(f"wrote {output}: {len(data.y)} samples, x {list(data.x.shape)}")
 
 
-FSVAE_EPOCHS, FSVAE_LR = 1, 1e-3  # prime-fsvae's defaults (Adam), in place of the classifier's
+FSVAE_EPOCHS, FSVAE_LR = 2, 1e-2  # prime-fsvae's defaults (Adam), in place of the classifier's
 
 
 def _train_fsvae(
