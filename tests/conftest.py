@@ -32,3 +32,11 @@ def verify_around_every_pass(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for name, run in list(PASSES.items()):
         monkeypatch.setitem(PASSES, name, verified(name, run))
+
+
+@pytest.fixture(scope="module")
+def ndigits_x():
+    """Every N-Digits test sample, [359, 10, 2, 34, 34] event counts (the framework tests)."""
+    from primec.datasets import load_split
+
+    return load_split("test")[0]

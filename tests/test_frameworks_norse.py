@@ -10,19 +10,12 @@ import pytest
 import torch
 from framework_check import as_dtype, assert_output_spikes_equal
 
-from primec.datasets import load_split
 from primec.errors import PrimecError
 from primec.frontend.frameworks import adopt
 
 norse = pytest.importorskip("norse.torch")
 
 MODELS = ("norse_lif", "norse_lif_box")
-
-
-@pytest.fixture(scope="module")
-def ndigits_x() -> np.ndarray:
-    """Every N-Digits test sample, [359, 10, 2, 34, 34] event counts."""
-    return load_split("test")[0]
 
 
 def norse_output_spikes(name: str, x: np.ndarray, dtype: torch.dtype) -> np.ndarray:

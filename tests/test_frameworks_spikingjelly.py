@@ -10,7 +10,6 @@ import pytest
 import torch
 from framework_check import as_dtype, assert_output_spikes_equal
 
-from primec.datasets import load_split
 from primec.errors import PrimecError
 from primec.frontend.frameworks import adopt
 
@@ -26,12 +25,6 @@ MODELS = (
     "sj_if",
     "sj_if_soft_multistep",
 )
-
-
-@pytest.fixture(scope="module")
-def ndigits_x() -> np.ndarray:
-    """Every N-Digits test sample, [359, 10, 2, 34, 34] event counts."""
-    return load_split("test")[0]
 
 
 def spikingjelly_output_spikes(name: str, x: np.ndarray, dtype: torch.dtype) -> np.ndarray:
