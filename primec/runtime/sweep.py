@@ -37,7 +37,12 @@ PARAMETERS: dict[str, tuple[type, float, float | None, str]] = {
     "stuck": (float, 0.0, 1.0, "fraction of stuck cells"),
     "adc": (int, 0, 16, "ADC bits (0: ideal converter)"),
     "input": (int, 0, 16, "input driver bits (0: as many as the values need)"),
-    "adc_cal": (int, 0, 1, "1: the artefact's calibrated ADC ranges (`calibrate-adc`); 0: none"),
+    "adc_cal": (
+        int,
+        0,
+        2,
+        "ADC ranges (`calibrate-adc`): 0 the target's, 1 per tile, 2 per column",
+    ),
     "age": (float, 0.0, None, "seconds since programming (60s, 1h, 1d, 30d, 1y; 0: no drift)"),
     "drift_comp": (int, 0, 2, "drift compensation: 0 none, 1 global, 2 per column"),
 }
