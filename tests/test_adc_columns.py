@@ -220,5 +220,10 @@ def test_the_cli_calibrates_per_column(program, tmp_path: Path) -> None:
     assert [t["column_full_scale_ua"] for t in tiles] == [
         back.tensors[column_ranges_name(k)].tolist() for k in range(len(tiles))
     ]
+    run = ["simulate", str(out), "--input", str(data), "--no-statistical-energy", "--noise"]
+    for noise, words in (("adc=4", "per column"), ("adc=4,adc_cal=1", "per tile")):
+        simulated = CliRunner().invoke(main, [*run, noise])
+        assert simulated.exit_code == 0, simulated.output
+        assert f"ADC ranges          {words}\n" in simulated.output
     bad = CliRunner().invoke(main, [*args, "--force", "--per", "row"])
     assert bad.exit_code == 2 and "'row' is not one of 'tile', 'column'" in bad.output
