@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_adc
 from click.testing import CliRunner
 from primec.backends import BACKENDS
 from primec.backends.isa import Read
 from primec.backends.simulator import Noise, Simulator
 from primec.backends.simulator.adc import calibration_used
 from primec.backends.validate import ADC_RANGES, column_ranges_name
-from released import released_program, single_thread
 from test_adc import Recording
 
 from primec.cli import main
@@ -28,16 +28,9 @@ from primec.runtime.adccalibration import EDGES, calibrate_adc, column_histogram
 from primec.runtime.sweep import Grid
 
 STEP = EDGES[1] / EDGES[0]  # the histogram's bin ratio
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    yield from single_thread()
-
-
-@pytest.fixture(scope="module")
-def program():
-    return released_program()
+# test_adc's fixtures: one torch thread, and the released classifier.
+one_thread = test_adc.one_thread
+program = test_adc.program
 
 
 @pytest.fixture(scope="module")

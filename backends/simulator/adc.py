@@ -10,7 +10,7 @@ import torch
 from primec.backends.isa import Read
 from primec.backends.program import Program
 from primec.backends.simulator.noise import Noise
-from primec.backends.validate import column_ranges_name
+from primec.backends.validate import ADC_RANGES, column_ranges_name
 
 CALIBRATIONS = ("target", "tile", "column")  # adc_cal 0, 1, 2
 
@@ -41,9 +41,7 @@ def column_code_scales(
 
 
 def calibration_used(program: Program, noise: Noise) -> str:
-    """Which ADC ranges a run with `noise` converts on: target, tile or column."""
-    if noise.adc_cal >= 2 and column_full_scales(program) is not None:
-        return "column"
-    if noise.adc_cal >= 1 and "adc.full_scale_ua" in program.tensors:
-        return "tile"
-    return "target"
+    """Which ADC ranges a run with `noise` converts on: the finest of `CALIBRATIONS` the
+    artefact has, up to `noise.adc_cal`."""
+    has = (True, ADC_RANGES in program.tensors, column_full_scales(program) is not None)
+    return CALIBRATIONS[max(level for level in range(noise.adc_cal + 1) if has[level])]

@@ -25,9 +25,7 @@ class Noise:
     stuck: float = 0.0  # fraction of cells stuck (half at g_off, half at g_max)
     adc: int = 0  # ADC bits per read (0: ideal converter)
     input: int = 0  # input driver bits (0: as many as the values need)
-    adc_cal: int = (
-        2  # ADC ranges, the finest the artefact has up to: 2 per column, 1 per tile, 0 target
-    )
+    adc_cal: int = 2  # ADC ranges, the finest the artefact has of: 2 column, 1 tile, 0 target
     age: float = 0.0  # seconds since programming: cells drift by the target's model (0: none)
     drift_comp: int = 0  # drift compensation: 0 none, 1 one gain per tile, 2 one per output
     seed: int = 0
