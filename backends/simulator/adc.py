@@ -40,8 +40,13 @@ def column_code_scales(
     }
 
 
+def calibration_levels(program: Program) -> tuple[bool, bool, bool]:
+    """Per `adc_cal` level (target, tile, column): whether the artefact has those ranges."""
+    return True, ADC_RANGES in program.tensors, column_full_scales(program) is not None
+
+
 def calibration_used(program: Program, noise: Noise) -> str:
     """Which ADC ranges a run with `noise` converts on: the finest of `CALIBRATIONS` the
     artefact has, up to `noise.adc_cal`."""
-    has = (True, ADC_RANGES in program.tensors, column_full_scales(program) is not None)
+    has = calibration_levels(program)
     return CALIBRATIONS[max(level for level in range(noise.adc_cal + 1) if has[level])]

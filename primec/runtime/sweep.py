@@ -23,6 +23,7 @@ from scipy import stats
 
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator
+from primec.backends.simulator.adc import CALIBRATIONS, calibration_levels
 from primec.backends.simulator.drift import seconds
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_text
@@ -100,6 +101,19 @@ def _level(name: str, raw: str) -> float:
         bounds = f"{low}..{high}" if high is not None else f">= {low}"
         raise PrimecError(f"sweep level {name}={raw.strip()} is out of range ({bounds})")
     return value
+
+
+def check_adc_levels(program: Program, grid: Grid) -> None:
+    """Refuse an `adc_cal` level whose ranges the artefact lacks: its points would repeat a
+    coarser level's under another name."""
+    has = calibration_levels(program)
+    for level in dict(grid.axes).get("adc_cal", ()):
+        if not has[int(level)]:
+            raise PrimecError(
+                f"sweep level adc_cal={int(level)} needs per-{CALIBRATIONS[int(level)]} ADC "
+                "ranges, and the artefact has none",
+                hint="calibrate first: primec calibrate-adc (per tile) or with --per column",
+            )
 
 
 @dataclass(frozen=True)
