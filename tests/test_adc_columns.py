@@ -213,6 +213,12 @@ def test_the_cli_calibrates_per_column(program, tmp_path: Path) -> None:
     assert [t["column_full_scale_ua"] for t in tiles] == [
         back.tensors[column_ranges_name(k)].tolist() for k in range(len(tiles))
     ]
+    shown = CliRunner().invoke(main, ["inspect", str(out)]).output
+    low, high = (
+        min(map(min, (t["column_full_scale_ua"] for t in tiles))),
+        max(map(max, (t["column_full_scale_ua"] for t in tiles))),
+    )
+    assert f"calibrated per column {low:.3g}-{high:.3g} uA" in shown
     run = ["simulate", str(out), "--input", str(data), "--no-statistical-energy", "--noise"]
     for noise, words in (("adc=4", "per column"), ("adc=4,adc_cal=1", "per tile")):
         simulated = CliRunner().invoke(main, [*run, noise])

@@ -83,6 +83,12 @@ def test_both_artefacts_carry_the_custom_drift_table(compiled, kind: str) -> Non
     assert {k: getattr(spec, k) for k in CUSTOM} == CUSTOM
 
 
+def test_inspect_shows_the_artefacts_drift_model(compiled) -> None:
+    result = invoke("inspect", compiled["pmac"])
+    assert result.exit_code == 0, result.output
+    assert "drift model of custom-drift: g_min_us 1, gain 0.9, mean_log_us -0.5," in result.output
+
+
 def test_the_builtin_targets_provenance_travels(tmp_path: Path) -> None:
     from primec.hardware.driftmodel import drift_entry
 
