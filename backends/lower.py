@@ -40,6 +40,7 @@ from primec.backends.transfers import transfer_bits_per_step
 from primec.core.ir import Graph, Node
 from primec.core.ops import OPS
 from primec.errors import PrimecError
+from primec.hardware.driftmodel import drift_meta
 from primec.hardware.earlyexit import ExitTable
 from primec.hardware.geometry import PAIR
 from primec.hardware.mapping import PlacedTile, placed_tiles
@@ -144,7 +145,8 @@ class _Lowering:
                 ),
                 "target_estimates": {key: [lo, hi] for key, lo, hi in self.target.estimates},
                 "layers": self.layers,
-            },
+            }
+            | drift_meta(self.target),
             exit_table=ExitTable.from_dict(dict(table)) if table else None,
         )
 

@@ -32,6 +32,7 @@ from primec.backends.shapes import MAX_PLANES, SHAPES, no_shape
 from primec.core.ops import OPS, attr_type_ok
 from primec.core.verify import MAX_TIMESTEPS
 from primec.errors import PrimecError
+from primec.hardware.driftmodel import drift_from_entry
 from primec.hardware.energy import energy_meta
 from primec.hardware.target import parameter_fields, parameter_problem
 
@@ -42,6 +43,10 @@ MAX_BUFFER_ELEMENTS = 1 << 26  # per sample
 # The optional tensor of calibrated ADC full scales (uA), one per Read in program order
 # (`primec calibrate-adc`).
 ADC_RANGES = "adc.full_scale_ua"
+# The optional per-column ADC full scales (uA): one tensor per Read, `ADC_COLUMN_RANGES` + its
+# number in program order, with one value per output (the ADC of its column pair)
+# (`primec calibrate-adc --per column`).
+ADC_COLUMN_RANGES = "adc.column_full_scale_ua."
 KINDS = {Pool: ("avg", "sum", "max"), Binary: ("add", "mul")}
 NEURON_OPS = {Lif: "lif", Integrate: "integrator"}
 
@@ -56,6 +61,7 @@ def validate(program: Program, where: str, error: Error = PrimecError) -> None:
     check.instructions()
     check.neurons()
     check.exit_table()
+    check.drift()
 
 
 class _Checker:
@@ -174,6 +180,30 @@ class _Checker:
                 f"tensor {ADC_RANGES!r} must hold one positive full scale per read ({reads}), "
                 f"got {list(ranges.shape)}"
             )
+        self.column_ranges()
+
+    def column_ranges(self) -> None:
+        """Per-column ADC full scales: one positive value per output of every Read, or none."""
+        reads = [i for i in self.p.instrs if isinstance(i, Read)]
+        names = {n for n in self.p.tensors if n.startswith(ADC_COLUMN_RANGES)}
+        expected = {column_ranges_name(k) for k in range(len(reads))}
+        if not names:
+            return
+        if names != expected:
+            odd = sorted(names ^ expected)[0]
+            raise self.fail(
+                f"per-column ADC ranges must be one tensor per read ({len(reads)}), "
+                f"{'unexpected' if odd in names else 'missing'} {odd!r}"
+            )
+        for k, read in enumerate(reads):
+            if read.cols not in self.p.tensors:
+                continue  # the instruction check names the missing tensor
+            ranges, outputs = self.p.tensors[column_ranges_name(k)], len(self.p.tensors[read.cols])
+            if ranges.shape != (outputs,) or ranges.dtype.kind != "f" or not (ranges > 0).all():
+                raise self.fail(
+                    f"tensor {column_ranges_name(k)!r} must hold one positive float full scale "
+                    f"per output of read {k} ({outputs}), got {ranges.dtype} {list(ranges.shape)}"
+                )
 
     # ---- instructions -----------------------------------------------------------------------
 
@@ -251,6 +281,15 @@ class _Checker:
         if isinstance(value, float) and not math.isfinite(value):
             raise self.fail(f"{at} must be finite, got {value!r}")
 
+    def drift(self) -> None:
+        """The target's drift model, when the artefact carries one (meta `drift`)."""
+        if "drift" not in self.p.meta:
+            return
+        try:
+            drift_from_entry(self.p.meta["drift"])
+        except PrimecError as exc:
+            raise self.fail(exc.message) from exc
+
     def exit_table(self) -> None:
         table = self.p.exit_table
         if table is None:
@@ -266,6 +305,11 @@ class _Checker:
             table.check(_elements(self.shape(self.p.readout)), self.p.timesteps)
         except PrimecError as exc:
             raise self.error(f"early-exit table: {exc.message}", where=self.where) from exc
+
+
+def column_ranges_name(read: int) -> str:
+    """The name of the per-column ADC ranges tensor of the `read`-th Read (program order)."""
+    return f"{ADC_COLUMN_RANGES}{read}"
 
 
 def _thresholds(value: Any) -> bool:

@@ -206,6 +206,11 @@ def sweep_cli(files, out: Path, *extra: str):
         (("--grid", "program=0,-0.1"), "out of range"),
         (("--grid", "read=0,lots"), "is not a number"),
         (("--grid", "adc=4.5"), "is not an integer"),
+        (
+            ("--grid", "adc_cal=0,1"),
+            "adc_cal=1 needs per-tile ADC ranges, and the artefact has none",
+        ),
+        (("--grid", "adc_cal=3"), "out of range (0..2)"),
         (("--grid", "program=0", "--chips", "0"), "--chips must be at least 1"),
         (("--grid", "program=0", "--ray-address", "nohost"), "bad --ray-address"),
     ],

@@ -34,13 +34,29 @@ def summary(path: str | Path) -> str:
     adc = manifest["adc"]
     lines.append(
         f"  ADC {adc['bits']} bits, full scale {adc['full_scale_ua']:g} uA at {adc['read_voltage_v']:g} V read"
+        + calibration_words(adc)
     )
+    drift = program.meta.get("drift")
+    if drift:
+        terms = ", ".join(f"{k} {v:g}" for k, v in drift["parameters"].items())
+        lines.append(f"  drift model of {drift['target']}: {terms}")
     table = program.exit_table
     lines.append(f"  early exit: {describe_table(table)}")
     lines.append(
         f"  schedule: {len(program.instrs)} instructions per timestep, {sum(isinstance(i, Read) for i in program.instrs)} tile reads"
     )
     return "\n".join(lines)
+
+
+def calibration_words(adc: dict) -> str:
+    """The calibrated ADC ranges of a manifest's `adc` entry, as a clause (empty without)."""
+    tiles = adc.get("read_full_scale_ua", [])
+    columns = [v for row in adc.get("column_full_scale_ua", []) for v in row]
+    words = ""
+    for what, values in (("tile", tiles), ("column", columns)):
+        if values:
+            words += f"; calibrated per {what} {min(values):.3g}-{max(values):.3g} uA"
+    return words
 
 
 def describe_table(table: ExitTable | None) -> str:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from primec.backends.isa import Read
 from primec.backends.program import Program
-from primec.backends.validate import ADC_RANGES
+from primec.backends.validate import ADC_RANGES, column_ranges_name
 from primec.backends.validate import validate as validate_program
 
 from primec.errors import PrimecError
@@ -42,7 +43,8 @@ def check_settings(manifest: dict[str, Any], program: Program, where: str) -> No
 
 def adc_settings(program: Program) -> dict[str, Any]:
     """The ADC settings the chip is told: bits, full scale and read voltage, and the calibrated
-    full scale of each read (in schedule order) when the program has them."""
+    full scale of each read (in schedule order) and of each read's outputs (one list per read)
+    when the program has them."""
     params = program.meta["target_parameters"]
     settings = {
         "bits": params["adc.bits"],
@@ -51,4 +53,9 @@ def adc_settings(program: Program) -> dict[str, Any]:
     }
     if ADC_RANGES in program.tensors:
         settings["read_full_scale_ua"] = [float(v) for v in program.tensors[ADC_RANGES]]
+    reads = sum(isinstance(i, Read) for i in program.instrs)
+    if reads and column_ranges_name(0) in program.tensors:
+        settings["column_full_scale_ua"] = [
+            [float(v) for v in program.tensors[column_ranges_name(k)]] for k in range(reads)
+        ]
     return settings

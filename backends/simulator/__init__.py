@@ -1,6 +1,7 @@
 """The simulator of primec's artefacts, in modules of one job each: `noise` (settings, random
-streams, static cell errors), `grid` (the fixed-point grid that keeps sums exact), `crossbar`
-(tiles and reads), `digital` (the periphery's instructions) and `executor` (the time loop).
+streams, static cell errors), `adc` (per-column ADC ranges), `grid` (the fixed-point grid that
+keeps sums exact), `crossbar` (tiles and reads), `digital` (the periphery's instructions) and
+`executor` (the time loop).
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ from primec.backends.isa import (
     Zero,
 )
 from primec.backends.program import Program
+from primec.backends.simulator.adc import column_code_scales
 from primec.backends.simulator.crossbar import CrossbarReads
 from primec.backends.simulator.digital import DigitalPeriphery
 from primec.backends.simulator.drift import aged_cells, check_drift
@@ -129,6 +130,7 @@ class Simulator(CrossbarReads, DigitalPeriphery):
             i: self.volts * 2 ** max(self.noise.adc, 1) / (2 * fs)
             for i, fs in self.full_scale_ua.items()
         }
+        self.adc_scale |= column_code_scales(program, self.noise, self.volts, self.device)
         # Calibration (`primec.runtime.adccalibration`) sees every plane's ideal currents here.
         self.plane_hook: Callable[[int, torch.Tensor], None] | None = None
         check_drift(self.noise, drift)

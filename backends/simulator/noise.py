@@ -25,7 +25,7 @@ class Noise:
     stuck: float = 0.0  # fraction of cells stuck (half at g_off, half at g_max)
     adc: int = 0  # ADC bits per read (0: ideal converter)
     input: int = 0  # input driver bits (0: as many as the values need)
-    adc_cal: int = 1  # 1: the artefact's calibrated ADC ranges where it has them; 0: the target's
+    adc_cal: int = 2  # ADC ranges, the finest the artefact has of: 2 column, 1 tile, 0 target
     age: float = 0.0  # seconds since programming: cells drift by the target's model (0: none)
     drift_comp: int = 0  # drift compensation: 0 none, 1 one gain per tile, 2 one per output
     seed: int = 0
@@ -83,7 +83,7 @@ def _number(key: str, raw: str, kind: str) -> float | int:
         raise PrimecError(
             f"noise setting {key}={raw!r} is not a{'n integer' if kind == 'int' else ' number'}"
         ) from None
-    highest = {"stuck": 1, "adc_cal": 1, "drift_comp": 2}.get(key)
+    highest = {"stuck": 1, "adc_cal": 2, "drift_comp": 2}.get(key)
     if value < 0 or (highest is not None and value > highest) or (key == "age" and 0 < value < 1):
         raise PrimecError(f"noise setting {key}={raw} is out of range")
     return value

@@ -25,20 +25,30 @@ from primec.cli.simulate import input_option
     show_default=True,
     help="A tile's full scale is this percentile of its nonzero read currents.",
 )
+@click.option(
+    "--per",
+    type=click.Choice(["tile", "column"]),
+    default="tile",
+    show_default=True,
+    help="One full scale per tile, or also one per column pair (each output's ADC).",
+)
 @click.option("--report", type=click.Path(dir_okay=False), help="JSON: each tile's range.")
 @user_errors
 @checked_outputs({"output": "-o", "report": "--report"}, ("artefact", "input_path"))
 def calibrate_adc(
-    artefact: str, input_path: str, output: str, percentile: float, report: str | None
+    artefact: str, input_path: str, output: str, percentile: float, per: str, report: str | None
 ) -> None:
     """Calibrate each tile's ADC full scale on data and write it into the artefact.
 
     \b
     The simulator then converts each read on its tile's range (`--noise adc_cal=0`: the
-    target's one range again), and the macro file tells the chip each read's range.
+    target's one range again), and the macro file tells the chip each read's range. With
+    `--per column` each output's ADC (its column pair's) also gets its own range, which the
+    simulator uses by default (`--noise adc_cal=1`: the tiles' ranges).
     Example:
       primec datasets ndigits --split train -o train.npz
       primec calibrate-adc model.pbc --input train.npz -o model-cal.pbc
+      primec calibrate-adc model.pbc --input train.npz --per column -o model-col.pbc
       primec simulate model-cal.pbc --input test.npz --noise adc=4
     """
     from pathlib import Path
@@ -51,10 +61,14 @@ def calibrate_adc(
     program = read_artefact(artefact)
     backend = backend_of(Path(artefact).read_bytes()[:8]) or BACKENDS["bytecode"]
     data = artefact_inputs(program, input_path)
-    calibrated, summary = calibrate(program, data.x, percentile)
+    calibrated, summary = calibrate(program, data.x, percentile, per)
     atomic_write_bytes(output, backend.encode(calibrated))
     write_report(report, summary)
     ranges = ", ".join(f"{t['full_scale_ua']:.3g}" for t in summary["tiles"])
+    columns = [t["column_full_scale_ua"] for t in summary["tiles"] if "column_full_scale_ua" in t]
+    if columns:
+        low, high = min(map(min, columns)), max(map(max, columns))
+        click.echo(f"ADC full scale per column: {low:.3g}-{high:.3g} uA")
     click.echo(
         f"ADC full scale per tile (uA, {percentile:g}th percentile of {summary['samples']} "
         f"samples' reads; target: {summary['target_full_scale_ua']:g}): {ranges}\nwrote {output}"

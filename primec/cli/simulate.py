@@ -174,6 +174,7 @@ def simulation_summary(summary: dict[str, Any]) -> str:
         active["adc_cal"] = 0
     shown = ", ".join(f"{k}={v:g}" for k, v in active.items()) or "none"
     lines.append(f"non-idealities      {shown} (from {summary['noise_source']})")
+    lines += conditions_summary(summary)
     if "accuracy" in summary:
         lines.append(f"accuracy            {summary['accuracy'] * 100:.2f}%")
     lines.append(
@@ -185,6 +186,22 @@ def simulation_summary(summary: dict[str, Any]) -> str:
         f"simulated in        {summary['seconds']:.2f} s on {summary['torch_threads']} threads"
     )
     return "\n".join(lines)
+
+
+def conditions_summary(summary: dict[str, Any]) -> list[str]:
+    """The ADC ranges a run converted on and an aged chip's drift, as readable lines."""
+    lines = []
+    ranges = summary.get("adc_ranges")
+    if ranges:
+        words = {"target": "the target's one range", "tile": "per tile", "column": "per column"}
+        lines.append(f"ADC ranges          {words[ranges]}")
+    drift = summary.get("drift")
+    if drift:
+        lines.append(
+            f"drift               age {drift['age_s']:g} s, compensation {drift['compensation']}, "
+            f"model from {drift['model_source']}"
+        )
+    return lines
 
 
 def energy_summary(summary: dict[str, Any]) -> str:

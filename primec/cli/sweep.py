@@ -129,11 +129,12 @@ def _job(
     from primec.backends import read_artefact
     from primec.backends.simulator import Noise
     from primec.runtime.simulation import artefact_inputs, drift_model
-    from primec.runtime.sweep import Grid, Job
+    from primec.runtime.sweep import Grid, Job, check_adc_levels
 
     ages = [f"age={options['ages']}"] if options["ages"] else []
     grid = Grid.parse([*grid_specs, *ages], options["chips"])
     program = read_artefact(artefact)
+    check_adc_levels(program, grid)
     data = artefact_inputs(program, input_path)
     params = program.meta["target_parameters"]
     base, source = Noise.choose(options["noise"], params, options["seed"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -13,8 +14,11 @@ import torch
 
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, SimResult, Simulator
+from primec.backends.simulator.adc import calibration_used
+from primec.backends.simulator.drift import COMPENSATIONS
 from primec.errors import PrimecError
 from primec.fileio import write_npz
+from primec.hardware.driftmodel import drift_from_entry
 from primec.hardware.energy import energy_report
 from primec.hardware.target import DriftSpec, load_target
 from primec.runtime.activity import SAMPLES, activity_report, from_trace, traced_buffers
@@ -59,6 +63,7 @@ def simulate(
     result = simulator.run(data.x, batch_size, early_exit, progress, trace_samples=SAMPLES)
     summary = report(program, data, result, noise, early_exit)
     summary["noise_source"] = noise_source or "given by the caller"
+    summary |= conditions_report(program, noise, drift)
     summary["torch_threads"] = torch.get_num_threads()
     if not statistical:
         return result, summary
@@ -83,7 +88,10 @@ def use_threads(threads: int | None = None) -> int:
 
 
 def drift_model(program: Program, target: str | None = None) -> DriftSpec:
-    """The drift model of the artefact's target (or of `target`, a name or TOML file)."""
+    """The drift model the artefact carries (meta `drift`, written when it was compiled); for an
+    artefact without one, its target's, loaded by name (or `target`'s, a name or TOML file)."""
+    if target is None and "drift" in program.meta:
+        return drift_from_entry(program.meta["drift"])
     spec = target or program.meta["target"]
     try:
         drift = load_target(spec).drift
@@ -97,6 +105,23 @@ def drift_model(program: Program, target: str | None = None) -> DriftSpec:
             hint="add a [drift] table to the target (docs/targets.md), or leave out the age",
         )
     return drift
+
+
+def conditions_report(program: Program, noise: Noise, drift: DriftSpec | None) -> dict[str, Any]:
+    """The ADC ranges a run converted on (`adc_ranges`: target, tile or column) and, for an aged
+    chip, its age, the compensation and the drift model with where it came from (`drift`)."""
+    out: dict[str, Any] = {"adc_ranges": calibration_used(program, noise) if noise.adc else None}
+    if drift is None:
+        return out | {"drift": None}
+    carried = "drift" in program.meta
+    return out | {
+        "drift": {
+            "age_s": noise.age,
+            "compensation": COMPENSATIONS[noise.drift_comp],
+            "model": dataclasses.asdict(drift),
+            "model_source": "the artefact" if carried else f"target {program.meta['target']!r}",
+        }
+    }
 
 
 def report(

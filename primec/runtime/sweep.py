@@ -23,6 +23,7 @@ from scipy import stats
 
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator
+from primec.backends.simulator.adc import CALIBRATIONS, calibration_levels
 from primec.backends.simulator.drift import seconds
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_text
@@ -37,7 +38,12 @@ PARAMETERS: dict[str, tuple[type, float, float | None, str]] = {
     "stuck": (float, 0.0, 1.0, "fraction of stuck cells"),
     "adc": (int, 0, 16, "ADC bits (0: ideal converter)"),
     "input": (int, 0, 16, "input driver bits (0: as many as the values need)"),
-    "adc_cal": (int, 0, 1, "1: the artefact's calibrated ADC ranges (`calibrate-adc`); 0: none"),
+    "adc_cal": (
+        int,
+        0,
+        2,
+        "ADC ranges (`calibrate-adc`): 0 the target's, 1 per tile, 2 per column",
+    ),
     "age": (float, 0.0, None, "seconds since programming (60s, 1h, 1d, 30d, 1y; 0: no drift)"),
     "drift_comp": (int, 0, 2, "drift compensation: 0 none, 1 global, 2 per column"),
 }
@@ -95,6 +101,19 @@ def _level(name: str, raw: str) -> float:
         bounds = f"{low}..{high}" if high is not None else f">= {low}"
         raise PrimecError(f"sweep level {name}={raw.strip()} is out of range ({bounds})")
     return value
+
+
+def check_adc_levels(program: Program, grid: Grid) -> None:
+    """Refuse an `adc_cal` level whose ranges the artefact lacks: its points would repeat a
+    coarser level's under another name."""
+    has = calibration_levels(program)
+    for level in dict(grid.axes).get("adc_cal", ()):
+        if not has[int(level)]:
+            raise PrimecError(
+                f"sweep level adc_cal={int(level)} needs per-{CALIBRATIONS[int(level)]} ADC "
+                "ranges, and the artefact has none",
+                hint="calibrate first: primec calibrate-adc (per tile) or with --per column",
+            )
 
 
 @dataclass(frozen=True)
