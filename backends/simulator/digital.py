@@ -71,8 +71,22 @@ class DigitalPeriphery:
     def leaky_relu(self, i: int, ins: LeakyRelu, env: Any, counts: dict) -> None:
         env[ins.dst] = _leaky(env[ins.src], ins.slope)
 
+    def neuron_params(self, index: int) -> dict[str, Any]:
+        """Neuron record `index` with each per-channel or per-neuron parameter (a record field
+        naming a tensor of the program) as a float64 tensor on the device; cached."""
+        cache = self.__dict__.setdefault("_neuron_params", {})
+        if index not in cache:
+            record = self.program.neurons[index]
+            cache[index] = {
+                k: self._tensor(self.program.tensors[v])
+                if k in PARAMS and isinstance(v, str)
+                else v
+                for k, v in record.items()
+            }
+        return cache[index]
+
     def lif(self, i: int, ins: Lif, env: Any, counts: dict) -> None:
-        p = self.program.neurons[ins.params]
+        p = self.neuron_params(ins.params)
         in_place = i in self.own_states
         s = env[ins.spike]
         u = _membrane(p, env[ins.membrane], s, env[ins.current], in_place)
@@ -84,10 +98,10 @@ class DigitalPeriphery:
         counts["neuron_updates"] += u[0].numel()
 
     def integrate(self, i: int, ins: Integrate, env: Any, counts: dict) -> None:
-        p = self.program.neurons[ins.params]
+        p = self.neuron_params(ins.params)
         u, current = env[ins.membrane], env[ins.current]
         # keep x U is U exactly when keep is 1 (the usual integrator): skip the multiply.
-        u = u + current if p["keep"] == 1.0 else p["keep"] * u + current
+        u = u + current if _is(p["keep"], 1.0) else p["keep"] * u + current
         env[ins.membrane_out] = F.leaky_relu_(u, p["slope"]) if p["slope"] != 1.0 else u
         counts["neuron_updates"] += u[0].numel()
 
@@ -132,6 +146,12 @@ def _membrane(
 
 
 VARIANTS = frozenset(("v_reset", "v_leak", "input_gain"))
+PARAMS = frozenset(("keep", "threshold", *VARIANTS))  # one number, or a tensor's name
+
+
+def _is(value: Any, number: float) -> bool:
+    """Whether a parameter is the one number `number` (a tensor takes the general path)."""
+    return not isinstance(value, torch.Tensor) and value == number
 
 
 def _variant_membrane(
@@ -143,13 +163,13 @@ def _variant_membrane(
 
     def reset(x: torch.Tensor) -> torch.Tensor:
         if kind == "zero":
-            return x * (1.0 - s) + v_reset * s if v_reset else x * (1.0 - s)
+            return x * (1.0 - s) if _is(v_reset, 0.0) else x * (1.0 - s) + v_reset * s
         return x - threshold * s if kind == "subtract" else x
 
     def leak(x: torch.Tensor) -> torch.Tensor:
-        return keep * x if v_leak == 0.0 else v_leak + keep * (x - v_leak)
+        return keep * x if _is(v_leak, 0.0) else v_leak + keep * (x - v_leak)
 
-    drive = current if gain == 1.0 else gain * current
+    drive = current if _is(gain, 1.0) else gain * current
     if p["reset_timing"] == "before_leak":
         return leak(reset(u)) + drive
     if p["reset_timing"] == "after_leak":

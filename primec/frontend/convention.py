@@ -50,6 +50,12 @@ _LIF_ATTRS = (
     ("slope", "float"),
 )
 
+# The parameters that the tensor forms of the neuron ops take as inputs, in order.
+TENSOR_PARAMS = {
+    "LIFTensor": ("keep", "threshold", "v_reset", "v_leak", "input_gain"),
+    "IntegratorTensor": ("keep",),
+}
+
 PRIMEC_OPS: dict[str, PrimecOp] = {
     op.name: op
     for op in (
@@ -66,6 +72,22 @@ PRIMEC_OPS: dict[str, PrimecOp] = {
             ("current", "membrane"),
             ("membrane_out",),
             (("keep", "float"), ("slope", "float")),
+        ),
+        # Tensor-valued parameters (per channel or per neuron) are inputs, initializers in a
+        # primec file, each broadcast (NumPy rules) to the membrane.
+        PrimecOp(
+            "LIFTensor",
+            "lif",
+            (*_LIF_IO[0], *TENSOR_PARAMS["LIFTensor"]),
+            _LIF_IO[1],
+            tuple(a for a in _LIF_ATTRS if a[0] not in ("keep", "threshold")),
+        ),
+        PrimecOp(
+            "IntegratorTensor",
+            "integrator",
+            ("current", "membrane", *TENSOR_PARAMS["IntegratorTensor"]),
+            ("membrane_out",),
+            (("slope", "float"),),
         ),
         PrimecOp(
             "Supermask",
@@ -196,10 +218,10 @@ def _leak(x: str, out: str) -> list[NodeProto]:
     ]
 
 
-def _lif_general_body() -> list[NodeProto]:
+def _lif_general_body(name: str = "LIFGeneral") -> list[NodeProto]:
     timing = [("before_leak", "is_before"), ("after_leak", "is_after")]
     return [
-        *(_ref(name, kind) for name, kind in PRIMEC_OPS["LIFGeneral"].attrs),
+        *(_ref(attr, kind) for attr, kind in PRIMEC_OPS[name].attrs),
         _const("one", 1.0),
         _const("zero", 0.0),
         *(_const(f"{name}_timing", name) for name, _ in timing),
@@ -226,10 +248,9 @@ def _lif_general_body() -> list[NodeProto]:
     ]
 
 
-def _integrator_body() -> list[NodeProto]:
+def _integrator_body(name: str = "Integrator") -> list[NodeProto]:
     return [
-        _ref("keep", "float"),
-        _ref("slope", "float"),
+        *(_ref(attr, kind) for attr, kind in PRIMEC_OPS[name].attrs),
         _const("zero", 0.0),
         oh.make_node("Mul", ["membrane", "keep"], ["leaked"]),
         oh.make_node("Add", ["leaked", "current"], ["integrated"]),
@@ -348,6 +369,8 @@ _BODIES = {
     "LIF": _lif_body,
     "LIFGeneral": _lif_general_body,
     "Integrator": _integrator_body,
+    "LIFTensor": lambda: _lif_general_body("LIFTensor"),
+    "IntegratorTensor": lambda: _integrator_body("IntegratorTensor"),
     "Supermask": _supermask_body,
     "ReadoutMean": _readout_mean_body,
     "ReadoutExpTanh": _readout_exp_tanh_body,

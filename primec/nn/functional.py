@@ -54,6 +54,12 @@ def fire(membrane: Tensor, threshold: float, strict: bool, sharpness: float = 25
     return (membrane > threshold if strict else membrane >= threshold).to(membrane.dtype)
 
 
+def equals(value: float | Tensor, number: float) -> bool:
+    """Whether a parameter is the one number `number`; a tensor-valued parameter (per channel
+    or per neuron) never is, and takes the general path, which is the same arithmetic."""
+    return not isinstance(value, Tensor) and value == number
+
+
 def leaky(x: Tensor, slope: float) -> Tensor:
     """LeakyReLU with `slope` for negative values (1.0: the identity), as the IR defines it."""
     return x if slope == 1.0 else torch.where(x >= 0, x, slope * x)
@@ -65,7 +71,7 @@ def reset(
     """The membrane after the reset caused by the previous step's spike."""
     if kind == "zero":
         zeroed = membrane * (1.0 - spike)
-        return zeroed + v_reset * spike if v_reset else zeroed
+        return zeroed if equals(v_reset, 0.0) else zeroed + v_reset * spike
     if kind == "subtract":
         return membrane - threshold * spike
     return membrane
@@ -73,7 +79,7 @@ def reset(
 
 def leak(membrane: Tensor, keep: float, v_leak: float = 0.0) -> Tensor:
     """keep*U, or v_leak + keep*(U - v_leak) when the membrane leaks towards v_leak."""
-    return keep * membrane if v_leak == 0.0 else v_leak + keep * (membrane - v_leak)
+    return keep * membrane if equals(v_leak, 0.0) else v_leak + keep * (membrane - v_leak)
 
 
 def lif_membrane(
@@ -92,7 +98,7 @@ def lif_membrane(
     `variant` is (v_reset, v_leak, input_gain), the IR's optional `lif` attributes.
     """
     v_reset, v_leak, gain = variant
-    drive = current if gain == 1.0 else gain * current
+    drive = current if equals(gain, 1.0) else gain * current
     if reset_timing == "before_leak":
         updated = leak(reset(membrane, spike, reset_kind, threshold, v_reset), keep, v_leak) + drive
     elif reset_timing == "after_leak":
@@ -196,6 +202,43 @@ def readout_mean_op(x: Tensor, total: Tensor, count: Tensor) -> tuple[Tensor, Te
 def readout_exp_tanh_op(x: Tensor, acc: Tensor, decay: float) -> tuple[Tensor, Tensor]:
     """One step of the exponential readout as a single op: (tanh(acc'), acc')."""
     return exp_tanh_update(x, acc, decay)
+
+
+@torch.library.custom_op("primec::lif_tensor", mutates_args=())
+def lif_tensor_op(
+    current: Tensor,
+    membrane: Tensor,
+    spike: Tensor,
+    keep: Tensor,
+    threshold: Tensor,
+    v_reset: Tensor,
+    v_leak: Tensor,
+    input_gain: Tensor,
+    strict: bool,
+    reset: str,
+    reset_timing: str,
+    slope: float,
+) -> tuple[Tensor, Tensor]:
+    """One LIF step whose parameters are tensors (per channel or per neuron) as a single op."""
+    params = (keep, threshold, reset, reset_timing, slope, (v_reset, v_leak, input_gain))
+    updated = lif_membrane(current, membrane, spike, *params)
+    return fire(updated, threshold, strict), updated.clone()
+
+
+@torch.library.custom_op("primec::integrator_tensor", mutates_args=())
+def integrator_tensor_op(current: Tensor, membrane: Tensor, keep: Tensor, slope: float) -> Tensor:
+    """One non-spiking integrator step with a per-channel or per-neuron keep, as a single op."""
+    return integrator_membrane(current, membrane, keep, slope).clone()
+
+
+@lif_tensor_op.register_fake
+def _lif_tensor_fake(current, *args):
+    return torch.empty_like(current), torch.empty_like(current)
+
+
+@integrator_tensor_op.register_fake
+def _integrator_tensor_fake(current, *args):
+    return torch.empty_like(current)
 
 
 @lif_op.register_fake

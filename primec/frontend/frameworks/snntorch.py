@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
-from primec.frontend.frameworks.common import refuse_unless, scalar
+from primec.frontend.frameworks.common import least, param, positive, refuse_unless, scalar
 from primec.nn import LIF, Integrator
 
 RESETS = {0: "subtract", 1: "zero", 2: "none"}
@@ -34,14 +34,14 @@ RESETS = {0: "subtract", 1: "zero", 2: "none"}
 LEAKY_TIMING = {"subtract": "after_input", "zero": "before_leak", "none": "before_leak"}
 
 
-def _common(module: Any) -> tuple[float, str]:
+def _common(module: Any) -> tuple[float | Tensor, str]:
     """Threshold and reset of a snnTorch neuron, refusing the options primec does not model."""
     refuse_unless(not module.inhibition, "inhibition", module.inhibition, "only False")
     refuse_unless(not module.state_quant, "state_quant", module.state_quant, "only False")
     gsf = scalar(module, "graded_spikes_factor")
     refuse_unless(gsf == 1.0, "graded_spikes_factor", gsf, "only 1.0: spikes are 0 or 1")
-    threshold = scalar(module, "threshold")
-    refuse_unless(threshold > 0, "threshold", threshold, "only positive thresholds")
+    threshold = param(module, "threshold")
+    refuse_unless(positive(threshold), "threshold", least(threshold), "only positive thresholds")
     mechanism = int(module.reset_mechanism_val)
     refuse_unless(mechanism in RESETS, "reset_mechanism_val", mechanism, "0, 1 or 2")
     refuse_unless(
@@ -54,8 +54,13 @@ def _common(module: Any) -> tuple[float, str]:
     return threshold, RESETS[mechanism]
 
 
-def _clamped(module: Any, name: str) -> float:
-    return min(max(scalar(module, name), 0.0), 1.0)
+def _clamped(module: Any, name: str) -> float | Tensor:
+    """beta or alpha clamped to [0, 1] as snnTorch clamps it: per channel or per neuron where
+    the parameter is a tensor of several values (learn_beta, a per-channel initial value)."""
+    value = param(module, name)
+    if isinstance(value, Tensor):
+        return value.clamp(0.0, 1.0)
+    return min(max(value, 0.0), 1.0)
 
 
 def leaky(module: Any, path: str) -> nn.Module:
