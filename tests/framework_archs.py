@@ -87,6 +87,39 @@ def snntorch_synaptic_zero() -> nn.Sequential:
     return snntorch_synaptic("zero")
 
 
+def snntorch_per_channel(cls: str = "Leaky", reset: str = "subtract") -> nn.Sequential:
+    """The snnTorch conv SNN with learnable per-channel beta and threshold ([C, 1, 1] after each
+    convolution, [10] per output neuron; learn_beta, learn_threshold), seeded random values."""
+    import snntorch as snn
+
+    draw = torch.Generator().manual_seed(11)
+
+    def uniform(shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(shape, generator=draw)
+
+    def cell(shape: tuple[int, ...], output: bool = False) -> nn.Module:
+        options = dict(init_hidden=True, output=output, reset_mechanism=reset)
+        options |= dict(learn_beta=True, learn_threshold=True)
+        beta, threshold = uniform(shape, 0.5, 1.0), uniform(shape, 0.5, 1.5)
+        if cls == "Synaptic":
+            alpha = uniform(shape, 0.5, 0.9)
+            return snn.Synaptic(alpha, beta, threshold=threshold, learn_alpha=True, **options)
+        return snn.Leaky(beta, threshold=threshold, **options)
+
+    neurons = [cell((8, 1, 1)), cell((16, 1, 1)), cell((10,), output=True)]
+    return _interleave(_convs(6), neurons)
+
+
+def snntorch_per_channel_zero() -> nn.Sequential:
+    """Per-channel Leaky with reset to zero."""
+    return snntorch_per_channel(reset="zero")
+
+
+def snntorch_per_channel_synaptic() -> nn.Sequential:
+    """Per-channel Synaptic: alpha, beta and threshold per channel, learnable."""
+    return snntorch_per_channel("Synaptic")
+
+
 def _spikingjelly(neurons: list[nn.Module], step_mode: str, scale: float = 1.0) -> nn.Sequential:
     """The SpikingJelly tutorial's conv SNN, built from its layer wrappers, in `step_mode`
     (weights times `scale`: decay_input divides each input by tau)."""

@@ -50,14 +50,14 @@ def test_unmodelled_option_is_named(tmp_path) -> None:
         adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
 
 
-def test_per_channel_beta_is_refused_with_its_shape() -> None:
+def test_per_channel_beta_is_kept_per_channel() -> None:
     from primec.frontend.frameworks import adopt
 
     net = fa.snntorch_leaky()
     net[2].beta = torch.full((8, 1, 1), 0.9)
     net[2].beta[3] = 0.5
-    with pytest.raises(PrimecError, match=r"beta has 8 different values \(shape \[8, 1, 1\]\)"):
-        adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
+    keep = adopt(net, fa.PRIMEC_STEP, "framework_archs.py").net[2].keep
+    assert keep.shape == (8, 1, 1) and torch.equal(keep, net[2].beta.float())
 
 
 def test_per_channel_beta_of_one_value_is_that_value() -> None:

@@ -52,6 +52,26 @@ def set_params(module: nn.Module, values: dict[str, Any]) -> bool:
     return tensors
 
 
+class NeuronShapeError(ValueError):
+    """A tensor-valued neuron parameter that does not broadcast to the neuron's shape."""
+
+
+def check_param_shapes(module: nn.Module, names: tuple[str, ...], current: Tensor) -> None:
+    """Every tensor parameter of `module` broadcasts to one sample of `current` ([B, ...])."""
+    shape = tuple(current.shape[1:])
+    for name in names:
+        found = tuple(getattr(module, name).shape)
+        fits = len(found) <= len(shape) and all(
+            f in (1, s) for f, s in zip(reversed(found), reversed(shape), strict=False)
+        )
+        if not fits:
+            raise NeuronShapeError(
+                f"{type(module).__name__} {name} has shape {list(found)}, which does not "
+                f"broadcast to the neuron's shape {list(shape)} (per channel of [C, H, W]: "
+                "[C, 1, 1]; per neuron: the neuron's shape)"
+            )
+
+
 class LIF(Stateful):
     """Leaky integrate-and-fire neuron (the IR's `lif` op); emits spikes, state (membrane, spike).
 
@@ -114,6 +134,8 @@ class LIF(Stateful):
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """One timestep: (spikes, (membrane', spikes))."""
         params = (self.keep, self.threshold, self.strict, self.reset, self.reset_timing, self.slope)
+        if self.tensor_valued:
+            check_param_shapes(self, PARAMS, current)
         if torch.compiler.is_exporting():
             fired, updated = self._exported_step(current, membrane, spike, params)
             return fired, (updated, fired)
@@ -198,6 +220,8 @@ class Integrator(Stateful):
 
     def forward(self, current: Tensor, membrane: Tensor) -> tuple[Tensor, tuple[Tensor]]:
         """One timestep: (membrane', (membrane',))."""
+        if self.tensor_valued:
+            check_param_shapes(self, ("keep",), current)
         if torch.compiler.is_exporting() and self.tensor_valued:
             updated = torch.ops.primec.integrator_tensor(current, membrane, self.keep, self.slope)
         elif torch.compiler.is_exporting():
