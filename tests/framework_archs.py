@@ -70,6 +70,20 @@ def snntorch_synaptic_zero_no_delay() -> nn.Sequential:
     return snntorch_zero_no_delay("Synaptic")
 
 
+def snntorch_subtract_no_delay(cls: str = "Leaky") -> nn.Sequential:
+    """Leaky (or Synaptic) with the subtract reset at once: reset_delay=False."""
+    net = snntorch_leaky() if cls == "Leaky" else snntorch_synaptic()
+    for module in net.modules():
+        if type(module).__name__ == cls:
+            module.reset_delay = False
+    return net
+
+
+def snntorch_synaptic_subtract_no_delay() -> nn.Sequential:
+    """Synaptic with the subtract reset at once."""
+    return snntorch_subtract_no_delay("Synaptic")
+
+
 def snntorch_synaptic(reset: str = "subtract") -> nn.Sequential:
     """The same with Synaptic neurons (a synaptic current state)."""
     import snntorch as snn

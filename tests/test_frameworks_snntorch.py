@@ -22,6 +22,8 @@ MODELS = (
     "snntorch_synaptic_zero",
     "snntorch_zero_no_delay",
     "snntorch_synaptic_zero_no_delay",
+    "snntorch_subtract_no_delay",
+    "snntorch_synaptic_subtract_no_delay",
 )
 
 
@@ -77,13 +79,13 @@ def test_unsupported_framework_class_is_named() -> None:
         adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
 
 
-def test_subtract_reset_at_once_is_refused() -> None:
+def test_subtract_reset_at_once_is_the_at_once_timing() -> None:
     from primec.frontend.frameworks import adopt
 
     net = fa.snntorch_leaky()
     net[2].reset_delay = False
-    with pytest.raises(PrimecError, match=r"Leaky at '2': reset_delay=False is not modelled"):
-        adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
+    neuron = adopt(net, fa.PRIMEC_STEP, "framework_archs.py").net[2]
+    assert (neuron.reset, neuron.reset_timing) == ("subtract", "at_once")
 
 
 def test_membrane_readout_of_a_reset_at_once_is_refused() -> None:

@@ -89,6 +89,11 @@ class DigitalPeriphery:
         p = self.neuron_params(ins.params)
         in_place = i in self.own_states
         s = env[ins.spike]
+        if p["reset_timing"] == "at_once":
+            u, spikes = _at_once(p, env[ins.membrane], env[ins.current])
+            env[ins.membrane_out], env[ins.spike_out] = u, spikes
+            counts["neuron_updates"] += u[0].numel()
+            return
         u = _membrane(p, env[ins.membrane], s, env[ins.current], in_place)
         if p["slope"] != 1.0:
             F.leaky_relu_(u, p["slope"])
@@ -175,6 +180,23 @@ def _variant_membrane(
     if p["reset_timing"] == "after_leak":
         return reset(leak(u)) + drive
     return reset(leak(u) + drive)
+
+
+def _at_once(
+    p: dict[str, Any], u: torch.Tensor, current: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """reset_timing=at_once (snnTorch reset_delay=False, subtract): U is the membrane after
+    its reset; r = fire(U); H = (leak(U) + I) - threshold*r; s' = fire(H);
+    U' = LeakyReLU(H - (s' - r)*threshold), in snnTorch's order of operations."""
+    keep, threshold, v_leak = p["keep"], p["threshold"], p.get("v_leak", 0.0)
+    fire = torch.gt if p["strict"] else torch.ge
+    gain = p.get("input_gain", 1.0)
+    drive = current if _is(gain, 1.0) else gain * current
+    leaked = keep * u if _is(v_leak, 0.0) else v_leak + keep * (u - v_leak)
+    still = fire(u, threshold).to(u.dtype)
+    charged = (leaked + drive) - threshold * still
+    spikes = fire(charged, threshold).to(u.dtype)
+    return _leaky(charged - (spikes - still) * threshold, p["slope"]), spikes
 
 
 def _leaky(x: torch.Tensor, slope: float) -> torch.Tensor:

@@ -159,6 +159,12 @@ def lif(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array, Array]:
 
     gain = attrs.get("input_gain", 1.0)
     drive = current if equals(gain, 1.0) else gain * current
+    fire = np.greater if attrs["strict"] else np.greater_equal
+    if attrs["reset_timing"] == "at_once":
+        still = fire(membrane, threshold).astype(np.float64)
+        charged = (leak(membrane) + drive) - threshold * still
+        fired = fire(charged, threshold).astype(np.float64)
+        return fired, leaky(charged - (fired - still) * threshold, attrs["slope"])
     if attrs["reset_timing"] == "before_leak":
         u = leak(resets[reset](membrane)) + drive
     elif attrs["reset_timing"] == "after_leak":
@@ -166,8 +172,7 @@ def lif(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array, Array]:
     else:
         u = resets[reset](leak(membrane) + drive)
     u = leaky(u, attrs["slope"])
-    fired = u > threshold if attrs["strict"] else u >= threshold
-    return fired.astype(np.float64), u
+    return fire(u, threshold).astype(np.float64), u
 
 
 def integrator(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array]:

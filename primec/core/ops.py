@@ -73,7 +73,7 @@ _CONV_ATTRS = (
 )
 _POOL_ATTRS = (Attr("kernel", "ints"), Attr("stride", "ints"), Attr("padding", "ints", (0, 0)))
 _RESETS = ("zero", "subtract", "none")
-_RESET_TIMINGS = ("before_leak", "after_leak", "after_input")
+_RESET_TIMINGS = ("before_leak", "after_leak", "after_input", "at_once")
 
 OPS: dict[str, OpDef] = {
     op.name: op
@@ -208,6 +208,9 @@ OPS: dict[str, OpDef] = {
             "  U' = reset(leak(U) + I)                (reset_timing=after_input)\n"
             "  U' = U' if U' >= 0 else slope*U'       (LeakyReLU on the membrane; slope=1: none)\n"
             "  s' = 1 if U' > threshold (strict) or U' >= threshold (not strict) else 0\n"
+            "reset_timing=at_once (reset=subtract; snnTorch reset_delay=False): U is the membrane\n"
+            "  after its reset; r = fire(U); H = (leak(U) + I) - threshold*r; s' = fire(H);\n"
+            "  U' = LeakyReLU(H - (s' - r)*threshold).\n"
             "Outputs (s', U'). PRIME cell: keep=0.2, threshold=0.2, strict, zero, slope=0.1.\n"
             "keep, threshold, v_reset, v_leak, input_gain: one value, or a tensor broadcast to U\n"
             "(per channel [C,1,1], per neuron [C,H,W] or [N]); each product is elementwise.",

@@ -183,6 +183,10 @@ def lif_shape(types, attrs):
         spike.shape == current.shape, f"lif spike state {spike} must match its input {current}"
     )
     neuron_params("lif", attrs, current.shape)
+    _require(
+        attrs.get("reset_timing") != "at_once" or attrs.get("reset") == "subtract",
+        f"lif reset_timing=at_once needs reset=subtract, got reset={attrs.get('reset')}",
+    )
     return (current, current)
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 RESETS = ("zero", "subtract", "none")
-RESET_TIMINGS = ("before_leak", "after_leak", "after_input")
+RESET_TIMINGS = ("before_leak", "after_leak", "after_input", "at_once")
 
 
 class SurrogateSpike(torch.autograd.Function):
@@ -108,6 +108,27 @@ def lif_membrane(
     return leaky(updated, slope)
 
 
+def lif_at_once(
+    current: Tensor,
+    membrane: Tensor,
+    keep: float | Tensor,
+    threshold: float | Tensor,
+    strict: bool,
+    slope: float,
+    variant: tuple = (0.0, 0.0, 1.0),
+    sharpness: float = 25.0,
+) -> tuple[Tensor, Tensor]:
+    """One LIF step that resets by subtraction in the step it fires (reset_timing=at_once,
+    snnTorch's reset_delay=False): the membrane kept is the one after the reset, and a membrane
+    still above the threshold is subtracted from again. Returns (spikes, membrane')."""
+    _, v_leak, gain = variant
+    still = fire(membrane, threshold, strict).detach()
+    drive = current if equals(gain, 1.0) else gain * current
+    charged = (leak(membrane, keep, v_leak) + drive) - threshold * still
+    fired = fire(charged, threshold, strict, sharpness)
+    return fired, leaky(charged - (fired - still) * threshold, slope)
+
+
 def integrator_membrane(current: Tensor, membrane: Tensor, keep: float, slope: float) -> Tensor:
     """One non-spiking integrator update: U' = LeakyReLU(keep*U + I)."""
     return leaky(keep * membrane + current, slope)
@@ -175,6 +196,9 @@ def lif_general_op(
 ) -> tuple[Tensor, Tensor]:
     """One LIF step with the optional variants (v_reset, v_leak, input_gain) as a single op."""
     variant = (v_reset, v_leak, input_gain)
+    if reset_timing == "at_once":
+        fired, updated = lif_at_once(current, membrane, keep, threshold, strict, slope, variant)
+        return fired, updated.clone()
     params = (keep, threshold, reset, reset_timing, slope, variant)
     updated = lif_membrane(current, membrane, spike, *params)
     return fire(updated, threshold, strict), updated.clone()
@@ -220,6 +244,10 @@ def lif_tensor_op(
     slope: float,
 ) -> tuple[Tensor, Tensor]:
     """One LIF step whose parameters are tensors (per channel or per neuron) as a single op."""
+    if reset_timing == "at_once":
+        variant = (v_reset, v_leak, input_gain)
+        fired, updated = lif_at_once(current, membrane, keep, threshold, strict, slope, variant)
+        return fired, updated.clone()
     params = (keep, threshold, reset, reset_timing, slope, (v_reset, v_leak, input_gain))
     updated = lif_membrane(current, membrane, spike, *params)
     return fire(updated, threshold, strict), updated.clone()

@@ -101,6 +101,8 @@ class LIF(Stateful):
             raise ValueError(f"reset must be one of {F.RESETS}, got {reset!r}")
         if reset_timing not in F.RESET_TIMINGS:
             raise ValueError(f"reset_timing must be one of {F.RESET_TIMINGS}, got {reset_timing!r}")
+        if reset_timing == "at_once" and reset != "subtract":
+            raise ValueError(f"reset_timing at_once needs reset subtract, got {reset!r}")
         # The IR's optional variants: reset target, leak target, input scale (docs/onnx.md).
         values = dict(keep=keep, threshold=threshold, v_reset=v_reset, v_leak=v_leak)
         self.tensor_valued = set_params(self, {**values, "input_gain": input_gain})
@@ -127,7 +129,7 @@ class LIF(Stateful):
         """Whether any optional variant differs from the plain LIF."""
         if self.tensor_valued:
             return True
-        return self.variant != (0.0, 0.0, 1.0) or self.reset_timing == "after_input"
+        return self.variant != (0.0, 0.0, 1.0) or self.reset_timing in ("after_input", "at_once")
 
     def forward(
         self, current: Tensor, membrane: Tensor, spike: Tensor
@@ -138,6 +140,10 @@ class LIF(Stateful):
             check_param_shapes(self, PARAMS, current)
         if torch.compiler.is_exporting():
             fired, updated = self._exported_step(current, membrane, spike, params)
+            return fired, (updated, fired)
+        if self.reset_timing == "at_once":
+            args = (self.keep, self.threshold, self.strict, self.slope, self.variant)
+            fired, updated = F.lif_at_once(current, membrane, *args, self.sharpness)
             return fired, (updated, fired)
         updated = F.lif_membrane(
             current,

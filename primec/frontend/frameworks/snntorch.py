@@ -16,8 +16,11 @@ Leaky's next charge is beta*(U'*(1 - s)) + I: the zero reset's step above, the s
 (Synaptic's: beta*(U'*(1 - s)) + syn', its zero reset moved before the leak).
 Only the membrane snnTorch reports differs (after its reset, where primec keeps it before),
 so the membrane readout of such an output layer is refused. With reset "none" the option does
-nothing. The subtract reset with reset_delay=False subtracts again when a membrane stays above
-the threshold, which no `lif` step does: refused.
+nothing. The subtract reset with reset_delay=False keeps the membrane after its reset and
+subtracts again while it stays above the threshold:
+    r = U > threshold; H = beta*U + I - r*threshold; s = H > threshold; U' = H - (s - r)*threshold
+which is primec's reset_timing=at_once (the membrane it keeps is snnTorch's, so the membrane
+readout is exact too).
 """
 
 from __future__ import annotations
@@ -44,13 +47,6 @@ def _common(module: Any) -> tuple[float | Tensor, str]:
     refuse_unless(positive(threshold), "threshold", least(threshold), "only positive thresholds")
     mechanism = int(module.reset_mechanism_val)
     refuse_unless(mechanism in RESETS, "reset_mechanism_val", mechanism, "0, 1 or 2")
-    refuse_unless(
-        module.reset_delay or RESETS[mechanism] != "subtract",
-        "reset_delay",
-        module.reset_delay,
-        "False only with reset_mechanism zero or none: the subtract reset then subtracts again "
-        "while a membrane stays above the threshold",
-    )
     return threshold, RESETS[mechanism]
 
 
@@ -66,6 +62,8 @@ def _clamped(module: Any, name: str) -> float | Tensor:
 def leaky(module: Any, path: str) -> nn.Module:
     """snnTorch Leaky -> primec LIF."""
     threshold, reset = _common(module)
+    if not module.reset_delay and reset == "subtract":
+        return LIF(_clamped(module, "beta"), threshold, True, reset, "at_once")
     neuron = LIF(_clamped(module, "beta"), threshold, True, reset, LEAKY_TIMING[reset])
     # snnTorch reports the membrane after its reset, primec's lif keeps it before.
     neuron.membrane_after_reset = not module.reset_delay and reset == "zero"
@@ -77,8 +75,11 @@ def synaptic(module: Any, path: str) -> nn.Module:
     threshold, reset = _common(module)
     at_once = not module.reset_delay and reset == "zero"
     # Synaptic's zero reset zeroes the charged membrane (after_input); reset at once, the next
-    # charge is beta*(U'*(1 - s)) + syn' (before_leak).
+    # charge is beta*(U'*(1 - s)) + syn' (before_leak). The subtract reset at once is primec's
+    # at_once timing, as Leaky's.
     timing = "before_leak" if reset == "none" or at_once else "after_input"
+    if not module.reset_delay and reset == "subtract":
+        timing = "at_once"
     neuron = LIF(_clamped(module, "beta"), threshold, True, reset, timing)
     neuron.membrane_after_reset = at_once
     return nn.Sequential(Integrator(_clamped(module, "alpha")), neuron)
