@@ -188,6 +188,21 @@ def sj_lif_multistep() -> nn.Sequential:
     return sj_lif(step_mode="m")
 
 
+def sj_lif_v_reset() -> nn.Sequential:
+    """LIFNode with a hard reset to v_reset = 0.5, where its membrane also starts."""
+    from spikingjelly.activation_based import neuron
+
+    cells = [neuron.LIFNode(tau=2.0, v_reset=0.5) for _ in range(3)]
+    return _spikingjelly(cells, "s", 2.0)
+
+
+def sj_if_v_reset_multistep() -> nn.Sequential:
+    """IFNode with a hard reset to v_reset = 0.25 (its starting membrane), multi-step mode."""
+    from spikingjelly.activation_based import neuron
+
+    return _spikingjelly([neuron.IFNode(v_reset=0.25) for _ in range(3)], "m")
+
+
 def sj_if(hard: bool = True, step_mode: str = "s") -> nn.Sequential:
     """IFNode."""
     from spikingjelly.activation_based import neuron
@@ -226,6 +241,22 @@ def norse_lif_box() -> nn.Module:
     import norse.torch as norse
 
     return _norse(norse.LIFBoxCell, 10.0)
+
+
+def norse_lif_v_leak() -> nn.Module:
+    """Norse LIFCell leaking towards v_leak = 0.25 (where its membrane starts), v_reset -0.25."""
+    import norse.torch as norse
+
+    p = norse.LIFParameters(v_leak=torch.tensor(0.25), v_reset=torch.tensor(-0.25))
+    return _norse(lambda: norse.LIFCell(p))
+
+
+def norse_lif_box_v_leak() -> nn.Module:
+    """Norse LIFBoxCell leaking towards v_leak = -0.25 (where its membrane starts)."""
+    import norse.torch as norse
+
+    p = norse.LIFBoxParameters(v_leak=torch.tensor(-0.25))
+    return _norse(lambda: norse.LIFBoxCell(p), 10.0)
 
 
 def snntorch_leaky_zero_mlp() -> nn.Sequential:
