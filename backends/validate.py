@@ -248,7 +248,9 @@ class _Checker:
             self.neuron_table(record, at, value)
             return
         if not attr_type_ok(attr.kind, value):
-            raise self.fail(f"{at} must be {attr.kind}, got {value!r}")
+            # A param that is not a tensor's name must be one number, as a float field.
+            kind = "float" if attr.kind == "param" else attr.kind
+            raise self.fail(f"{at} must be {kind}, got {value!r}")
         if attr.choices and value not in attr.choices:
             raise self.fail(f"{at} must be one of {', '.join(attr.choices)}, got {value!r}")
         if isinstance(value, float) and not math.isfinite(value):

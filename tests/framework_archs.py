@@ -58,7 +58,11 @@ def snntorch_leaky_zero() -> nn.Sequential:
 
 def snntorch_zero_no_delay(cls: str = "Leaky") -> nn.Sequential:
     """Leaky (or Synaptic) with reset to zero at once: reset_delay=False."""
-    net = snntorch_leaky_zero() if cls == "Leaky" else snntorch_synaptic_zero()
+    return _no_delay(snntorch_leaky_zero() if cls == "Leaky" else snntorch_synaptic_zero(), cls)
+
+
+def _no_delay(net: nn.Sequential, cls: str) -> nn.Sequential:
+    """The network with reset_delay=False on every `cls` neuron."""
     for module in net.modules():
         if type(module).__name__ == cls:
             module.reset_delay = False
@@ -72,11 +76,7 @@ def snntorch_synaptic_zero_no_delay() -> nn.Sequential:
 
 def snntorch_subtract_no_delay(cls: str = "Leaky") -> nn.Sequential:
     """Leaky (or Synaptic) with the subtract reset at once: reset_delay=False."""
-    net = snntorch_leaky() if cls == "Leaky" else snntorch_synaptic()
-    for module in net.modules():
-        if type(module).__name__ == cls:
-            module.reset_delay = False
-    return net
+    return _no_delay(snntorch_leaky() if cls == "Leaky" else snntorch_synaptic(), cls)
 
 
 def snntorch_synaptic_subtract_no_delay() -> nn.Sequential:

@@ -56,6 +56,16 @@ def test_nonzero_v_leak_counts_the_membrane_from_v_leak() -> None:
     assert neuron.v_leak == 0.0 and neuron.membrane_shift == pytest.approx(0.5)
 
 
+def test_per_neuron_parameters_stay_per_neuron() -> None:
+    tau_mem_inv = torch.tensor([100.0, 200.0, 50.0])
+    p = norse.LIFBoxParameters(tau_mem_inv=tau_mem_inv, v_th=torch.tensor([1.0, 0.5, 0.75]))
+    step = {"input_shape": (3,), "timesteps": 2}
+    neuron = adopt(norse.SequentialState(norse.LIFBoxCell(p)), step, "x").net[0]
+    b = (1e-3 * tau_mem_inv).float()
+    assert torch.equal(neuron.input_gain, b) and torch.equal(neuron.keep, (1.0 - b).float())
+    assert torch.equal(neuron.threshold, torch.tensor([1.0, 0.5, 0.75]))
+
+
 def test_nonzero_v_leak_with_the_subtract_reset_is_refused() -> None:
     from norse.torch.functional.reset import reset_subtract
 

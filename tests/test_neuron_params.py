@@ -138,3 +138,23 @@ def test_parameter_of_the_wrong_shape_is_one_error() -> None:
 def test_at_once_needs_the_subtract_reset() -> None:
     with pytest.raises(ValueError, match="at_once needs reset subtract"):
         pnn.LIF(0.5, 1.0, reset="zero", reset_timing="at_once")
+
+
+def test_artefact_parameter_table_is_checked(tmp_path: Path) -> None:
+    """A record naming a missing tensor, or a table that does not fit its neuron, is refused."""
+    from dataclasses import replace
+
+    from primec.backends.validate import validate
+
+    path = tmp_path / "net.pt2"
+    pnn.save_step(per_channel_net(), path)
+    program = compile_model(path, log=quiet, backend=BackendOptions()).program
+    index = next(i for i, r in enumerate(program.neurons) if isinstance(r.get("threshold"), str))
+    name = program.neurons[index]["threshold"]
+    missing = {**program.neurons[index], "threshold": "neuron9.nothing"}
+    neurons = tuple(missing if i == index else r for i, r in enumerate(program.neurons))
+    with pytest.raises(PrimecError, match="names tensor 'neuron9.nothing', which the file does"):
+        validate(replace(program, neurons=neurons), "bad.pbc")
+    tensors = {**program.tensors, name: np.ones((3, 1, 1))}  # the layer has 4 channels
+    with pytest.raises(PrimecError, match=r"shape \[3, 1, 1\] does not broadcast to the neuron"):
+        validate(replace(program, tensors=tensors), "bad.pbc")

@@ -26,6 +26,8 @@ from primec.frontend.nir_io import NirOptions, read_nir
 from primec.pipeline import BackendOptions, compile_model
 
 nir = pytest.importorskip("nir")
+from test_nir_nodes import graph as cuba_graph  # noqa: E402
+from test_nir_nodes import write  # noqa: E402
 
 DT = 0.25  # with the dyadic draws below every discretised parameter is exact in float32
 HIDDEN = (4, 15, 15)
@@ -48,32 +50,16 @@ def lif(rng: np.random.Generator, shape, thresholds: tuple[float, ...]) -> objec
 
 def graph() -> dict:
     rng = np.random.default_rng(4)
-    conv = (rng.standard_normal((4, 2, 5, 5)) * 0.5).astype(np.float32)
     affine = (rng.standard_normal((10, 900)) * 0.25).astype(np.float32)
     return {
         "input": nir.Input(input_type={"input": np.array([2, 34, 34])}),
-        "conv": nir.Conv2d(
-            input_shape=(34, 34),
-            weight=conv,
-            bias=np.full(4, 0.125, np.float32),
-            stride=2,
-            padding=0,
-            dilation=1,
-            groups=1,
-        ),
+        "conv": cuba_graph()["conv"],  # Conv2d(2 -> 4, 5x5, stride 2): [4, 15, 15]
         "lif": lif(rng, HIDDEN, (0.75, 1.0, 1.5)),
         "flat": nir.Flatten(input_type={"input": np.array(HIDDEN)}, start_dim=0),
         "fc": nir.Affine(weight=affine, bias=np.zeros(10, np.float32)),
         "out": lif(rng, (10,), (0.5, 0.75, 1.0)),
         "output": nir.Output(output_type={"output": np.array([10])}),
     }
-
-
-def write(nodes: dict, path: Path, type_check: bool = True) -> Path:
-    names = list(nodes)
-    edges = list(zip(names, names[1:], strict=False))
-    nir.write(str(path), nir.NIRGraph(nodes=nodes, edges=edges, type_check=type_check))
-    return path
 
 
 def euler(node, v: np.ndarray, s: np.ndarray, current: np.ndarray):
