@@ -23,9 +23,9 @@ turns each node's ODE into the step primec runs:
   Affine, Linear, Conv2d, Flatten, AvgPool2d -> the torch layers
 
 Every parameter is read as a float32 value, as primec's ONNX import reads attributes, so a graph
-exported with `export_nir` at the same dt imports back identical. Parameters must be one value
-per layer. Refused, all at once with the reason: graphs that are not one chain from input to
-output, and nodes outside the list above.
+exported with `export_nir` at the same dt imports back identical. A parameter whose values
+differ between neurons is kept per neuron (`nir_params`). Refused, all at once with the
+reason: graphs that are not one chain from input to output, and nodes outside the list above.
 """
 
 from __future__ import annotations

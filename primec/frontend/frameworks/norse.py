@@ -8,8 +8,9 @@ With b = dt*tau_mem_inv and a = dt*tau_syn_inv, one step of
   both:       z = v_d > v_th; v' = (1 - z)*v_d + z*v_reset   (reset_subtract: v_d - z*v_th)
 
 is, with the state kept before the reset as primec does: the synaptic current i_new as an
-integrator (keep 1 - a), then a `lif` with keep 1 - b, input_gain b, v_leak, reset to v_reset
-before the leak and strict firing. Norse's own order of operations rounds differently; in real
+integrator (keep 1 - a), then a `lif` with keep 1 - b, input_gain b, reset to v_reset before
+the leak and strict firing, its membrane counted from v_leak (where Norse starts it; see
+`_membrane`). Norse's own order of operations rounds differently; in real
 arithmetic the two are the same (docs/from-frameworks.md bounds the difference). LICell is
 the current as an integrator, the input scaled by b (a digital multiply), then an integrator
 with keep 1 - b: v' = (1 - b)*v + b*i_new; its output is its membrane (the readout
