@@ -37,7 +37,7 @@ from primec.backends.isa import (
 from primec.backends.program import DebugEntry, Program, target_hash
 from primec.backends.transfers import transfer_bits_per_step
 
-from primec.core.ir import Graph, Node
+from primec.core.ir import Graph, Node, Weight
 from primec.core.ops import OPS
 from primec.errors import PrimecError
 from primec.hardware.driftmodel import drift_meta
@@ -218,7 +218,18 @@ class _Lowering:
     def neuron(self, node: Node, names: tuple[str, ...]) -> int:
         # Optional variants (v_reset, ...) are recorded only where set: old records stay as they were.
         optional = [a.name for a in OPS[node.op].attrs if a.optional and a.name in node.attr_dict]
-        self.neurons.append({name: node.attr(name) for name in (*names, *optional)})
+        record = {name: node.attr(name) for name in (*names, *optional)}
+        # A tensor-valued parameter (per channel or per neuron) is a float64 tensor of the
+        # program, which the record names: the neuron group's parameter table.
+        prefix = f"neuron{len(self.neurons)}"
+        self.neurons.append(
+            {
+                name: self.tensor(f"{prefix}.{name}", value.array().astype(np.float64))
+                if isinstance(value, Weight)
+                else value
+                for name, value in record.items()
+            }
+        )
         return len(self.neurons) - 1
 
 

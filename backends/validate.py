@@ -274,8 +274,13 @@ class _Checker:
         at = f"neuron record {record} field {attr.name!r}"
         if value is None:
             raise self.fail(f"neuron record {record} lacks {attr.name}")
+        if attr.kind == "param" and isinstance(value, str):
+            self.neuron_table(record, at, value)
+            return
         if not attr_type_ok(attr.kind, value):
-            raise self.fail(f"{at} must be {attr.kind}, got {value!r}")
+            # A param that is not a tensor's name must be one number, as a float field.
+            kind = "float" if attr.kind == "param" else attr.kind
+            raise self.fail(f"{at} must be {kind}, got {value!r}")
         if attr.choices and value not in attr.choices:
             raise self.fail(f"{at} must be one of {', '.join(attr.choices)}, got {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
@@ -289,6 +294,24 @@ class _Checker:
             drift_from_entry(self.p.meta["drift"])
         except PrimecError as exc:
             raise self.fail(exc.message) from exc
+
+    def neuron_table(self, record: int, at: str, name: str) -> None:
+        """A per-channel or per-neuron parameter: a float tensor of the file that broadcasts to
+        the membrane of every instruction using the record (NumPy rules)."""
+        table = self.p.tensors.get(name)
+        if table is None or table.dtype.kind != "f":
+            raise self.fail(f"{at} names tensor {name!r}, which the file does not hold as floats")
+        for instr in self.p.instrs:
+            if type(instr) not in NEURON_OPS or instr.params != record:
+                continue
+            shape = self.shape(instr.membrane)
+            if table.ndim > len(shape) or any(
+                t not in (1, s) for t, s in zip(table.shape[::-1], shape[::-1], strict=False)
+            ):
+                raise self.fail(
+                    f"{at}: tensor {name!r} of shape {list(table.shape)} does not broadcast to "
+                    f"the neuron's shape {list(shape)}"
+                )
 
     def exit_table(self) -> None:
         table = self.p.exit_table

@@ -58,7 +58,11 @@ def snntorch_leaky_zero() -> nn.Sequential:
 
 def snntorch_zero_no_delay(cls: str = "Leaky") -> nn.Sequential:
     """Leaky (or Synaptic) with reset to zero at once: reset_delay=False."""
-    net = snntorch_leaky_zero() if cls == "Leaky" else snntorch_synaptic_zero()
+    return _no_delay(snntorch_leaky_zero() if cls == "Leaky" else snntorch_synaptic_zero(), cls)
+
+
+def _no_delay(net: nn.Sequential, cls: str) -> nn.Sequential:
+    """The network with reset_delay=False on every `cls` neuron."""
     for module in net.modules():
         if type(module).__name__ == cls:
             module.reset_delay = False
@@ -68,6 +72,16 @@ def snntorch_zero_no_delay(cls: str = "Leaky") -> nn.Sequential:
 def snntorch_synaptic_zero_no_delay() -> nn.Sequential:
     """Synaptic with reset to zero at once: reset_delay=False."""
     return snntorch_zero_no_delay("Synaptic")
+
+
+def snntorch_subtract_no_delay(cls: str = "Leaky") -> nn.Sequential:
+    """Leaky (or Synaptic) with the subtract reset at once: reset_delay=False."""
+    return _no_delay(snntorch_leaky() if cls == "Leaky" else snntorch_synaptic(), cls)
+
+
+def snntorch_synaptic_subtract_no_delay() -> nn.Sequential:
+    """Synaptic with the subtract reset at once."""
+    return snntorch_subtract_no_delay("Synaptic")
 
 
 def snntorch_synaptic(reset: str = "subtract") -> nn.Sequential:
@@ -85,6 +99,39 @@ def snntorch_synaptic(reset: str = "subtract") -> nn.Sequential:
 def snntorch_synaptic_zero() -> nn.Sequential:
     """Synaptic with reset to zero."""
     return snntorch_synaptic("zero")
+
+
+def snntorch_per_channel(cls: str = "Leaky", reset: str = "subtract") -> nn.Sequential:
+    """The snnTorch conv SNN with learnable per-channel beta and threshold ([C, 1, 1] after each
+    convolution, [10] per output neuron; learn_beta, learn_threshold), seeded random values."""
+    import snntorch as snn
+
+    draw = torch.Generator().manual_seed(11)
+
+    def uniform(shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(shape, generator=draw)
+
+    def cell(shape: tuple[int, ...], output: bool = False) -> nn.Module:
+        options = dict(init_hidden=True, output=output, reset_mechanism=reset)
+        options |= dict(learn_beta=True, learn_threshold=True)
+        beta, threshold = uniform(shape, 0.5, 1.0), uniform(shape, 0.5, 1.5)
+        if cls == "Synaptic":
+            alpha = uniform(shape, 0.5, 0.9)
+            return snn.Synaptic(alpha, beta, threshold=threshold, learn_alpha=True, **options)
+        return snn.Leaky(beta, threshold=threshold, **options)
+
+    neurons = [cell((8, 1, 1)), cell((16, 1, 1)), cell((10,), output=True)]
+    return _interleave(_convs(6), neurons)
+
+
+def snntorch_per_channel_zero() -> nn.Sequential:
+    """Per-channel Leaky with reset to zero."""
+    return snntorch_per_channel(reset="zero")
+
+
+def snntorch_per_channel_synaptic() -> nn.Sequential:
+    """Per-channel Synaptic: alpha, beta and threshold per channel, learnable."""
+    return snntorch_per_channel("Synaptic")
 
 
 def _spikingjelly(neurons: list[nn.Module], step_mode: str, scale: float = 1.0) -> nn.Sequential:
@@ -141,6 +188,21 @@ def sj_lif_multistep() -> nn.Sequential:
     return sj_lif(step_mode="m")
 
 
+def sj_lif_v_reset() -> nn.Sequential:
+    """LIFNode with a hard reset to v_reset = 0.5, where its membrane also starts."""
+    from spikingjelly.activation_based import neuron
+
+    cells = [neuron.LIFNode(tau=2.0, v_reset=0.5) for _ in range(3)]
+    return _spikingjelly(cells, "s", 2.0)
+
+
+def sj_if_v_reset_multistep() -> nn.Sequential:
+    """IFNode with a hard reset to v_reset = 0.25 (its starting membrane), multi-step mode."""
+    from spikingjelly.activation_based import neuron
+
+    return _spikingjelly([neuron.IFNode(v_reset=0.25) for _ in range(3)], "m")
+
+
 def sj_if(hard: bool = True, step_mode: str = "s") -> nn.Sequential:
     """IFNode."""
     from spikingjelly.activation_based import neuron
@@ -179,6 +241,22 @@ def norse_lif_box() -> nn.Module:
     import norse.torch as norse
 
     return _norse(norse.LIFBoxCell, 10.0)
+
+
+def norse_lif_v_leak() -> nn.Module:
+    """Norse LIFCell leaking towards v_leak = 0.25 (where its membrane starts), v_reset -0.25."""
+    import norse.torch as norse
+
+    p = norse.LIFParameters(v_leak=torch.tensor(0.25), v_reset=torch.tensor(-0.25))
+    return _norse(lambda: norse.LIFCell(p))
+
+
+def norse_lif_box_v_leak() -> nn.Module:
+    """Norse LIFBoxCell leaking towards v_leak = -0.25 (where its membrane starts)."""
+    import norse.torch as norse
+
+    p = norse.LIFBoxParameters(v_leak=torch.tensor(-0.25))
+    return _norse(lambda: norse.LIFBoxCell(p), 10.0)
 
 
 def snntorch_leaky_zero_mlp() -> nn.Sequential:

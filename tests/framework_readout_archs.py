@@ -20,6 +20,11 @@ def snntorch_leaky_zero_membrane() -> nn.Sequential:
     return fa.snntorch_leaky_zero()
 
 
+def snntorch_subtract_no_delay_membrane() -> nn.Sequential:
+    """Subtract reset at once (reset_delay=False): snnTorch reports the membrane after it."""
+    return fa.snntorch_subtract_no_delay()
+
+
 def norse_li() -> nn.Module:
     """Norse LIFCell network whose output layer is an LICell (a leaky integrator)."""
     import norse.torch as norse

@@ -84,9 +84,9 @@ def compile_tiny(folder: Path, facts: str, leaky_options: str):
 
 def test_unmodelled_option_named_with_its_value(tmp_path) -> None:
     facts = "PRIMEC_STEP = {'input_shape': (4,), 'timesteps': 3}"
-    result, out = compile_tiny(tmp_path, facts, "init_hidden=True, reset_delay=False")
+    result, out = compile_tiny(tmp_path, facts, "init_hidden=True, inhibition=True")
     assert result.exit_code == 2, result.output
-    assert "snnTorch Leaky at '1': reset_delay=False is not modelled" in result.output
+    assert "snnTorch Leaky at '1': inhibition=True is not modelled" in result.output
     assert not out.exists()
 
 

@@ -54,7 +54,14 @@ def running_mean(steps: list[torch.Tensor]) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["snntorch_leaky_membrane", "snntorch_leaky_zero_membrane"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "snntorch_leaky_membrane",
+        "snntorch_leaky_zero_membrane",
+        "snntorch_subtract_no_delay_membrane",
+    ],
+)
 def test_snntorch_membrane_readout_is_exact(name, tmp_path) -> None:
     """Bit for bit against snnTorch in float64 with beta as primec reads it (0.9f is 0.9)."""
     from snntorch import utils as snn_utils

@@ -22,6 +22,8 @@ MODELS = (
     "snntorch_synaptic_zero",
     "snntorch_zero_no_delay",
     "snntorch_synaptic_zero_no_delay",
+    "snntorch_subtract_no_delay",
+    "snntorch_synaptic_subtract_no_delay",
 )
 
 
@@ -50,14 +52,14 @@ def test_unmodelled_option_is_named(tmp_path) -> None:
         adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
 
 
-def test_per_channel_beta_is_refused_with_its_shape() -> None:
+def test_per_channel_beta_is_kept_per_channel() -> None:
     from primec.frontend.frameworks import adopt
 
     net = fa.snntorch_leaky()
     net[2].beta = torch.full((8, 1, 1), 0.9)
     net[2].beta[3] = 0.5
-    with pytest.raises(PrimecError, match=r"beta has 8 different values \(shape \[8, 1, 1\]\)"):
-        adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
+    keep = adopt(net, fa.PRIMEC_STEP, "framework_archs.py").net[2].keep
+    assert keep.shape == (8, 1, 1) and torch.equal(keep, net[2].beta.float())
 
 
 def test_per_channel_beta_of_one_value_is_that_value() -> None:
@@ -77,13 +79,13 @@ def test_unsupported_framework_class_is_named() -> None:
         adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
 
 
-def test_subtract_reset_at_once_is_refused() -> None:
+def test_subtract_reset_at_once_is_the_at_once_timing() -> None:
     from primec.frontend.frameworks import adopt
 
     net = fa.snntorch_leaky()
     net[2].reset_delay = False
-    with pytest.raises(PrimecError, match=r"Leaky at '2': reset_delay=False is not modelled"):
-        adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
+    neuron = adopt(net, fa.PRIMEC_STEP, "framework_archs.py").net[2]
+    assert (neuron.reset, neuron.reset_timing) == ("subtract", "at_once")
 
 
 def test_membrane_readout_of_a_reset_at_once_is_refused() -> None:

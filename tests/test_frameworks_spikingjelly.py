@@ -24,6 +24,8 @@ MODELS = (
     "sj_lif_soft_no_decay_input_multistep",
     "sj_if",
     "sj_if_soft_multistep",
+    "sj_lif_v_reset",
+    "sj_if_v_reset_multistep",
 )
 
 
@@ -56,10 +58,23 @@ def test_fires_at_threshold_itself() -> None:
     assert fired.tolist() == [[1.0, 1.0, 1.0]]
 
 
-def test_nonzero_v_reset_is_refused_with_its_value() -> None:
+def test_nonzero_v_reset_moves_the_threshold() -> None:
+    """SpikingJelly starts the membrane at v_reset: counted from there it fires at v_th - v_reset."""
     net = fa.sj_lif()
     net[5] = neuron.LIFNode(tau=2.0, v_reset=-0.5)
-    with pytest.raises(PrimecError, match=r"SpikingJelly LIFNode at '5': v_reset=-0\.5"):
+    cell = adopt(net, fa.PRIMEC_STEP, "framework_archs.py").net[5]
+    assert (cell.threshold, cell.reset, cell.v_reset, cell.membrane_shift) == (
+        1.5,
+        "zero",
+        0.0,
+        -0.5,
+    )
+
+
+def test_v_threshold_not_above_v_reset_is_refused() -> None:
+    net = fa.sj_lif()
+    net[5] = neuron.LIFNode(tau=2.0, v_reset=1.0)
+    with pytest.raises(PrimecError, match=r"LIFNode at '5': v_threshold=1\.0 is not modelled"):
         adopt(net, fa.PRIMEC_STEP, "framework_archs.py")
 
 

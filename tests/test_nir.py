@@ -189,24 +189,6 @@ def test_unsupported_nodes_are_listed_at_once(tmp_path) -> None:
     assert "conv1d: Conv1d (primec's frontend reads 2-D convolutions only)" in str(caught.value)
 
 
-def test_per_neuron_parameters_are_refused(tmp_path) -> None:
-    nodes = {
-        "input": nir.Input(input_type={"input": np.array([2])}),
-        "lif": nir.LIF(
-            tau=np.array([1e-3, 2e-3]),
-            r=np.ones(2),
-            v_leak=np.zeros(2),
-            v_threshold=np.ones(2),
-            v_reset=np.zeros(2),
-        ),
-        "output": nir.Output(output_type={"output": np.array([2])}),
-    }
-    path = tmp_path / "per_neuron.nir"
-    nir.write(str(path), nir.NIRGraph(nodes=nodes, edges=[("input", "lif"), ("lif", "output")]))
-    with pytest.raises(PrimecError, match="tau differs between neurons"):
-        read_nir(path, NirOptions(1e-4))
-
-
 def test_compile_stop_after_import_of_round_trip(tmp_path) -> None:
     path = tmp_path / "m.nir"
     write_nir(imported(every_expressible_op()), NirOptions(1e-3), path)

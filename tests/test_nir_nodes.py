@@ -74,9 +74,12 @@ def graph(w_in: float = 2.0) -> dict:
     }
 
 
-def write(nodes: dict, path: Path) -> Path:
+def write(nodes: dict, path: Path, type_check: bool = True) -> Path:
+    """The nodes as one chain, written to a .nir (`type_check=False`: as another tool might,
+    without nir's own type inference)."""
     names = list(nodes)
-    nir.write(str(path), nir.NIRGraph(nodes=nodes, edges=list(zip(names, names[1:], strict=False))))
+    edges = list(zip(names, names[1:], strict=False))
+    nir.write(str(path), nir.NIRGraph(nodes=nodes, edges=edges, type_check=type_check))
     return path
 
 

@@ -71,10 +71,29 @@ class DigitalPeriphery:
     def leaky_relu(self, i: int, ins: LeakyRelu, env: Any, counts: dict) -> None:
         env[ins.dst] = _leaky(env[ins.src], ins.slope)
 
+    def neuron_params(self, index: int) -> dict[str, Any]:
+        """Neuron record `index` with each per-channel or per-neuron parameter (a record field
+        naming a tensor of the program) as a float64 tensor on the device; cached."""
+        cache = self.__dict__.setdefault("_neuron_params", {})
+        if index not in cache:
+            record = self.program.neurons[index]
+            cache[index] = {
+                k: self._tensor(self.program.tensors[v])
+                if k in PARAMS and isinstance(v, str)
+                else v
+                for k, v in record.items()
+            }
+        return cache[index]
+
     def lif(self, i: int, ins: Lif, env: Any, counts: dict) -> None:
-        p = self.program.neurons[ins.params]
+        p = self.neuron_params(ins.params)
         in_place = i in self.own_states
         s = env[ins.spike]
+        if p["reset_timing"] == "at_once":
+            u, spikes = _at_once(p, env[ins.membrane], env[ins.current])
+            env[ins.membrane_out], env[ins.spike_out] = u, spikes
+            counts["neuron_updates"] += u[0].numel()
+            return
         u = _membrane(p, env[ins.membrane], s, env[ins.current], in_place)
         if p["slope"] != 1.0:
             F.leaky_relu_(u, p["slope"])
@@ -84,10 +103,10 @@ class DigitalPeriphery:
         counts["neuron_updates"] += u[0].numel()
 
     def integrate(self, i: int, ins: Integrate, env: Any, counts: dict) -> None:
-        p = self.program.neurons[ins.params]
+        p = self.neuron_params(ins.params)
         u, current = env[ins.membrane], env[ins.current]
         # keep x U is U exactly when keep is 1 (the usual integrator): skip the multiply.
-        u = u + current if p["keep"] == 1.0 else p["keep"] * u + current
+        u = u + current if _is(p["keep"], 1.0) else p["keep"] * u + current
         env[ins.membrane_out] = F.leaky_relu_(u, p["slope"]) if p["slope"] != 1.0 else u
         counts["neuron_updates"] += u[0].numel()
 
@@ -132,6 +151,12 @@ def _membrane(
 
 
 VARIANTS = frozenset(("v_reset", "v_leak", "input_gain"))
+PARAMS = frozenset(("keep", "threshold", *VARIANTS))  # one number, or a tensor's name
+
+
+def _is(value: Any, number: float) -> bool:
+    """Whether a parameter is the one number `number` (a tensor takes the general path)."""
+    return not isinstance(value, torch.Tensor) and value == number
 
 
 def _variant_membrane(
@@ -143,18 +168,35 @@ def _variant_membrane(
 
     def reset(x: torch.Tensor) -> torch.Tensor:
         if kind == "zero":
-            return x * (1.0 - s) + v_reset * s if v_reset else x * (1.0 - s)
+            return x * (1.0 - s) if _is(v_reset, 0.0) else x * (1.0 - s) + v_reset * s
         return x - threshold * s if kind == "subtract" else x
 
     def leak(x: torch.Tensor) -> torch.Tensor:
-        return keep * x if v_leak == 0.0 else v_leak + keep * (x - v_leak)
+        return keep * x if _is(v_leak, 0.0) else v_leak + keep * (x - v_leak)
 
-    drive = current if gain == 1.0 else gain * current
+    drive = current if _is(gain, 1.0) else gain * current
     if p["reset_timing"] == "before_leak":
         return leak(reset(u)) + drive
     if p["reset_timing"] == "after_leak":
         return reset(leak(u)) + drive
     return reset(leak(u) + drive)
+
+
+def _at_once(
+    p: dict[str, Any], u: torch.Tensor, current: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """reset_timing=at_once (snnTorch reset_delay=False, subtract): U is the membrane after
+    its reset; r = fire(U); H = (leak(U) + I) - threshold*r; s' = fire(H);
+    U' = LeakyReLU(H - (s' - r)*threshold), in snnTorch's order of operations."""
+    keep, threshold, v_leak = p["keep"], p["threshold"], p.get("v_leak", 0.0)
+    fire = torch.gt if p["strict"] else torch.ge
+    gain = p.get("input_gain", 1.0)
+    drive = current if _is(gain, 1.0) else gain * current
+    leaked = keep * u if _is(v_leak, 0.0) else v_leak + keep * (u - v_leak)
+    still = fire(u, threshold).to(u.dtype)
+    charged = (leaked + drive) - threshold * still
+    spikes = fire(charged, threshold).to(u.dtype)
+    return _leaky(charged - (spikes - still) * threshold, p["slope"]), spikes
 
 
 def _leaky(x: torch.Tensor, slope: float) -> torch.Tensor:

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from primec.core.counter_rng import draw_index
-from primec.core.ir import Graph, Node
+from primec.core.ir import Graph, Node, Weight
 from primec.errors import PrimecError
 
 Array = np.ndarray
@@ -132,21 +132,39 @@ def leaky(x: Array, slope: float) -> Array:
     return x if slope == 1.0 else np.where(x >= 0, x, slope * x)
 
 
+def neuron_values(attrs: dict[str, Any]) -> dict[str, Any]:
+    """A neuron's attributes with tensor-valued parameters as their arrays (broadcast to U)."""
+    return {k: v.array() if isinstance(v, Weight) else v for k, v in attrs.items()}
+
+
+def equals(value: Any, number: float) -> bool:
+    """Whether a parameter is the one number `number` (a tensor never is: it takes the general
+    path, which is the same arithmetic)."""
+    return not isinstance(value, np.ndarray) and value == number
+
+
 def lif(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array, Array]:
     current, membrane, spike = inputs
+    attrs = neuron_values(attrs)
     keep, threshold, reset = attrs["keep"], attrs["threshold"], attrs["reset"]
     v_reset, v_leak = attrs.get("v_reset", 0.0), attrs.get("v_leak", 0.0)
-    resets = {
-        "zero": lambda u: u * (1.0 - spike) + v_reset * spike if v_reset else u * (1.0 - spike),
-        "subtract": lambda u: u - threshold * spike,
-        "none": lambda u: u,
-    }
+
+    def zero(u: Array) -> Array:
+        return u * (1.0 - spike) if equals(v_reset, 0.0) else u * (1.0 - spike) + v_reset * spike
+
+    resets = {"zero": zero, "subtract": lambda u: u - threshold * spike, "none": lambda u: u}
 
     def leak(u: Array) -> Array:
-        return keep * u if v_leak == 0.0 else v_leak + keep * (u - v_leak)
+        return keep * u if equals(v_leak, 0.0) else v_leak + keep * (u - v_leak)
 
     gain = attrs.get("input_gain", 1.0)
-    drive = current if gain == 1.0 else gain * current
+    drive = current if equals(gain, 1.0) else gain * current
+    fire = np.greater if attrs["strict"] else np.greater_equal
+    if attrs["reset_timing"] == "at_once":
+        still = fire(membrane, threshold).astype(np.float64)
+        charged = (leak(membrane) + drive) - threshold * still
+        fired = fire(charged, threshold).astype(np.float64)
+        return fired, leaky(charged - (fired - still) * threshold, attrs["slope"])
     if attrs["reset_timing"] == "before_leak":
         u = leak(resets[reset](membrane)) + drive
     elif attrs["reset_timing"] == "after_leak":
@@ -154,13 +172,13 @@ def lif(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array, Array]:
     else:
         u = resets[reset](leak(membrane) + drive)
     u = leaky(u, attrs["slope"])
-    fired = u > threshold if attrs["strict"] else u >= threshold
-    return fired.astype(np.float64), u
+    return fire(u, threshold).astype(np.float64), u
 
 
 def integrator(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array]:
     current, membrane = inputs
-    return (leaky(attrs["keep"] * membrane + current, attrs["slope"]),)
+    keep = neuron_values(attrs)["keep"]
+    return (leaky(keep * membrane + current, attrs["slope"]),)
 
 
 def readout_mean(inputs: list[Array], attrs: dict[str, Any]) -> tuple[Array, Array, Array]:

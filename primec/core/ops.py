@@ -18,8 +18,19 @@ from primec.core.shapes import DRIVES, EMPTY_CELLS, EMPTY_MAP
 from primec.core.shapes import ShapeError as ShapeError  # re-exported: callers catch it here
 
 REQUIRED = object()
+FLOAT_DTYPES = ("f32", "f64")
 
-ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "weight", "tiles")
+
+def kind_name(kind: str) -> str:
+    """An attribute kind as a message names it."""
+    return "float, or a float weight broadcast to the neuron" if kind == "param" else kind
+
+
+ATTR_KINDS = ("int", "float", "bool", "str", "ints", "floats", "weight", "tiles", "param")
+# A neuron parameter (`param`): one float for the whole layer, or a float `weight` whose shape
+# broadcasts (NumPy rules) to the neuron's per-sample shape: [C, 1, 1] per channel of a
+# convolution's output, [C, H, W] or [N] per neuron. Scalars stay floats, so a graph without
+# tensor-valued parameters prints and encodes exactly as before.
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,7 @@ _CONV_ATTRS = (
 )
 _POOL_ATTRS = (Attr("kernel", "ints"), Attr("stride", "ints"), Attr("padding", "ints", (0, 0)))
 _RESETS = ("zero", "subtract", "none")
-_RESET_TIMINGS = ("before_leak", "after_leak", "after_input")
+_RESET_TIMINGS = ("before_leak", "after_leak", "after_input", "at_once")
 
 OPS: dict[str, OpDef] = {
     op.name: op
@@ -178,15 +189,15 @@ OPS: dict[str, OpDef] = {
             ("current", "membrane", "spike"),
             ("spike_out", "membrane_out"),
             (
-                Attr("keep", "float"),
-                Attr("threshold", "float"),
+                Attr("keep", "param"),
+                Attr("threshold", "param"),
                 Attr("strict", "bool", True),
                 Attr("reset", "str", "zero", _RESETS),
                 Attr("reset_timing", "str", "before_leak", _RESET_TIMINGS),
                 Attr("slope", "float", 1.0),
-                Attr("v_reset", "float", 0.0, optional=True),
-                Attr("v_leak", "float", 0.0, optional=True),
-                Attr("input_gain", "float", 1.0, optional=True),
+                Attr("v_reset", "param", 0.0, optional=True),
+                Attr("v_leak", "param", 0.0, optional=True),
+                Attr("input_gain", "param", 1.0, optional=True),
             ),
             rules.lif_shape,
             "Leaky integrate-and-fire, one timestep (states are the previous step's membrane U and spike s):\n"
@@ -197,15 +208,21 @@ OPS: dict[str, OpDef] = {
             "  U' = reset(leak(U) + I)                (reset_timing=after_input)\n"
             "  U' = U' if U' >= 0 else slope*U'       (LeakyReLU on the membrane; slope=1: none)\n"
             "  s' = 1 if U' > threshold (strict) or U' >= threshold (not strict) else 0\n"
-            "Outputs (s', U'). PRIME cell: keep=0.2, threshold=0.2, strict, zero, slope=0.1.",
+            "reset_timing=at_once (reset=subtract; snnTorch reset_delay=False): U is the membrane\n"
+            "  after its reset; r = fire(U); H = (leak(U) + I) - threshold*r; s' = fire(H);\n"
+            "  U' = LeakyReLU(H - (s' - r)*threshold).\n"
+            "Outputs (s', U'). PRIME cell: keep=0.2, threshold=0.2, strict, zero, slope=0.1.\n"
+            "keep, threshold, v_reset, v_leak, input_gain: one value, or a tensor broadcast to U\n"
+            "(per channel [C,1,1], per neuron [C,H,W] or [N]); each product is elementwise.",
         ),
         OpDef(
             "integrator",
             ("current", "membrane"),
             ("membrane_out",),
-            (Attr("keep", "float", 1.0), Attr("slope", "float", 1.0)),
+            (Attr("keep", "param", 1.0), Attr("slope", "float", 1.0)),
             rules.integrator_shape,
-            "Non-spiking integrator: U' = keep*U + current; U' = U' if U' >= 0 else slope*U'. Output U'.",
+            "Non-spiking integrator: U' = keep*U + current; U' = U' if U' >= 0 else slope*U'. Output U'.\n"
+            "keep: one value, or a tensor broadcast to U (per channel or per neuron).",
         ),
         OpDef(
             "readout_mean",
@@ -322,6 +339,9 @@ def attr_type_ok(kind: str, value: Any) -> bool:
         "floats": lambda v: isinstance(v, tuple) and all(isinstance(x, float) for x in v),
         "weight": lambda v: isinstance(v, Weight),
         "tiles": lambda v: isinstance(v, tuple) and all(isinstance(x, TileRecord) for x in v),
+        "param": lambda v: (
+            isinstance(v, float) or (isinstance(v, Weight) and v.type.dtype in FLOAT_DTYPES)
+        ),
     }
     return checks[kind](value)
 
@@ -333,7 +353,11 @@ def canonical_attrs(op: OpDef, given: dict[str, Any]) -> dict[str, Any]:
         value = given.get(attr.name, attr.default)
         if value is REQUIRED or (attr.optional and attr.name not in given):
             continue
-        if attr.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        if (
+            attr.kind in ("float", "param")
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+        ):
             value = float(value)
         if attr.kind in ("ints", "floats") and isinstance(value, list | tuple):
             value = tuple(float(v) if attr.kind == "floats" else v for v in value)

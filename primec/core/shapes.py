@@ -182,7 +182,36 @@ def lif_shape(types, attrs):
     _require(
         spike.shape == current.shape, f"lif spike state {spike} must match its input {current}"
     )
+    neuron_params("lif", attrs, current.shape)
+    _require(
+        attrs.get("reset_timing") != "at_once" or attrs.get("reset") == "subtract",
+        f"lif reset_timing=at_once needs reset=subtract, got reset={attrs.get('reset')}",
+    )
     return (current, current)
+
+
+NEURON_PARAMS = ("keep", "threshold", "v_reset", "v_leak", "input_gain")
+
+
+def neuron_params(op: str, attrs: dict[str, Any], shape: tuple[int, ...]) -> None:
+    """Every tensor-valued neuron parameter broadcasts to the neuron's shape, finite."""
+    for name in NEURON_PARAMS:
+        value = attrs.get(name)
+        if not isinstance(value, Weight):
+            continue
+        found = value.type.shape
+        fits = len(found) <= len(shape) and all(
+            f in (1, s) for f, s in zip(reversed(found), reversed(shape), strict=False)
+        )
+        _require(
+            fits,
+            f"{op} {name} has shape {list(found)}, which does not broadcast to the neuron's shape "
+            f"{list(shape)} (per channel of [C,H,W]: [C,1,1]; per neuron: {list(shape)})",
+        )
+        _require(
+            value.data is None or bool(np.isfinite(value.data).all()),
+            f"{op} {name} holds NaN or infinite values",
+        )
 
 
 def integrator_shape(types, attrs):
@@ -191,6 +220,7 @@ def integrator_shape(types, attrs):
         membrane.shape == current.shape,
         f"integrator membrane {membrane} must match its input {current}",
     )
+    neuron_params("integrator", attrs, current.shape)
     return (current,)
 
 

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 
 from primec.core.ir import Graph, Node, TensorType
-from primec.core.ops import OPS, REQUIRED, OpDef, ShapeError, attr_type_ok
+from primec.core.ops import OPS, REQUIRED, OpDef, ShapeError, attr_type_ok, kind_name
 from primec.core.text import graph_lines, node_line
 from primec.errors import PrimecError
 
@@ -150,7 +150,9 @@ class _Verifier:
                 continue  # absent means the default (ops.Attr)
             if attr.name not in given:
                 if attr.default is REQUIRED:
-                    self.fail(f"{node.op} needs attribute {attr.name!r} ({attr.kind})", index)
+                    self.fail(
+                        f"{node.op} needs attribute {attr.name!r} ({kind_name(attr.kind)})", index
+                    )
                 self.fail(
                     f"{node.op} attribute {attr.name!r} is missing (canonical graphs spell out every attribute)",
                     index,
@@ -158,7 +160,7 @@ class _Verifier:
             value = given[attr.name]
             if not attr_type_ok(attr.kind, value):
                 self.fail(
-                    f"{node.op} attribute {attr.name!r} must be {attr.kind}, got {type(value).__name__} {value!r}",
+                    f"{node.op} attribute {attr.name!r} must be {kind_name(attr.kind)}, got {type(value).__name__} {value!r}",
                     index,
                 )
             if attr.choices and value not in attr.choices:

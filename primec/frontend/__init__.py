@@ -21,6 +21,7 @@ from primec.frontend.load import Source, build_arch, load
 from primec.frontend.problems import first_line
 from primec.frontend.to_onnx import StepFacts, program_to_onnx
 from primec.nn import export_step
+from primec.nn.neurons import NeuronShapeError
 
 __all__ = ["Source", "StepFacts", "build_arch", "export", "import_onnx", "load", "save_onnx"]
 
@@ -49,6 +50,12 @@ def _archived_program(source: Source) -> onnx.ModelProto:
 def _capture(source: Source) -> torch.export.ExportedProgram:
     try:
         return export_step(source.module)
+    except NeuronShapeError as exc:
+        raise PrimecError(
+            str(exc),
+            where=str(source.path),
+            hint="give the parameter one value per channel or per neuron of the layer it follows",
+        ) from exc
     except Exception as exc:
         raise PrimecError(
             f"torch.export could not capture the step function: {first_line(exc)}",

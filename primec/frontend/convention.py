@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import onnx
-from onnx import AttributeProto, FunctionProto, NodeProto, TensorProto
+from onnx import FunctionProto, NodeProto, TensorProto
 from onnx import helper as oh
 
+from primec.frontend import neuron_bodies as nb
+from primec.frontend.neuron_bodies import const, ref
 from primec.frontend.onnx_hash import int64, mix32
 
 DOMAIN = "primec"
@@ -50,6 +52,12 @@ _LIF_ATTRS = (
     ("slope", "float"),
 )
 
+# The parameters that the tensor forms of the neuron ops take as inputs, in order.
+TENSOR_PARAMS = {
+    "LIFTensor": ("keep", "threshold", "v_reset", "v_leak", "input_gain"),
+    "IntegratorTensor": ("keep",),
+}
+
 PRIMEC_OPS: dict[str, PrimecOp] = {
     op.name: op
     for op in (
@@ -66,6 +74,22 @@ PRIMEC_OPS: dict[str, PrimecOp] = {
             ("current", "membrane"),
             ("membrane_out",),
             (("keep", "float"), ("slope", "float")),
+        ),
+        # Tensor-valued parameters (per channel or per neuron) are inputs, initializers in a
+        # primec file, each broadcast (NumPy rules) to the membrane.
+        PrimecOp(
+            "LIFTensor",
+            "lif",
+            (*_LIF_IO[0], *TENSOR_PARAMS["LIFTensor"]),
+            _LIF_IO[1],
+            tuple(a for a in _LIF_ATTRS if a[0] not in ("keep", "threshold")),
+        ),
+        PrimecOp(
+            "IntegratorTensor",
+            "integrator",
+            ("current", "membrane", *TENSOR_PARAMS["IntegratorTensor"]),
+            ("membrane_out",),
+            (("slope", "float"),),
         ),
         PrimecOp(
             "Supermask",
@@ -98,150 +122,12 @@ PRIMEC_OPS: dict[str, PrimecOp] = {
     )
 }
 
-_ATTR_TYPES = {
-    "float": AttributeProto.FLOAT,
-    "int": AttributeProto.INT,
-    "integer": AttributeProto.INT,  # a true integer (`int` attributes are flags)
-    "string": AttributeProto.STRING,
-}
-
-
-def _ref(name: str, kind: str) -> NodeProto:
-    """A Constant node whose value is the function's attribute `name`."""
-    value = "value_int" if kind == "integer" else f"value_{kind}"
-    attribute = AttributeProto(name=value, ref_attr_name=name, type=_ATTR_TYPES[kind])
-    node = oh.make_node("Constant", [], [name])
-    node.attribute.append(attribute)
-    return node
-
-
-def _const(name: str, value: float | str) -> NodeProto:
-    if isinstance(value, str):
-        return oh.make_node(
-            "Constant",
-            [],
-            [name],
-            value=oh.make_tensor(name, TensorProto.STRING, [], [value.encode()]),
-        )
-    return oh.make_node("Constant", [], [name], value_float=value)
-
-
-def _leaky(x: str, out: str) -> list[NodeProto]:
-    """out = x if x >= 0 else slope*x, with `slope` and `zero` already defined."""
-    return [
-        oh.make_node("GreaterOrEqual", [x, "zero"], [f"{x}_nonneg"]),
-        oh.make_node("Mul", [x, "slope"], [f"{x}_scaled"]),
-        oh.make_node("Where", [f"{x}_nonneg", x, f"{x}_scaled"], [out]),
-    ]
-
-
-def _fire() -> list[NodeProto]:
-    """spike_out = membrane_out > threshold (strict) or >= threshold, as 1.0 or 0.0."""
-    return [
-        oh.make_node("Cast", ["strict"], ["is_strict"], to=TensorProto.BOOL),
-        oh.make_node("Greater", ["membrane_out", "threshold"], ["above"]),
-        oh.make_node("GreaterOrEqual", ["membrane_out", "threshold"], ["reached"]),
-        # onnxruntime has no Where over booleans: choose between the spikes as floats.
-        oh.make_node("Cast", ["above"], ["above_f"], to=TensorProto.FLOAT),
-        oh.make_node("Cast", ["reached"], ["reached_f"], to=TensorProto.FLOAT),
-        oh.make_node("Where", ["is_strict", "above_f", "reached_f"], ["spike_out"]),
-    ]
-
-
-def _lif_body() -> list[NodeProto]:
-    return [
-        *(_ref(name, kind) for name, kind in PRIMEC_OPS["LIF"].attrs),
-        _const("one", 1.0),
-        _const("zero", 0.0),
-        _const("after_leak", "after_leak"),
-        _const("zero_reset", "zero"),
-        _const("subtract_reset", "subtract"),
-        oh.make_node("Equal", ["reset_timing", "after_leak"], ["is_after"]),
-        oh.make_node("Mul", ["membrane", "keep"], ["leaked"]),
-        oh.make_node("Where", ["is_after", "leaked", "membrane"], ["base"]),
-        oh.make_node("Sub", ["one", "spike"], ["not_spiked"]),
-        oh.make_node("Mul", ["base", "not_spiked"], ["zeroed"]),
-        oh.make_node("Mul", ["threshold", "spike"], ["drop"]),
-        oh.make_node("Sub", ["base", "drop"], ["subtracted"]),
-        oh.make_node("Equal", ["reset", "subtract_reset"], ["is_subtract"]),
-        oh.make_node("Where", ["is_subtract", "subtracted", "base"], ["kept_or_subtracted"]),
-        oh.make_node("Equal", ["reset", "zero_reset"], ["is_zero"]),
-        oh.make_node("Where", ["is_zero", "zeroed", "kept_or_subtracted"], ["after_reset"]),
-        oh.make_node("Mul", ["after_reset", "keep"], ["reset_leaked"]),
-        oh.make_node("Where", ["is_after", "after_reset", "reset_leaked"], ["carried"]),
-        oh.make_node("Add", ["carried", "current"], ["integrated"]),
-        *_leaky("integrated", "membrane_out"),
-        *_fire(),
-    ]
-
-
-def _reset(x: str, out: str) -> list[NodeProto]:
-    """out = reset(x) of the general LIF, with is_zero, is_subtract and the attributes defined."""
-    return [
-        oh.make_node("Mul", [x, "not_spiked"], [f"{x}_zeroed"]),
-        oh.make_node("Mul", ["v_reset", "spike"], [f"{x}_target"]),
-        oh.make_node("Add", [f"{x}_zeroed", f"{x}_target"], [f"{x}_reset_to"]),
-        oh.make_node("Sub", [x, "drop"], [f"{x}_subtracted"]),
-        oh.make_node("Where", ["is_subtract", f"{x}_subtracted", x], [f"{x}_kept"]),
-        oh.make_node("Where", ["is_zero", f"{x}_reset_to", f"{x}_kept"], [out]),
-    ]
-
-
-def _leak(x: str, out: str) -> list[NodeProto]:
-    """out = v_leak + keep*(x - v_leak)."""
-    return [
-        oh.make_node("Sub", [x, "v_leak"], [f"{x}_rel"]),
-        oh.make_node("Mul", [f"{x}_rel", "keep"], [f"{x}_rel_kept"]),
-        oh.make_node("Add", ["v_leak", f"{x}_rel_kept"], [out]),
-    ]
-
-
-def _lif_general_body() -> list[NodeProto]:
-    timing = [("before_leak", "is_before"), ("after_leak", "is_after")]
-    return [
-        *(_ref(name, kind) for name, kind in PRIMEC_OPS["LIFGeneral"].attrs),
-        _const("one", 1.0),
-        _const("zero", 0.0),
-        *(_const(f"{name}_timing", name) for name, _ in timing),
-        _const("zero_reset", "zero"),
-        _const("subtract_reset", "subtract"),
-        *(oh.make_node("Equal", ["reset_timing", f"{n}_timing"], [flag]) for n, flag in timing),
-        oh.make_node("Equal", ["reset", "zero_reset"], ["is_zero"]),
-        oh.make_node("Equal", ["reset", "subtract_reset"], ["is_subtract"]),
-        oh.make_node("Sub", ["one", "spike"], ["not_spiked"]),
-        oh.make_node("Mul", ["threshold", "spike"], ["drop"]),
-        oh.make_node("Mul", ["input_gain", "current"], ["drive"]),
-        *_reset("membrane", "reset_first"),
-        *_leak("reset_first", "before_leak"),
-        *_leak("membrane", "leaked"),
-        *_reset("leaked", "after_leak"),
-        oh.make_node("Add", ["leaked", "drive"], ["charged"]),
-        *_reset("charged", "after_input"),
-        oh.make_node("Where", ["is_before", "before_leak", "after_leak"], ["carried"]),
-        oh.make_node("Add", ["carried", "drive"], ["integrated_early"]),
-        oh.make_node("Or", ["is_before", "is_after"], ["is_early"]),
-        oh.make_node("Where", ["is_early", "integrated_early", "after_input"], ["integrated"]),
-        *_leaky("integrated", "membrane_out"),
-        *_fire(),
-    ]
-
-
-def _integrator_body() -> list[NodeProto]:
-    return [
-        _ref("keep", "float"),
-        _ref("slope", "float"),
-        _const("zero", 0.0),
-        oh.make_node("Mul", ["membrane", "keep"], ["leaked"]),
-        oh.make_node("Add", ["leaked", "current"], ["integrated"]),
-        *_leaky("integrated", "membrane_out"),
-    ]
-
 
 def _supermask_body() -> list[NodeProto]:
     # k = 1 + round(sparsity*(n-1)) in double precision, Round being half-to-even as in Python.
     return [
-        _ref("sparsity", "float"),
-        _ref("gain", "float"),
+        ref("sparsity", "float"),
+        ref("gain", "float"),
         oh.make_node("Constant", [], ["flat_shape"], value_ints=[-1]),
         oh.make_node(
             "Constant", [], ["one_d"], value=oh.make_tensor("one_d", TensorProto.DOUBLE, [], [1.0])
@@ -270,7 +156,7 @@ def _supermask_body() -> list[NodeProto]:
 def _readout_mean_body() -> list[NodeProto]:
     # count is [N, 1]; it is reshaped to [N, 1, ..., 1] so that it divides an x of any rank.
     return [
-        _const("one", 1.0),
+        const("one", 1.0),
         oh.make_node("Constant", [], ["batch"], value_ints=[-1]),
         oh.make_node("Constant", [], ["one_i"], value_ints=[1]),
         oh.make_node("Add", ["sum", "x"], ["sum_out"]),
@@ -292,7 +178,7 @@ def _readout_mean_body() -> list[NodeProto]:
 
 def _readout_exp_tanh_body() -> list[NodeProto]:
     return [
-        _ref("decay", "float"),
+        ref("decay", "float"),
         oh.make_node("Mul", ["acc", "decay"], ["decayed"]),
         oh.make_node("Add", ["decayed", "x"], ["acc_out"]),
         oh.make_node("Tanh", ["acc_out"], ["y"]),
@@ -303,9 +189,9 @@ def _sample_bernoulli_body() -> list[NodeProto]:
     # sample = the row in the batch; channel = 0..C-1; step = the step counter; all int64.
     shape_rows = [oh.make_node("Constant", [], [n], value_ints=v) for n, v in _SAMPLER_SHAPES]
     return [
-        _ref("k", "integer"),
-        _ref("seed", "integer"),
-        _const("one", 1.0),
+        ref("k", "integer"),
+        ref("seed", "integer"),
+        const("one", 1.0),
         int64("zero_i", 0),
         int64("one_i", 1),
         int64("half", 1 << 16),
@@ -345,9 +231,11 @@ _SAMPLER_SHAPES += (("minus_one", [-1]), ("rows_1", [0]))
 
 
 _BODIES = {
-    "LIF": _lif_body,
-    "LIFGeneral": _lif_general_body,
-    "Integrator": _integrator_body,
+    "LIF": lambda: nb.lif_body(PRIMEC_OPS["LIF"].attrs),
+    "LIFGeneral": lambda: nb.lif_general_body(PRIMEC_OPS["LIFGeneral"].attrs),
+    "Integrator": lambda: nb.integrator_body(PRIMEC_OPS["Integrator"].attrs),
+    "LIFTensor": lambda: nb.lif_general_body(PRIMEC_OPS["LIFTensor"].attrs),
+    "IntegratorTensor": lambda: nb.integrator_body(PRIMEC_OPS["IntegratorTensor"].attrs),
     "Supermask": _supermask_body,
     "ReadoutMean": _readout_mean_body,
     "ReadoutExpTanh": _readout_exp_tanh_body,

@@ -12,7 +12,7 @@ import onnx
 from onnx import helper as oh
 from onnx import numpy_helper
 
-from primec.core.ir import Value
+from primec.core.ir import Value, Weight
 from primec.core.ops import OPS
 from primec.frontend import convention as cv
 from primec.frontend.problems import Unsupported
@@ -262,18 +262,35 @@ def _primec(name: str) -> Rule:
         if missing or len(node.input) != len(op.inputs):
             raise Unsupported(f"primec.{name} needs inputs {op.inputs} and attributes {missing}")
         attrs = {a: _primec_attr(kind, given[a]) for a, kind in op.attrs}
+        params = cv.TENSOR_PARAMS.get(name, ())
+        operands = node.input[: len(op.inputs) - len(params)]
+        for param, source in zip(params, node.input[len(operands) :], strict=True):
+            attrs[param] = _tensor_param(imp, source, f"the {param} of primec.{name}")
         attrs = {a: v for a, v in attrs.items() if not _neutral(op.ir_op, a, v)}
-        inputs = [imp.value(n, loc) for n in node.input]
+        inputs = [imp.value(n, loc) for n in operands]
         result = imp.op(op.ir_op, *inputs, loc=loc, name=loc or node.name, **attrs)
         return list(result) if isinstance(result, tuple) else [result]
 
     return rule
 
 
+def _tensor_param(imp: _Importer, source: str, what: str) -> float | Weight:
+    """A neuron parameter given as a constant input: one value (any tensor of one element) as
+    the float32 attribute it would be, else the tensor, float32, broadcast to the membrane."""
+    array = np.asarray(imp.constant(source, what))
+    if array.dtype.kind != "f":
+        raise Unsupported(f"{what} must hold floats, got {array.dtype}")
+    if not np.isfinite(array).all():
+        raise Unsupported(f"{what} holds NaN or infinite values")
+    if array.size == 1:
+        return float32_value(float(array.reshape(-1)[0]))
+    return Weight.of(np.ascontiguousarray(array, dtype=np.float32))
+
+
 def _neutral(ir_op: str, name: str, value: Any) -> bool:
     """An optional IR attribute at its default: left out, as canonical graphs do."""
     attr = OPS[ir_op].attr_def(name)
-    return attr is not None and attr.optional and value == attr.default
+    return attr is not None and attr.optional and isinstance(value, float) and value == attr.default
 
 
 def _primec_attr(kind: str, value: Any) -> Any:

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from primec.core.ir import Graph, Node
+from primec.core.ir import Graph, Node, Weight
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_bytes
 from primec.frontend.nir_io import META_ENCODING, META_TIMESTEPS, NirOptions, require_nir
+from primec.frontend.nir_params import Param
 
 
 class _Exporter:
@@ -69,7 +70,7 @@ class _Exporter:
         self.edges.append((source, name))
         self.producer[node.outputs[0].name] = name
 
-    def full(self, node: Node, value: float) -> np.ndarray:
+    def full(self, node: Node, value: Param) -> np.ndarray:
         return np.full(node.outputs[0].type.shape, value, dtype=np.float64)  # keeps dt exact
 
 
@@ -182,63 +183,75 @@ def _pool(kind: str):
     return rule
 
 
-def _tau_r(ex: _Exporter, keep: float, gain: float) -> tuple[float, float]:
+def _tau_r(ex: _Exporter, keep: Param, gain: Param) -> tuple[Param, Param]:
     """NIR's tau and r for a step that keeps `keep` and scales its input by `gain`."""
     dt = ex.options.dt
+    if isinstance(keep, np.ndarray) or isinstance(gain, np.ndarray):
+        keep, gain = np.asarray(keep, dtype=np.float64), np.asarray(gain, dtype=np.float64)
+        if ex.options.discretisation == "exact":
+            return -dt / np.log(keep), gain / (1.0 - keep)
+        return dt / (1.0 - keep), gain / (1.0 - keep)
     if ex.options.discretisation == "exact":
         return -dt / math.log(keep), gain / (1.0 - keep)
     return dt / (1.0 - keep), gain / (1.0 - keep)
 
 
+def _param(node: Node, name: str, default: float = 0.0) -> Param:
+    """A neuron parameter: one float, or per channel or per neuron as a float64 array."""
+    value = node.attr_dict.get(name, default)
+    return value.array().astype(np.float64) if isinstance(value, Weight) else value
+
+
 def _lif_reason(node: Node) -> str:
+    keep = np.asarray(_param(node, "keep"))
     if node.attr("slope") != 1.0:
         return f"slope={node.attr('slope')}: PRIME's LeakyReLU membrane has no NIR form"
     if node.attr("reset") != "zero":
         return f"reset={node.attr('reset')}: NIR neurons reset to v_reset (no subtract, no none)"
     if node.attr("reset_timing") != "before_leak":
         return f"reset_timing={node.attr('reset_timing')}: NIR resets before the next integration"
-    if node.attr_dict.get("v_leak", 0.0) != 0.0 and node.attr("keep") == 1.0:
+    if np.any(np.asarray(_param(node, "v_leak")) != 0.0) and np.all(keep == 1.0):
         return "v_leak without a leak has no NIR form"
-    if not 0.0 < node.attr("keep") <= 1.0:
-        return f"keep={node.attr('keep')}: NIR's LIF decays by 0 < keep <= 1"
+    if not np.all((keep > 0.0) & (keep <= 1.0)):
+        return f"keep={_shown(keep)}: NIR's LIF decays by 0 < keep <= 1"
+    if np.any(keep == 1.0) and not np.all(keep == 1.0):
+        return "keep is 1 for some neurons only: NIR's IF (no leak) and LIF are separate nodes"
     return ""
+
+
+def _shown(value: np.ndarray) -> str:
+    return str(float(value)) if value.ndim == 0 else f"{value.min()}..{value.max()} (per neuron)"
 
 
 def _lif(ex: _Exporter, node: Node) -> str:
     reason = _lif_reason(node)
     if reason:
         return reason
-    attrs = node.attr_dict
-    keep, gain = attrs["keep"], attrs.get("input_gain", 1.0)
-    if not attrs["strict"]:
+    keep, gain = _param(node, "keep"), _param(node, "input_gain", 1.0)
+    if not node.attr("strict"):
         ex.warnings.append(f"{_where(node)}: fires at >= threshold; NIR's LIF fires at >")
     common = dict(
-        v_threshold=ex.full(node, attrs["threshold"]),
-        v_reset=ex.full(node, attrs.get("v_reset", 0.0)),
+        v_threshold=ex.full(node, _param(node, "threshold")),
+        v_reset=ex.full(node, _param(node, "v_reset")),
     )
-    if keep == 1.0:
-        ex.add(node, ex.nir.IF(r=ex.full(node, gain / ex.options.dt), **common))
+    if np.all(np.asarray(keep) == 1.0):
+        ex.add(node, ex.nir.IF(r=ex.full(node, np.divide(gain, ex.options.dt)), **common))
         return ""
     tau, r = _tau_r(ex, keep, gain)
-    ex.add(
-        node,
-        ex.nir.LIF(
-            tau=ex.full(node, tau),
-            r=ex.full(node, r),
-            v_leak=ex.full(node, attrs.get("v_leak", 0.0)),
-            **common,
-        ),
-    )
+    v_leak = ex.full(node, _param(node, "v_leak"))
+    ex.add(node, ex.nir.LIF(tau=ex.full(node, tau), r=ex.full(node, r), v_leak=v_leak, **common))
     return ""
 
 
 def _integrator(ex: _Exporter, node: Node) -> str:
-    keep, slope = node.attr("keep"), node.attr("slope")
+    keep, slope = _param(node, "keep"), node.attr("slope")
     if slope != 1.0:
         return f"slope={slope}: PRIME's LeakyReLU membrane has no NIR form"
-    if keep == 1.0:
+    if np.all(np.asarray(keep) == 1.0):
         ex.add(node, ex.nir.I(r=ex.full(node, 1.0 / ex.options.dt)))
         return ""
+    if np.any(np.asarray(keep) == 1.0):
+        return "keep is 1 for some neurons only: NIR's I (no leak) and LI are separate nodes"
     tau, r = _tau_r(ex, keep, 1.0)
     ex.add(node, ex.nir.LI(tau=ex.full(node, tau), r=ex.full(node, r), v_leak=ex.full(node, 0.0)))
     return ""

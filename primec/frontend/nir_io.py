@@ -23,9 +23,9 @@ turns each node's ODE into the step primec runs:
   Affine, Linear, Conv2d, Flatten, AvgPool2d -> the torch layers
 
 Every parameter is read as a float32 value, as primec's ONNX import reads attributes, so a graph
-exported with `export_nir` at the same dt imports back identical. Parameters must be one value
-per layer. Refused, all at once with the reason: graphs that are not one chain from input to
-output, and nodes outside the list above.
+exported with `export_nir` at the same dt imports back identical. A parameter whose values
+differ between neurons is kept per neuron (`nir_params`). Refused, all at once with the
+reason: graphs that are not one chain from input to output, and nodes outside the list above.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from torch import nn
 
 from primec.errors import PrimecError
 from primec.frontend.frameworks.common import ElementwiseScale
+from primec.frontend.nir_params import Param, rounded, step, values
 from primec.nn import LIF, SNN, Integrator, MeanReadout
 from primec.nn.network import INPUT_ENCODINGS
 
@@ -193,55 +194,39 @@ def _nest(layers: list[tuple[str, nn.Module]]) -> OrderedDict:
 
 def _one(node: Any, field: str, where: str) -> float:
     """A parameter that must be one value for the whole layer, as a float32 value."""
-    values = np.asarray(getattr(node, field), dtype=np.float64).reshape(-1)
-    if not np.all(np.isfinite(values)):
-        raise PrimecError(f"NIR node {where!r}: {field} is not finite")
-    if values.size == 0 or not np.all(values == values[0]):
+    value = values(node, field, where)
+    if not isinstance(value, float):
         raise PrimecError(
-            f"NIR node {where!r}: {field} differs between neurons; primec models one value per layer"
+            f"NIR node {where!r}: {field} differs between neurons; primec models one value "
+            "per layer here"
         )
-    return _f32(values[0])
+    return value
 
 
-def _f32(value: float) -> float:
-    """A float32 parameter as primec's IR holds it: the shortest decimal of the float32."""
-    return float(str(np.float32(value)))
-
-
-def _decay(node: Any, options: NirOptions, where: str) -> tuple[float, float]:
+def _step(tau: Param, r: Param, options: NirOptions, where: str) -> tuple[Param, Param]:
     """(keep, input_gain) of `tau dv/dt = -v + r*I` over one step dt."""
-    return _step(_one(node, "tau", where), _one(node, "r", where), options, where)
-
-
-def _step(tau: float, r: float, options: NirOptions, where: str) -> tuple[float, float]:
-    """(keep, input_gain) of `tau dv/dt = -v + r*I` over one step dt, as float32 values."""
-    dt = options.dt
-    if tau <= 0.0:
-        raise PrimecError(f"NIR node {where!r}: a time constant must be positive, got {tau}")
-    if options.discretisation == "exact":
-        keep = _f32(math.exp(-dt / tau))  # the input gain from the keep primec will run
-        return keep, _f32(r * (1.0 - keep))
-    return _f32(1.0 - dt / tau), _f32(dt * r / tau)
+    return step(tau, r, options.discretisation, options.dt, where)
 
 
 def _lif(node: Any, options: NirOptions, where: str, tau: str = "tau") -> nn.Module:
-    keep, gain = _step(_one(node, tau, where), _one(node, "r", where), options, where)
-    threshold, v_leak = _one(node, "v_threshold", where), _one(node, "v_leak", where)
-    v_reset = _one(node, "v_reset", where)
+    keep, gain = _step(values(node, tau, where), values(node, "r", where), options, where)
+    threshold, v_leak = (rounded(values(node, f, where)) for f in ("v_threshold", "v_leak"))
+    v_reset = rounded(values(node, "v_reset", where))
     variant = dict(v_reset=v_reset, v_leak=v_leak, input_gain=gain)
     return LIF(keep, threshold, True, "zero", "before_leak", **variant)
 
 
 def _if(node: Any, options: NirOptions, where: str) -> nn.Module:
-    gain = _f32(options.dt * _one(node, "r", where))
-    threshold, v_reset = _one(node, "v_threshold", where), _one(node, "v_reset", where)
+    gain = rounded(options.dt * np.asarray(values(node, "r", where)))
+    threshold, v_reset = (rounded(values(node, f, where)) for f in ("v_threshold", "v_reset"))
     return LIF(1.0, threshold, True, "zero", "before_leak", v_reset=v_reset, input_gain=gain)
 
 
-def _integrator(keep: float, gain: float, where: str) -> nn.Module:
-    if abs(gain - 1.0) > GAIN_TOLERANCE:
+def _integrator(keep: Param, gain: Param, where: str) -> nn.Module:
+    if np.any(np.abs(np.asarray(gain) - 1.0) > GAIN_TOLERANCE):
+        worst = float(np.asarray(gain).reshape(-1)[np.argmax(np.abs(np.asarray(gain) - 1.0))])
         raise PrimecError(
-            f"NIR node {where!r}: its input scale at this dt is {gain}; primec's integrator "
+            f"NIR node {where!r}: its input scale at this dt is {worst}; primec's integrator "
             "adds its input unscaled (input scale 1)",
             hint="choose the --dt the graph was exported with",
         )
@@ -251,13 +236,13 @@ def _integrator(keep: float, gain: float, where: str) -> nn.Module:
 def _li(node: Any, options: NirOptions, where: str, tau: str = "tau") -> nn.Module:
     if _one(node, "v_leak", where) != 0.0:
         raise PrimecError(f"NIR node {where!r}: LI with v_leak != 0 is not modelled")
-    keep, gain = _step(_one(node, tau, where), _one(node, "r", where), options, where)
+    keep, gain = _step(values(node, tau, where), values(node, "r", where), options, where)
     return _integrator(keep, gain, where)
 
 
 def _synapse(node: Any, options: NirOptions, where: str) -> nn.Module:
     """The synaptic current of a CubaLIF or CubaLI: `tau_syn dI/dt = -I + w_in*S`."""
-    keep, gain = _step(_one(node, "tau_syn", where), _one(node, "w_in", where), options, where)
+    keep, gain = _step(values(node, "tau_syn", where), values(node, "w_in", where), options, where)
     return _integrator(keep, gain, f"{where} (its synaptic current)")
 
 
@@ -309,11 +294,12 @@ def _sum_pool(node: Any, channels: int, where: str) -> nn.Module:
 
 
 def _i(node: Any, options: NirOptions, where: str) -> nn.Module:
-    return _integrator(1.0, options.dt * _one(node, "r", where), where)
+    return _integrator(1.0, options.dt * np.asarray(values(node, "r", where)), where)
 
 
 def _threshold(node: Any, options: NirOptions, where: str) -> nn.Module:
-    return LIF(0.0, _one(node, "threshold", where), True, "none", "before_leak")
+    threshold = rounded(values(node, "threshold", where))
+    return LIF(0.0, threshold, True, "none", "before_leak")
 
 
 def _affine(node: Any, options: NirOptions, where: str) -> nn.Module:

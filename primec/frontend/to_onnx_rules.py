@@ -280,6 +280,8 @@ _RULES: dict[str, Rule] = {
     "primec.lif.default": _primec("LIF"),
     "primec.lif_general.default": _primec("LIFGeneral"),
     "primec.integrator.default": _primec("Integrator"),
+    "primec.lif_tensor.default": _primec("LIFTensor"),
+    "primec.integrator_tensor.default": _primec("IntegratorTensor"),
     "primec.supermask.default": _primec("Supermask"),
     "primec.readout_mean.default": _primec("ReadoutMean"),
     "primec.readout_exp_tanh.default": _primec("ReadoutExpTanh"),

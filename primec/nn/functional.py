@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 RESETS = ("zero", "subtract", "none")
-RESET_TIMINGS = ("before_leak", "after_leak", "after_input")
+RESET_TIMINGS = ("before_leak", "after_leak", "after_input", "at_once")
 
 
 class SurrogateSpike(torch.autograd.Function):
@@ -54,6 +54,12 @@ def fire(membrane: Tensor, threshold: float, strict: bool, sharpness: float = 25
     return (membrane > threshold if strict else membrane >= threshold).to(membrane.dtype)
 
 
+def equals(value: float | Tensor, number: float) -> bool:
+    """Whether a parameter is the one number `number`; a tensor-valued parameter (per channel
+    or per neuron) never is, and takes the general path, which is the same arithmetic."""
+    return not isinstance(value, Tensor) and value == number
+
+
 def leaky(x: Tensor, slope: float) -> Tensor:
     """LeakyReLU with `slope` for negative values (1.0: the identity), as the IR defines it."""
     return x if slope == 1.0 else torch.where(x >= 0, x, slope * x)
@@ -65,7 +71,7 @@ def reset(
     """The membrane after the reset caused by the previous step's spike."""
     if kind == "zero":
         zeroed = membrane * (1.0 - spike)
-        return zeroed + v_reset * spike if v_reset else zeroed
+        return zeroed if equals(v_reset, 0.0) else zeroed + v_reset * spike
     if kind == "subtract":
         return membrane - threshold * spike
     return membrane
@@ -73,7 +79,7 @@ def reset(
 
 def leak(membrane: Tensor, keep: float, v_leak: float = 0.0) -> Tensor:
     """keep*U, or v_leak + keep*(U - v_leak) when the membrane leaks towards v_leak."""
-    return keep * membrane if v_leak == 0.0 else v_leak + keep * (membrane - v_leak)
+    return keep * membrane if equals(v_leak, 0.0) else v_leak + keep * (membrane - v_leak)
 
 
 def lif_membrane(
@@ -92,7 +98,7 @@ def lif_membrane(
     `variant` is (v_reset, v_leak, input_gain), the IR's optional `lif` attributes.
     """
     v_reset, v_leak, gain = variant
-    drive = current if gain == 1.0 else gain * current
+    drive = current if equals(gain, 1.0) else gain * current
     if reset_timing == "before_leak":
         updated = leak(reset(membrane, spike, reset_kind, threshold, v_reset), keep, v_leak) + drive
     elif reset_timing == "after_leak":
@@ -100,6 +106,27 @@ def lif_membrane(
     else:
         updated = reset(leak(membrane, keep, v_leak) + drive, spike, reset_kind, threshold, v_reset)
     return leaky(updated, slope)
+
+
+def lif_at_once(
+    current: Tensor,
+    membrane: Tensor,
+    keep: float | Tensor,
+    threshold: float | Tensor,
+    strict: bool,
+    slope: float,
+    variant: tuple = (0.0, 0.0, 1.0),
+    sharpness: float = 25.0,
+) -> tuple[Tensor, Tensor]:
+    """One LIF step that resets by subtraction in the step it fires (reset_timing=at_once,
+    snnTorch's reset_delay=False): the membrane kept is the one after the reset, and a membrane
+    still above the threshold is subtracted from again. Returns (spikes, membrane')."""
+    _, v_leak, gain = variant
+    still = fire(membrane, threshold, strict).detach()
+    drive = current if equals(gain, 1.0) else gain * current
+    charged = (leak(membrane, keep, v_leak) + drive) - threshold * still
+    fired = fire(charged, threshold, strict, sharpness)
+    return fired, leaky(charged - (fired - still) * threshold, slope)
 
 
 def integrator_membrane(current: Tensor, membrane: Tensor, keep: float, slope: float) -> Tensor:
@@ -169,6 +196,9 @@ def lif_general_op(
 ) -> tuple[Tensor, Tensor]:
     """One LIF step with the optional variants (v_reset, v_leak, input_gain) as a single op."""
     variant = (v_reset, v_leak, input_gain)
+    if reset_timing == "at_once":
+        fired, updated = lif_at_once(current, membrane, keep, threshold, strict, slope, variant)
+        return fired, updated.clone()
     params = (keep, threshold, reset, reset_timing, slope, variant)
     updated = lif_membrane(current, membrane, spike, *params)
     return fire(updated, threshold, strict), updated.clone()
@@ -196,6 +226,47 @@ def readout_mean_op(x: Tensor, total: Tensor, count: Tensor) -> tuple[Tensor, Te
 def readout_exp_tanh_op(x: Tensor, acc: Tensor, decay: float) -> tuple[Tensor, Tensor]:
     """One step of the exponential readout as a single op: (tanh(acc'), acc')."""
     return exp_tanh_update(x, acc, decay)
+
+
+@torch.library.custom_op("primec::lif_tensor", mutates_args=())
+def lif_tensor_op(
+    current: Tensor,
+    membrane: Tensor,
+    spike: Tensor,
+    keep: Tensor,
+    threshold: Tensor,
+    v_reset: Tensor,
+    v_leak: Tensor,
+    input_gain: Tensor,
+    strict: bool,
+    reset: str,
+    reset_timing: str,
+    slope: float,
+) -> tuple[Tensor, Tensor]:
+    """One LIF step whose parameters are tensors (per channel or per neuron) as a single op."""
+    if reset_timing == "at_once":
+        variant = (v_reset, v_leak, input_gain)
+        fired, updated = lif_at_once(current, membrane, keep, threshold, strict, slope, variant)
+        return fired, updated.clone()
+    params = (keep, threshold, reset, reset_timing, slope, (v_reset, v_leak, input_gain))
+    updated = lif_membrane(current, membrane, spike, *params)
+    return fire(updated, threshold, strict), updated.clone()
+
+
+@torch.library.custom_op("primec::integrator_tensor", mutates_args=())
+def integrator_tensor_op(current: Tensor, membrane: Tensor, keep: Tensor, slope: float) -> Tensor:
+    """One non-spiking integrator step with a per-channel or per-neuron keep, as a single op."""
+    return integrator_membrane(current, membrane, keep, slope).clone()
+
+
+@lif_tensor_op.register_fake
+def _lif_tensor_fake(current, *args):
+    return torch.empty_like(current), torch.empty_like(current)
+
+
+@integrator_tensor_op.register_fake
+def _integrator_tensor_fake(current, *args):
+    return torch.empty_like(current)
 
 
 @lif_op.register_fake

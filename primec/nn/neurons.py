@@ -8,6 +8,9 @@ LeakyReLU slope applied to the membrane (1.0: none).
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -24,64 +27,123 @@ class Stateful(nn.Module):
         return tuple(torch.zeros_like(x) for _ in self.state_names)
 
 
+Param = float | Tensor  # a neuron parameter: one value, or a tensor broadcast to the neuron
+PARAMS = ("keep", "threshold", "v_reset", "v_leak", "input_gain")
+
+
+def set_params(module: nn.Module, values: dict[str, Any]) -> bool:
+    """Store neuron parameters on `module`: numbers as floats, tensors (or arrays) as float32
+    buffers (an `nn.Parameter` stays a parameter, trainable). When any is a tensor, every one
+    is stored as a tensor, so that the module exports as one op with tensor operands. Returns
+    whether they are tensors."""
+    tensors = any(not isinstance(v, int | float | np.number) for v in values.values())
+    for name, value in values.items():
+        if not tensors:
+            setattr(module, name, float(value))
+            continue
+        if isinstance(value, nn.Parameter):
+            module.register_parameter(name, value)
+            continue
+        tensor = torch.as_tensor(np.asarray(value.detach() if isinstance(value, Tensor) else value))
+        module.register_buffer(name, tensor.to(torch.float32).clone())
+    for name in values if tensors else ():
+        if not bool(torch.isfinite(getattr(module, name)).all()):
+            raise ValueError(f"{name} holds NaN or infinite values")
+    return tensors
+
+
+class NeuronShapeError(ValueError):
+    """A tensor-valued neuron parameter that does not broadcast to the neuron's shape."""
+
+
+def check_param_shapes(module: nn.Module, names: tuple[str, ...], current: Tensor) -> None:
+    """Every tensor parameter of `module` broadcasts to one sample of `current` ([B, ...])."""
+    shape = tuple(current.shape[1:])
+    for name in names:
+        found = tuple(getattr(module, name).shape)
+        fits = len(found) <= len(shape) and all(
+            f in (1, s) for f, s in zip(reversed(found), reversed(shape), strict=False)
+        )
+        if not fits:
+            raise NeuronShapeError(
+                f"{type(module).__name__} {name} has shape {list(found)}, which does not "
+                f"broadcast to the neuron's shape {list(shape)} (per channel of [C, H, W]: "
+                "[C, 1, 1]; per neuron: the neuron's shape)"
+            )
+
+
 class LIF(Stateful):
-    """Leaky integrate-and-fire neuron (the IR's `lif` op); emits spikes, state (membrane, spike)."""
+    """Leaky integrate-and-fire neuron (the IR's `lif` op); emits spikes, state (membrane, spike).
+
+    keep, threshold, v_reset, v_leak and input_gain are each one number, or a tensor that
+    broadcasts (torch rules) to the neuron's per-sample shape: [C, 1, 1] per channel after a
+    convolution, [C, H, W] or [N] per neuron.
+    """
 
     state_names = ("membrane", "spike")
 
     def __init__(
         self,
-        keep: float,
-        threshold: float,
+        keep: Param,
+        threshold: Param,
         strict: bool = True,
         reset: str = "zero",
         reset_timing: str = "before_leak",
         slope: float = 1.0,
         sharpness: float = 25.0,
         *,
-        v_reset: float = 0.0,
-        v_leak: float = 0.0,
-        input_gain: float = 1.0,
+        v_reset: Param = 0.0,
+        v_leak: Param = 0.0,
+        input_gain: Param = 1.0,
     ) -> None:
         super().__init__()
         if reset not in F.RESETS:
             raise ValueError(f"reset must be one of {F.RESETS}, got {reset!r}")
         if reset_timing not in F.RESET_TIMINGS:
             raise ValueError(f"reset_timing must be one of {F.RESET_TIMINGS}, got {reset_timing!r}")
-        self.keep, self.threshold, self.strict = float(keep), float(threshold), bool(strict)
-        self.reset, self.reset_timing, self.slope = reset, reset_timing, float(slope)
-        self.sharpness = float(sharpness)
+        if reset_timing == "at_once" and reset != "subtract":
+            raise ValueError(f"reset_timing at_once needs reset subtract, got {reset!r}")
         # The IR's optional variants: reset target, leak target, input scale (docs/onnx.md).
-        self.variant = (float(v_reset), float(v_leak), float(input_gain))
+        values = dict(keep=keep, threshold=threshold, v_reset=v_reset, v_leak=v_leak)
+        self.tensor_valued = set_params(self, {**values, "input_gain": input_gain})
+        self.strict, self.reset, self.reset_timing = bool(strict), reset, reset_timing
+        self.slope, self.sharpness = float(slope), float(sharpness)
+
+    @property
+    def variant(self) -> tuple[Param, Param, Param]:
+        """(v_reset, v_leak, input_gain), the IR's optional `lif` attributes."""
+        return (self.v_reset, self.v_leak, self.input_gain)
 
     def extra_repr(self) -> str:
         """The parameters, shown by print(module)."""
+        keep, threshold = (_shown(getattr(self, name)) for name in ("keep", "threshold"))
         text = (
-            f"keep={self.keep}, threshold={self.threshold}, strict={self.strict}, "
+            f"keep={keep}, threshold={threshold}, strict={self.strict}, "
             f"reset={self.reset}, reset_timing={self.reset_timing}, slope={self.slope}"
         )
-        v_reset, v_leak, gain = self.variant
+        v_reset, v_leak, gain = map(_shown, self.variant)
         return text + f", v_reset={v_reset}, v_leak={v_leak}, input_gain={gain}" * self.varied
 
     @property
     def varied(self) -> bool:
         """Whether any optional variant differs from the plain LIF."""
-        return self.variant != (0.0, 0.0, 1.0) or self.reset_timing == "after_input"
+        if self.tensor_valued:
+            return True
+        return self.variant != (0.0, 0.0, 1.0) or self.reset_timing in ("after_input", "at_once")
 
     def forward(
         self, current: Tensor, membrane: Tensor, spike: Tensor
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """One timestep: (spikes, (membrane', spikes))."""
         params = (self.keep, self.threshold, self.strict, self.reset, self.reset_timing, self.slope)
+        if self.tensor_valued:
+            check_param_shapes(self, PARAMS, current)
         if torch.compiler.is_exporting():
-            # The plain op unless a variant is set, so that plain models export as they did.
-            if self.varied:
-                step = torch.ops.primec.lif_general(
-                    current, membrane, spike, *params, *self.variant
-                )
-            else:
-                step = torch.ops.primec.lif(current, membrane, spike, *params)
-            fired, updated = step
+            fired, updated = self._exported_step(current, membrane, spike, params)
+            return fired, (updated, fired)
+        if self.reset_timing == "at_once":
+            args = (self.keep, self.threshold, self.strict, self.slope, self.variant)
+            fired, updated = F.lif_at_once(current, membrane, *args, self.sharpness)
             return fired, (updated, fired)
         updated = F.lif_membrane(
             current,
@@ -96,6 +158,26 @@ class LIF(Stateful):
         )
         fired = F.fire(updated, self.threshold, self.strict, self.sharpness)
         return fired, (updated, fired)
+
+    def _exported_step(
+        self, current: Tensor, membrane: Tensor, spike: Tensor, params: tuple
+    ) -> tuple[Tensor, Tensor]:
+        # The plain op unless a variant is set, so that plain models export as they did.
+        if self.tensor_valued:
+            keep, threshold, *flags = params
+            return torch.ops.primec.lif_tensor(
+                current, membrane, spike, keep, threshold, *self.variant, *flags
+            )
+        if self.varied:
+            return torch.ops.primec.lif_general(current, membrane, spike, *params, *self.variant)
+        return torch.ops.primec.lif(current, membrane, spike, *params)
+
+
+def _shown(value: Param) -> str:
+    """A parameter as print(module) shows it: the number, or the tensor's shape."""
+    if isinstance(value, float) or value.dim() == 0:
+        return str(float(value))
+    return f"tensor{list(value.shape)}"
 
 
 class PrimeCell(LIF):
@@ -133,17 +215,22 @@ class Integrator(Stateful):
 
     state_names = ("membrane",)
 
-    def __init__(self, keep: float = 1.0, slope: float = 1.0) -> None:
+    def __init__(self, keep: Param = 1.0, slope: float = 1.0) -> None:
         super().__init__()
-        self.keep, self.slope = float(keep), float(slope)
+        self.tensor_valued = set_params(self, {"keep": keep})
+        self.slope = float(slope)
 
     def extra_repr(self) -> str:
         """The parameters, shown by print(module)."""
-        return f"keep={self.keep}, slope={self.slope}"
+        return f"keep={_shown(self.keep)}, slope={self.slope}"
 
     def forward(self, current: Tensor, membrane: Tensor) -> tuple[Tensor, tuple[Tensor]]:
         """One timestep: (membrane', (membrane',))."""
-        if torch.compiler.is_exporting():
+        if self.tensor_valued:
+            check_param_shapes(self, ("keep",), current)
+        if torch.compiler.is_exporting() and self.tensor_valued:
+            updated = torch.ops.primec.integrator_tensor(current, membrane, self.keep, self.slope)
+        elif torch.compiler.is_exporting():
             updated = torch.ops.primec.integrator(current, membrane, self.keep, self.slope)
         else:
             updated = F.integrator_membrane(current, membrane, self.keep, self.slope)

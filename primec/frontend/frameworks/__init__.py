@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from primec.errors import PrimecError
@@ -123,6 +124,14 @@ def _set_readout(stages: nn.Sequential, readout: str, where: str) -> None:
             "so its membrane is reported after the reset, which primec's neuron does not keep",
             where=where,
             hint='use reset_delay=True for the output layer, or "readout": "spike_count"',
+        )
+    if bool((torch.as_tensor(getattr(last, "membrane_shift", 0.0)) != 0).any()):
+        raise PrimecError(
+            "readout membrane_mean: the output layer's membrane starts at a nonzero value "
+            "(SpikingJelly v_reset, Norse v_leak); primec counts it from there, so its membrane "
+            "differs from the framework's by that value",
+            where=where,
+            hint='use "readout": "spike_count", or v_reset 0.0 / v_leak 0.0 for the output layer',
         )
     if type(last) is not LIF:
         raise PrimecError(

@@ -30,6 +30,36 @@ def scalar(module: Any, name: str) -> float:
     return float(value)
 
 
+def param(module: Any, name: str) -> float | Tensor:
+    """A neuron parameter that may differ per channel or per neuron: a float when it is one
+    number or a tensor of one repeated value, else its values as a float32 tensor (leading
+    size-1 dimensions dropped: the batch), which must be finite."""
+    value = getattr(module, name)
+    if not isinstance(value, torch.Tensor):
+        return float(value)
+    flat = value.detach().reshape(-1)
+    if flat.numel() == 0:
+        raise Unmodelled(f"{name} is an empty tensor")
+    if not bool(torch.isfinite(flat).all()):
+        raise Unmodelled(f"{name} holds NaN or infinite values")
+    if bool((flat == flat[0]).all()):
+        return float(flat[0].item())
+    tensor = value.detach().to(torch.float32).clone()
+    while tensor.dim() and tensor.shape[0] == 1:
+        tensor = tensor[0]
+    return tensor
+
+
+def positive(value: float | Tensor) -> bool:
+    """Whether a parameter (one number or every element) is positive."""
+    return bool((torch.as_tensor(value) > 0).all())
+
+
+def least(value: float | Tensor) -> float:
+    """The smallest value of a parameter (the one value, or its smallest element)."""
+    return float(torch.as_tensor(value).min())
+
+
 def refuse_unless(condition: bool, option: str, value: Any, supported: str) -> None:
     """Refuse an option primec does not model, naming it, its value and what is supported."""
     if not condition:

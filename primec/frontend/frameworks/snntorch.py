@@ -16,17 +16,20 @@ Leaky's next charge is beta*(U'*(1 - s)) + I: the zero reset's step above, the s
 (Synaptic's: beta*(U'*(1 - s)) + syn', its zero reset moved before the leak).
 Only the membrane snnTorch reports differs (after its reset, where primec keeps it before),
 so the membrane readout of such an output layer is refused. With reset "none" the option does
-nothing. The subtract reset with reset_delay=False subtracts again when a membrane stays above
-the threshold, which no `lif` step does: refused.
+nothing. The subtract reset with reset_delay=False keeps the membrane after its reset and
+subtracts again while it stays above the threshold:
+    r = U > threshold; H = beta*U + I - r*threshold; s = H > threshold; U' = H - (s - r)*threshold
+which is primec's reset_timing=at_once (the membrane it keeps is snnTorch's, so the membrane
+readout is exact too).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
-from primec.frontend.frameworks.common import refuse_unless, scalar
+from primec.frontend.frameworks.common import least, param, positive, refuse_unless, scalar
 from primec.nn import LIF, Integrator
 
 RESETS = {0: "subtract", 1: "zero", 2: "none"}
@@ -34,33 +37,33 @@ RESETS = {0: "subtract", 1: "zero", 2: "none"}
 LEAKY_TIMING = {"subtract": "after_input", "zero": "before_leak", "none": "before_leak"}
 
 
-def _common(module: Any) -> tuple[float, str]:
+def _common(module: Any) -> tuple[float | Tensor, str]:
     """Threshold and reset of a snnTorch neuron, refusing the options primec does not model."""
     refuse_unless(not module.inhibition, "inhibition", module.inhibition, "only False")
     refuse_unless(not module.state_quant, "state_quant", module.state_quant, "only False")
     gsf = scalar(module, "graded_spikes_factor")
     refuse_unless(gsf == 1.0, "graded_spikes_factor", gsf, "only 1.0: spikes are 0 or 1")
-    threshold = scalar(module, "threshold")
-    refuse_unless(threshold > 0, "threshold", threshold, "only positive thresholds")
+    threshold = param(module, "threshold")
+    refuse_unless(positive(threshold), "threshold", least(threshold), "only positive thresholds")
     mechanism = int(module.reset_mechanism_val)
     refuse_unless(mechanism in RESETS, "reset_mechanism_val", mechanism, "0, 1 or 2")
-    refuse_unless(
-        module.reset_delay or RESETS[mechanism] != "subtract",
-        "reset_delay",
-        module.reset_delay,
-        "False only with reset_mechanism zero or none: the subtract reset then subtracts again "
-        "while a membrane stays above the threshold",
-    )
     return threshold, RESETS[mechanism]
 
 
-def _clamped(module: Any, name: str) -> float:
-    return min(max(scalar(module, name), 0.0), 1.0)
+def _clamped(module: Any, name: str) -> float | Tensor:
+    """beta or alpha clamped to [0, 1] as snnTorch clamps it: per channel or per neuron where
+    the parameter is a tensor of several values (learn_beta, a per-channel initial value)."""
+    value = param(module, name)
+    if isinstance(value, Tensor):
+        return value.clamp(0.0, 1.0)
+    return min(max(value, 0.0), 1.0)
 
 
 def leaky(module: Any, path: str) -> nn.Module:
     """snnTorch Leaky -> primec LIF."""
     threshold, reset = _common(module)
+    if not module.reset_delay and reset == "subtract":
+        return LIF(_clamped(module, "beta"), threshold, True, reset, "at_once")
     neuron = LIF(_clamped(module, "beta"), threshold, True, reset, LEAKY_TIMING[reset])
     # snnTorch reports the membrane after its reset, primec's lif keeps it before.
     neuron.membrane_after_reset = not module.reset_delay and reset == "zero"
@@ -72,8 +75,11 @@ def synaptic(module: Any, path: str) -> nn.Module:
     threshold, reset = _common(module)
     at_once = not module.reset_delay and reset == "zero"
     # Synaptic's zero reset zeroes the charged membrane (after_input); reset at once, the next
-    # charge is beta*(U'*(1 - s)) + syn' (before_leak).
+    # charge is beta*(U'*(1 - s)) + syn' (before_leak). The subtract reset at once is primec's
+    # at_once timing, as Leaky's.
     timing = "before_leak" if reset == "none" or at_once else "after_input"
+    if not module.reset_delay and reset == "subtract":
+        timing = "at_once"
     neuron = LIF(_clamped(module, "beta"), threshold, True, reset, timing)
     neuron.membrane_after_reset = at_once
     return nn.Sequential(Integrator(_clamped(module, "alpha")), neuron)
