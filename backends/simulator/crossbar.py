@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from primec.backends.isa import Gather, Read, Zero
 from primec.backends.simulator.drift import column_gains, global_gain
+from primec.backends.simulator.fused import row_drives
 from primec.backends.simulator.grid import on_grid
 
 from primec.hardware.geometry import PAIR
@@ -231,6 +232,9 @@ class CrossbarReads:
         """Per sample, the read pulses the row drivers send: the set bits of every driven level."""
         if tile.coverage is None:
             return self._bits(levels, ins.planes).sum(dim=(1, 2)).to(torch.int64)
+        binary = ins.planes == 1 and not self.noise.input
+        if self.device.type == "cpu" and levels.dtype == torch.float64:
+            return row_drives(levels, tile.coverage, binary)
         key = ("bits", ins.src, ins.quantum)
         if key not in self.step.cache:
             self.step.cache[key] = self._bits(levels, ins.planes).flatten(1)
@@ -250,6 +254,8 @@ class CrossbarReads:
         if tile.conv is None:
             return (x @ tile.weights).transpose(1, 2)
         g = tile.gather
+        if tuple(g.dilation) == (1, 1) and x.dtype == torch.float64:
+            return _conv_into(x, tile.conv, tuple(g.stride), samples_per_conv).flatten(2)
         parts = [
             F.conv2d(part, tile.conv, stride=tuple(g.stride), dilation=tuple(g.dilation))
             for part in x.split(samples_per_conv)
@@ -353,6 +359,21 @@ def _chip_product(tile: Tile, x: torch.Tensor, samples_per_conv: int) -> torch.T
     ]
     out = parts[0] if len(parts) == 1 else torch.cat(parts)  # [n, chips x outputs', Ho, Wo]
     return out.view(n * chips, -1, out.shape[2] * out.shape[3])
+
+
+def _conv_into(
+    x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], samples: int
+) -> torch.Tensor:
+    """F.conv2d of x in chunks of `samples`, each written straight into one output tensor (no
+    concatenation). It is the kernel F.conv2d runs for float64 on the CPU (unfold + gemm)."""
+    kernel = tuple(weight.shape[2:])
+    height = (x.shape[2] - kernel[0]) // stride[0] + 1
+    width = (x.shape[3] - kernel[1]) // stride[1] + 1
+    out = x.new_empty((x.shape[0], weight.shape[0], height, width))
+    for first in range(0, len(x), samples):
+        part = slice(first, first + samples)
+        torch._C._nn.thnn_conv2d(x[part], weight, kernel, None, stride, (0, 0), out=out[part])
+    return out
 
 
 def _im2col(x: torch.Tensor, ins: Gather) -> torch.Tensor:
