@@ -1,7 +1,7 @@
 """The simulator's fused CPU kernels (`backends/simulator/fused.py`) compute the same bits as the
 instruction-by-instruction torch path they replace: on the released classifier over the whole
-N-Digits test split (every output), in any batch size, and on hand-built membranes that sit
-exactly on the threshold or just beside it.
+N-Digits test split (every output), with every kind of noise, in any batch size, and on
+hand-built membranes that sit exactly on the threshold or just beside it.
 """
 
 from __future__ import annotations
@@ -63,11 +63,21 @@ def test_a_traced_membrane_is_not_fused(program: Program) -> None:
     assert sum(isinstance(entry, FusedLayer) for _, entry, _ in schedule) == 1
 
 
+NOISES = {
+    "ideal": None,
+    "read-adc": Noise(read=0.02, adc=8, seed=1),
+    "read": Noise(read=0.05, seed=2),
+    "adc": Noise(adc=5, seed=3),
+    "every-chip-error": Noise(program=0.05, read=0.02, stuck=0.002, adc=8, seed=4),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("noise", [None, Noise(read=0.02, adc=8, seed=1)], ids=["ideal", "noisy"])
+@pytest.mark.parametrize("noise", NOISES.values(), ids=NOISES.keys())
 def test_fused_equals_unfused_on_the_whole_test_split(program: Program, noise) -> None:
+    """Ideal on all 359 samples; every noise (fused plane reads: noise, ADC, shift-add) on 32."""
     x = load_split("test")[0]
-    x = x if noise is None else x[:48]
+    x = x if noise is None else x[:32]
     trace = spike_outs(program)
     fused = Simulator(program, noise, trace=trace).run(x, 64)
     plain = Simulator(program, noise, trace=trace, fuse=False).run(x, 64)

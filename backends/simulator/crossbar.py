@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from primec.backends.isa import Gather, Read, Zero
 from primec.backends.simulator.drift import column_gains, global_gain
-from primec.backends.simulator.fused import row_drives
+from primec.backends.simulator.fused import add_plane, row_drives
 from primec.backends.simulator.grid import on_grid
 
 from primec.hardware.geometry import PAIR
@@ -52,6 +52,7 @@ class CrossbarReads:
     noise: Any
     device: torch.device
     step: Any
+    fuse: bool  # the fused CPU kernels (`fused.py`) may replace torch ops of the same bits
 
     def gather(self, i: int, ins: Gather, env: Any, counts: dict) -> None:
         x = env[ins.src]
@@ -286,10 +287,27 @@ class CrossbarReads:
         self, i: int, tile: Tile, integer: torch.Tensor, used: int, first: int
     ) -> torch.Tensor:
         """The shift-add of `used` planes of the samples first, first + 1, ... of the batch."""
+        if self.fuse and tile.conv is not None and self.plane_hook is None:
+            return self._plane_sum_fused(i, tile, integer, used, first)
         total = self._plane_read(i, 0, tile, integer, first)
         for k in range(1, used):
             # 2^k x plane is exact, so the one rounding is the add's, fused or not.
             total.add_(self._plane_read(i, k, tile, integer, first), alpha=2**k)
+        return total
+
+    def _plane_sum_fused(
+        self, i: int, tile: Tile, integer: torch.Tensor, used: int, first: int
+    ) -> torch.Tensor:
+        """`_plane_sum` with each plane's noise, ADC and shift-add in one pass (`add_plane`):
+        the same operations in the same order, so the same bits."""
+        top = 2 ** (self.noise.adc - 1) if self.noise.adc else 0
+        scale = self.adc_scale[i] if self.noise.adc else 0.0
+        total = None
+        for k in range(used):
+            product = self._product(tile, ((integer >> k) & 1).to(torch.float64), len(integer))
+            shape = (product.shape[0], tile.outputs, product.shape[2])
+            normals = self._normals(i, k, shape, first) if self.noise.read else None
+            total = add_plane(total, product, tile.outputs, normals, (scale, top), 2**k)
         return total
 
     def _plane_read(

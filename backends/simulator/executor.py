@@ -155,8 +155,10 @@ class Simulator(CrossbarReads, DigitalPeriphery):
         self.accumulators = {ins.dst for ins in program.instrs if isinstance(ins, Zero)}
         self.own_states = self._own_states()
         # On the CPU, each fusable hidden layer runs as one entry (`fused`): the same bits.
-        fusable = fuse and self.device.type == "cpu"
-        layers = fused_layers(program, self.own_states, trace, self.accumulators) if fusable else {}
+        self.fuse = fuse and self.device.type == "cpu"
+        layers = (
+            fused_layers(program, self.own_states, trace, self.accumulators) if self.fuse else {}
+        )
         self.schedule = schedule(program, layers, EXECUTE, Simulator.fused)
         # Only noise and the ADC act on each bit plane; otherwise one product is the same sum.
         self.per_plane = bool(self.noise.read or self.noise.adc)
