@@ -110,11 +110,16 @@ def _chain(
     )
 
 
+# The parameters the kernel was analysed for; a Lif with any other (a variant, a per-neuron
+# parameter) runs unfused.
+PLAIN_LIF = frozenset(("keep", "threshold", "strict", "reset", "reset_timing", "slope"))
+
+
 def _plain_lif(p: dict[str, Any]) -> bool:
-    """Scalar parameters, reset to zero before the leak, none of the IR's variants."""
+    """Scalar parameters, reset to zero before the leak, nothing beyond `PLAIN_LIF`."""
     scalars = all(isinstance(p[k], float | int) for k in ("keep", "threshold", "slope"))
-    variants = {"v_reset", "v_leak", "input_gain"} & p.keys()
-    return scalars and not variants and p["reset"] == "zero" and p["reset_timing"] == "before_leak"
+    plain = p.keys() == PLAIN_LIF and p["reset"] == "zero" and p["reset_timing"] == "before_leak"
+    return scalars and plain
 
 
 def _plain_pool(pool: Pool) -> bool:
@@ -265,3 +270,18 @@ def _add_plane(product, outputs, normals, noise, adc, total, weight, first):
                     # Codes: round half to even, then clip to -2^(B-1) .. 2^(B-1) - 1.
                     current = min(max(np.rint(current * scale), -top), top - 1)
                 total[a, o, j] = current if first else total[a, o, j] + current * weight
+
+
+def conv_into(
+    x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], samples: int
+) -> torch.Tensor:
+    """F.conv2d of x in chunks of `samples`, each written straight into one output tensor (no
+    concatenation). It is the kernel F.conv2d runs for float64 on the CPU (unfold + gemm)."""
+    kernel = tuple(weight.shape[2:])
+    height = (x.shape[2] - kernel[0]) // stride[0] + 1
+    width = (x.shape[3] - kernel[1]) // stride[1] + 1
+    out = x.new_empty((x.shape[0], weight.shape[0], height, width))
+    for first in range(0, len(x), samples):
+        part = slice(first, first + samples)
+        torch._C._nn.thnn_conv2d(x[part], weight, kernel, None, stride, (0, 0), out=out[part])
+    return out
