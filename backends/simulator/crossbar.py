@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from primec.backends.isa import Gather, Read, Zero
 from primec.backends.simulator.drift import column_gains, global_gain
+from primec.backends.simulator.fused import add_plane, conv_into, row_drives
 from primec.backends.simulator.grid import on_grid
 
 from primec.hardware.geometry import PAIR
@@ -51,6 +52,7 @@ class CrossbarReads:
     noise: Any
     device: torch.device
     step: Any
+    fuse: bool  # the fused CPU kernels (`fused.py`) may replace torch ops of the same bits
 
     def gather(self, i: int, ins: Gather, env: Any, counts: dict) -> None:
         x = env[ins.src]
@@ -231,6 +233,9 @@ class CrossbarReads:
         """Per sample, the read pulses the row drivers send: the set bits of every driven level."""
         if tile.coverage is None:
             return self._bits(levels, ins.planes).sum(dim=(1, 2)).to(torch.int64)
+        binary = ins.planes == 1 and not self.noise.input
+        if self.fuse and levels.dtype == torch.float64:
+            return row_drives(levels, tile.coverage, binary)
         key = ("bits", ins.src, ins.quantum)
         if key not in self.step.cache:
             self.step.cache[key] = self._bits(levels, ins.planes).flatten(1)
@@ -250,6 +255,8 @@ class CrossbarReads:
         if tile.conv is None:
             return (x @ tile.weights).transpose(1, 2)
         g = tile.gather
+        if tuple(g.dilation) == (1, 1) and x.dtype == torch.float64:
+            return conv_into(x, tile.conv, tuple(g.stride), samples_per_conv).flatten(2)
         parts = [
             F.conv2d(part, tile.conv, stride=tuple(g.stride), dilation=tuple(g.dilation))
             for part in x.split(samples_per_conv)
@@ -280,10 +287,25 @@ class CrossbarReads:
         self, i: int, tile: Tile, integer: torch.Tensor, used: int, first: int
     ) -> torch.Tensor:
         """The shift-add of `used` planes of the samples first, first + 1, ... of the batch."""
+        # A per-column ADC scale (a tensor) or a plane hook takes the torch path.
+        scale = self.adc_scale[i] if self.noise.adc else 0.0
+        if self.fuse and tile.conv is not None and not self.plane_hook and isinstance(scale, float):
+            return self._plane_sum_fused(i, tile, integer, (used, scale), first)
         total = self._plane_read(i, 0, tile, integer, first)
         for k in range(1, used):
             # 2^k x plane is exact, so the one rounding is the add's, fused or not.
             total.add_(self._plane_read(i, k, tile, integer, first), alpha=2**k)
+        return total
+
+    def _plane_sum_fused(self, i: int, tile: Tile, integer: torch.Tensor, plan: tuple, first: int):
+        """`_plane_sum` with each plane's noise, ADC and shift-add in one pass (`add_plane`):
+        the same operations in the same order, so the same bits. plan: (planes, ADC scale)."""
+        total, top = None, 2 ** max(self.noise.adc - 1, 0)
+        for k in range(plan[0]):
+            product = self._product(tile, ((integer >> k) & 1).to(torch.float64), len(integer))
+            shape = (product.shape[0], tile.outputs, product.shape[2])
+            normals = self._normals(i, k, shape, first) if self.noise.read else None
+            total = add_plane(total, product, tile.outputs, normals, (plan[1], top), 2**k)
         return total
 
     def _plane_read(

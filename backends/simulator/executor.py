@@ -32,8 +32,6 @@ from primec.backends.isa import (
     Affine,
     Binary,
     Const,
-    EndStep,
-    ExitTest,
     Gather,
     Instr,
     Integrate,
@@ -53,6 +51,7 @@ from primec.backends.simulator.adc import column_code_scales
 from primec.backends.simulator.crossbar import CrossbarReads
 from primec.backends.simulator.digital import DigitalPeriphery
 from primec.backends.simulator.drift import aged_cells, check_drift
+from primec.backends.simulator.fused import FusedLayer, fused_layers, run_fused, schedule
 from primec.backends.simulator.noise import ADC_RANGES, Noise, Normals, programmed_cells
 
 from primec.errors import PrimecError
@@ -116,6 +115,7 @@ class Simulator(CrossbarReads, DigitalPeriphery):
         trace: tuple[int, ...] = (),
         chips: Sequence[int] = (0,),
         drift: DriftSpec | None = None,
+        fuse: bool = True,
     ) -> None:
         self.program = program
         self.noise = noise or Noise()
@@ -156,11 +156,12 @@ class Simulator(CrossbarReads, DigitalPeriphery):
         }
         self.accumulators = {ins.dst for ins in program.instrs if isinstance(ins, Zero)}
         self.own_states = self._own_states()
-        self.schedule = [
-            (i, ins, EXECUTE[type(ins)])
-            for i, ins in enumerate(program.instrs)
-            if not isinstance(ins, ExitTest | EndStep | Const)
-        ]
+        # On the CPU, each fusable hidden layer runs as one entry (`fused`): the same bits.
+        self.fuse = fuse and self.device.type == "cpu"
+        layers = (
+            fused_layers(program, self.own_states, trace, self.accumulators) if self.fuse else {}
+        )
+        self.schedule = schedule(program, layers, EXECUTE, Simulator.fused)
         # Only noise and the ADC act on each bit plane; otherwise one product is the same sum.
         self.per_plane = bool(self.noise.read or self.noise.adc)
         self.noise_layout, self.noise_blocks = self._noise_layout()
@@ -186,6 +187,10 @@ class Simulator(CrossbarReads, DigitalPeriphery):
                 }
             )
         return cells, references
+
+    def fused(self, i: int, layer: FusedLayer, env: _Env, counts: dict) -> None:
+        """A fused hidden layer (`backends/simulator/fused.py`)."""
+        run_fused(layer, env, self.program, counts)
 
     def _own_states(self) -> set[int]:
         """Lif instructions whose state tensors are theirs alone (no other instruction, trace or

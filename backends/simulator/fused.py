@@ -1,0 +1,287 @@
+"""Fused hidden layers: a layer's scale steps, LIF update and spike pooling in one pass over
+memory (a numba kernel on the CPU), instead of one torch pass per operation.
+
+It computes the same IEEE operations, in the same order, as `DigitalPeriphery.scale`, `lif`
+(`_membrane`, reset to zero before the leak) and `pool` (sum) do one tensor at a time, so its
+results are bit-identical to theirs (`tests/test_simulator_fused.py` holds them against each
+other); it only saves the memory traffic of the intermediate tensors. numba compiles without
+fast-math, so no multiply and add are contracted into a fused multiply-add.
+
+A chain `Scale (of an accumulator) -> Reshape -> Lif [-> Pool]` is fused when nothing outside it
+reads its intermediate buffers (no other instruction, trace or program output), the Lif owns its
+state tensors (`Simulator.own_states`), its parameters are scalars of the analysed kind (reset
+to zero before the leak, none of the IR's variants) and the pool sums non-overlapping windows.
+Anything else runs instruction by instruction, as before.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+import torch
+from primec.backends.isa import Const, EndStep, ExitTest, Lif, Pool, Reshape, Scale
+from primec.backends.program import Program
+from primec.backends.simulator.grid import exact_product
+
+
+@dataclass(frozen=True)
+class FusedLayer:
+    """One fused chain: its instructions and the scalars the kernel needs."""
+
+    scale: Scale
+    lif: Lif
+    pool: Pool | None
+    factors: np.ndarray  # the scale factors in the order `DigitalPeriphery.scale` applies them
+    keep: float
+    threshold: float
+    strict: bool
+    slope: float
+    indices: tuple[int, ...]  # the instructions the chain replaces, in program order
+
+
+def fused_layers(
+    program: Program, own_states: set[int], trace: tuple[int, ...], accumulators: set[int]
+) -> dict[int, FusedLayer]:
+    """The chains of `program` that can run fused, keyed by the index of their Scale."""
+    instrs = program.instrs
+    readers = Counter(getattr(ins, name) for ins in instrs for name in ins.READS)
+    private = {b for b, n in readers.items() if n == 1} - set(trace) - set(program.outputs)
+    layers = {}
+    for i in range(len(instrs) - 2):
+        layer = _chain(program, i, own_states, private, accumulators)
+        if layer is not None:
+            layers[i] = layer
+    return layers
+
+
+def schedule(
+    program: Program, layers: dict[int, FusedLayer], execute: dict[type, Callable], fused: Callable
+) -> list[tuple[int, Any, Callable]]:
+    """The executor's (index, instruction, method) list in program order: every instruction
+    that runs (not ExitTest, EndStep or Const) with its method, a fused chain as one entry."""
+    replaced = {j for layer in layers.values() for j in layer.indices}
+    entries: list[tuple[int, Any, Callable]] = []
+    for i, ins in enumerate(program.instrs):
+        if i in layers:
+            entries.append((i, layers[i], fused))
+        elif not isinstance(ins, ExitTest | EndStep | Const) and i not in replaced:
+            entries.append((i, ins, execute[type(ins)]))
+    return entries
+
+
+def _chain(
+    program: Program, i: int, own_states: set[int], private: set[int], accumulators: set[int]
+) -> FusedLayer | None:
+    """The fused layer starting at instruction i, or None where the pattern does not hold."""
+    scale, reshape, lif = program.instrs[i : i + 3]
+    if not (
+        isinstance(scale, Scale)
+        and isinstance(reshape, Reshape)
+        and isinstance(lif, Lif)
+        and scale.src in accumulators
+        and reshape.src == scale.dst
+        and lif.current == reshape.dst
+        and {scale.src, scale.dst, reshape.dst} <= private
+        and i + 2 in own_states
+    ):
+        return None
+    p = program.neurons[lif.params]
+    if not _plain_lif(p) or len(program.buffers[reshape.dst]) != 3:
+        return None
+    pool = program.instrs[i + 3] if i + 3 < len(program.instrs) else None
+    if not (isinstance(pool, Pool) and pool.src == lif.spike_out and _plain_pool(pool)):
+        pool = None
+    factors = exact_product(scale.factors)
+    return FusedLayer(
+        scale=scale,
+        lif=lif,
+        pool=pool,
+        factors=np.array(factors, dtype=np.float64),
+        keep=float(p["keep"]),
+        threshold=float(p["threshold"]),
+        strict=bool(p["strict"]),
+        slope=float(p["slope"]),
+        indices=tuple(range(i, i + (4 if pool else 3))),
+    )
+
+
+# The parameters the kernel was analysed for; a Lif with any other (a variant, a per-neuron
+# parameter) runs unfused.
+PLAIN_LIF = frozenset(("keep", "threshold", "strict", "reset", "reset_timing", "slope"))
+
+
+def _plain_lif(p: dict[str, Any]) -> bool:
+    """Scalar parameters, reset to zero before the leak, nothing beyond `PLAIN_LIF`."""
+    scalars = all(isinstance(p[k], float | int) for k in ("keep", "threshold", "slope"))
+    plain = p.keys() == PLAIN_LIF and p["reset"] == "zero" and p["reset_timing"] == "before_leak"
+    return scalars and plain
+
+
+def _plain_pool(pool: Pool) -> bool:
+    """A sum over non-overlapping windows without padding."""
+    return pool.kind == "sum" and tuple(pool.kernel) == tuple(pool.stride) and not any(pool.padding)
+
+
+def run_fused(layer: FusedLayer, env: Any, program: Program, counts: dict) -> None:
+    """Execute the chain on a batch: updates the Lif's state tensors in place and sets every
+    buffer the chain writes that anything reads (membrane, spikes, pooled spikes)."""
+    lif = layer.lif
+    # States are the Lif's own (`Simulator.own_states`): updated in place, or in a contiguous copy.
+    u, s = env[lif.membrane].contiguous(), env[lif.spike].contiguous()
+    accumulator = env[layer.scale.src].contiguous()
+    kernel = layer.pool.kernel if layer.pool else (1, 1)
+    channels, height, width = u.shape[1:]
+    pooled_shape = (u.shape[0], channels, height // kernel[0], width // kernel[1])
+    pooled = torch.empty(pooled_shape, dtype=torch.float64)
+    _lif_pool(
+        accumulator.numpy().reshape(u.shape),
+        layer.factors,
+        u.numpy(),
+        s.numpy(),
+        (layer.keep, layer.threshold, layer.slope),
+        layer.strict,
+        pooled.numpy(),
+        kernel,
+        layer.pool is not None,
+    )
+    env[lif.membrane_out], env[lif.spike_out] = u, s
+    neurons = channels * height * width
+    counts["digital_multiplies"] += neurons * len(layer.scale.factors)
+    counts["neuron_updates"] += neurons
+    if layer.pool is not None:
+        env[layer.pool.dst] = pooled
+        counts["digital_adds"] += pooled[0].numel() * (kernel[0] * kernel[1] - 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _lif_pool(acc, factors, u, s, params, strict, pooled, kernel, pool):
+    """acc, u, s [b, C, H, W] (float64, u and s updated in place); pooled [b, C, H/kh, W/kw].
+
+    A sample at a time, so that the pool reads spikes still in cache; the update's loop is
+    branch-free, which lets LLVM vectorise it."""
+    keep, threshold, slope = params
+    current = np.empty(u[0].size)
+    for n in range(u.shape[0]):
+        current[:] = acc[n].ravel()
+        for f in factors:
+            # Scale: a rounding after each factor, in order.
+            for j in range(len(current)):
+                current[j] = current[j] * f
+        _update(u[n].ravel(), s[n].ravel(), current, keep, threshold, slope, strict)
+        if pool:
+            _pool_sample(s[n], pooled[n], kernel[0], kernel[1])
+
+
+@numba.njit(cache=True, nogil=True)
+def _update(u, s, current, keep, threshold, slope, strict):
+    """The LIF step of `digital._membrane` (reset to zero before the leak), its LeakyReLU and
+    threshold, element by element."""
+    for j in range(len(u)):
+        kept = u[j] * keep
+        # torch: kept.addcmul_(kept, s, value=-1.0).add_(current)
+        value = kept + (-1.0 * kept) * s[j] + current[j]
+        if slope != 1.0:
+            value = value if value > 0.0 else value * slope
+        u[j] = value
+        fired = value > threshold if strict else value >= threshold
+        s[j] = 1.0 if fired else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _pool_sample(s, out, kh, kw):
+    """Window sums of one sample's [C, H, W] spikes (0 or 1: exact in any order)."""
+    out[:] = 0.0
+    for ch in range(out.shape[0]):
+        for y in range(out.shape[1]):
+            for p in range(kh):
+                for x in range(out.shape[2]):
+                    for q in range(kw):
+                        out[ch, y, x] += s[ch, y * kh + p, x * kw + q]
+
+
+def row_drives(levels: torch.Tensor, coverage: torch.Tensor, binary: bool) -> torch.Tensor:
+    """Per sample, the read pulses of a gather's source map [b, ...] of integer levels: the set
+    bits of each level (the level itself when `binary`) times the (row, position) pairs that
+    drive its pixel (`coverage`), summed; `CrossbarReads._driven` in one pass. The sums are of
+    integers, exact in float64 in any order."""
+    flat = levels.reshape(len(levels), -1)
+    out = np.empty(len(flat), dtype=np.int64)
+    _row_drives(flat.contiguous().numpy(), coverage.numpy(), binary, out)
+    return torch.from_numpy(out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_drives(levels, coverage, binary, out):
+    for n in range(levels.shape[0]):
+        total = 0.0
+        for j in range(levels.shape[1]):
+            level = levels[n, j]
+            if level == 0.0:
+                continue
+            if not binary:
+                # `CrossbarReads._bits`: round half to even, clamp to the 16-bit table, popcount.
+                integer = min(max(np.int64(np.round(level)), 0), 65535)
+                level = 0.0
+                while integer:
+                    level += integer & 1
+                    integer >>= 1
+            total += level * coverage[j]
+        out[n] = np.int64(total)
+
+
+def add_plane(
+    total: torch.Tensor | None,
+    product: torch.Tensor,
+    outputs: int,
+    normals: torch.Tensor | None,
+    adc: tuple[float, int],
+    weight: float,
+) -> torch.Tensor:
+    """One bit plane of a noisy read added into the shift-add `total` [n, outputs, P] (the
+    first plane when None): `product` [n, outputs (+ outputs variances), P] through read noise
+    (currents + sqrt(variance) x normals, two roundings) and the ADC (`adc` = (codes per uS,
+    2^(B-1)); scale 0: no ADC), then total + weight x codes. `CrossbarReads._plane_read` and
+    `_plane_sum` in one pass."""
+    n, _, positions = product.shape
+    first = total is None
+    if total is None:
+        total = torch.empty((n, outputs, positions), dtype=torch.float64)
+    noise = normals is not None
+    draws = normals.contiguous().numpy() if noise else np.empty((0, 0, 0))
+    _add_plane(product.numpy(), outputs, draws, noise, adc, total.numpy(), weight, first)
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_plane(product, outputs, normals, noise, adc, total, weight, first):
+    scale, top = adc
+    for a in range(product.shape[0]):
+        for o in range(outputs):
+            for j in range(product.shape[2]):
+                current = product[a, o, j]
+                if noise:
+                    current = np.sqrt(product[a, outputs + o, j]) * normals[a, o, j] + current
+                if scale != 0.0:
+                    # Codes: round half to even, then clip to -2^(B-1) .. 2^(B-1) - 1.
+                    current = min(max(np.rint(current * scale), -top), top - 1)
+                total[a, o, j] = current if first else total[a, o, j] + current * weight
+
+
+def conv_into(
+    x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], samples: int
+) -> torch.Tensor:
+    """F.conv2d of x in chunks of `samples`, each written straight into one output tensor (no
+    concatenation). It is the kernel F.conv2d runs for float64 on the CPU (unfold + gemm)."""
+    kernel = tuple(weight.shape[2:])
+    height = (x.shape[2] - kernel[0]) // stride[0] + 1
+    width = (x.shape[3] - kernel[1]) // stride[1] + 1
+    out = x.new_empty((x.shape[0], weight.shape[0], height, width))
+    for first in range(0, len(x), samples):
+        part = slice(first, first + samples)
+        torch._C._nn.thnn_conv2d(x[part], weight, kernel, None, stride, (0, 0), out=out[part])
+    return out
