@@ -38,7 +38,7 @@ EVAL_BATCH = 64
 # The hole's squared errors count HOLE_WEIGHT times in the reconstruction loss: its 64 pixels
 # then weigh as much as the 960 visible ones. With PRIME's plain MSE (weight 1) a short run
 # learns to copy the visible pixels and leaves the hole no better than the mean digit.
-HOLE_WEIGHT = 15.0  # an option: `train_fsvae(hole_weight=...)`; PRIME's loss is weight 1
+HOLE_WEIGHT = 15.0  # the shipped model's `--hole-weight`; PRIME's loss is weight 1
 
 
 @dataclass(frozen=True)
