@@ -135,3 +135,26 @@ def test_prime_quirk_readouts_use_full_length_coefficients():
     assert torch.allclose(quirk[:, t], torch.tanh((outputs[:, :3] * weights).sum(1)))
     assert torch.allclose(clean[:, t], torch.tanh((outputs[:, :3] * weights / 0.8**2).sum(1)))
     assert torch.equal(quirk[:, -1], clean[:, -1])
+
+
+def test_masks_once_gives_the_per_step_run_its_outputs_and_gradients():
+    from primec.nn.network import SNN
+
+    net = active_fsvae().train()
+    x = repeat_input(torch.rand(2, 1, 32, 32, dtype=torch.float64) * 2 - 1, 4)
+    runs = {}
+    for name, record in (("once", net.record), ("per_step", lambda x: SNN.record(net, x))):
+        net.zero_grad()
+        out = record(x)
+        (out["readout"][:, -1] ** 2).mean().backward()
+        runs[name] = (
+            out,
+            {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None},
+        )
+    (once, grads), (per_step, expected) = runs["once"], runs["per_step"]
+    assert all(torch.equal(once[path], per_step[path]) for path in per_step)
+    assert grads.keys() == expected.keys() and "decoder.final.scores" in grads
+    for name, grad in expected.items():  # the same sum over steps, in another order
+        assert torch.allclose(grads[name], grad, rtol=1e-9, atol=1e-15), name
+    layer = net.decoder.final
+    assert "effective_weight" not in vars(layer) and not hasattr(layer, "_once")  # restored

@@ -112,3 +112,55 @@ def test_the_hole_weighted_loss_against_a_hand_computed_weighting(tiny_data):
     # 64 hole pixels of weight 15, 960 of weight 1: mean weight (64*15 + 960)/1024 = 1.875
     expected = (15 * hole + rest) / 1.875 / errors.numel()
     assert torch.allclose(weighted, expected, rtol=1e-5)
+
+
+def test_without_the_mmd_term_the_prior_stays_as_drawn(tiny_data):
+    from primec.apps.train import build_model
+    from primec.hardware.target import DEFAULT_TARGET, load_target
+
+    before = build_model("prime-fsvae", 3, load_target(DEFAULT_TARGET)).state_dict()
+    run = train_fsvae(1, 4, 1e-3, seed=3, log=lambda _: None, data=tiny_data, mmd_weight=0.0)
+    after = run[0].state_dict()
+    assert torch.equal(before["prior.fc1.weight"], after["prior.fc1.weight"])
+    assert not torch.equal(before["posterior.fc1.weight"], after["posterior.fc1.weight"])
+
+
+def test_every_epoch_is_handed_to_the_callback(tiny_data):
+    seen = []
+    train_fsvae(
+        2, 8, 1e-3, log=lambda _: None, data=tiny_data, on_epoch=lambda e, m: seen.append(e)
+    )
+    assert seen == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--arch", "ndigits-small", "--hole-weight", "15"], "are for --arch prime-fsvae"),
+        (["--arch", "prime-fsvae", "--hole-weight", "0"], "--hole-weight"),
+        (["--arch", "prime-fsvae", "--mmd-weight", "-1"], "--mmd-weight"),
+    ],
+)
+def test_train_cli_refuses_bad_loss_weights(tmp_path, args, message):
+    out = tmp_path / "m.pt"
+    result = CliRunner().invoke(main, ["train", *args, "-o", str(out)])
+    assert result.exit_code == 2 and message in result.output and not out.exists()
+
+
+@pytest.mark.slow
+def test_the_shipped_model_inpaints_the_test_split_better_than_the_mean_digit():
+    from primec.apps.inpaint import reconstruct
+    from primec.apps.inpaint_demo import CHECKPOINT
+    from primec.apps.inpaint_eval import load_fsvae
+
+    assert CHECKPOINT.stat().st_size < 8_000_000  # a state_dict (7.2 MB), loaded weights_only
+    net = load_fsvae(CHECKPOINT)
+    test = make_split("test")
+    ours = hole_quality(reconstruct(net, test.x)[:, -1], test.clean, test.mask)
+    mean = hole_quality(
+        mean_digit_fill(make_split("train", 1).clean, test.x[:, 0], test.mask),
+        test.clean,
+        test.mask,
+    )
+    assert ours.hole_mse <= 0.65 * mean.hole_mse  # measured 0.601 (docs/inpainting.md)
+    assert ours.hole_psnr_db > mean.hole_psnr_db

@@ -119,19 +119,32 @@ FSVAE_EPOCHS, FSVAE_LR = 2, 1e-2  # prime-fsvae's defaults (Adam), in place of t
 
 
 def _train_fsvae(
-    recipe: tuple[int, int, float, int], threads: int, samples: int | None, target: str, output: str
+    recipe: tuple[int, int, float, int, float, float],
+    threads: int,
+    samples: int | None,
+    target: str,
+    output: str,
 ) -> None:
     """`primec train --arch prime-fsvae`: PRIME's MSE + MMD on digits-inpaint (primec.apps.inpaint)."""
     from primec.apps.inpaint import train_fsvae
     from primec.apps.train import save_model
 
-    epochs, batch_size, lr, seed = recipe
+    epochs, batch_size, lr, seed, hole_weight, mmd_weight = recipe
     # The classifier's defaults (20 epochs, SGD 0.1) are not the FSVAE's: its own, unless given.
     given = click.get_current_context().get_parameter_source
     epochs = epochs if given("epochs") != ParameterSource.DEFAULT else FSVAE_EPOCHS
     lr = lr if given("lr") != ParameterSource.DEFAULT else FSVAE_LR
     model, history = train_fsvae(
-        epochs, batch_size, lr, seed, target, click.echo, threads=threads, samples=samples
+        epochs,
+        batch_size,
+        lr,
+        seed,
+        target,
+        click.echo,
+        threads=threads,
+        samples=samples,
+        hole_weight=hole_weight,
+        mmd_weight=mmd_weight,
     )
     save_model(model, output)
     click.echo(
@@ -270,6 +283,20 @@ def devicemap_synth(target_spec: str, seed: int, macros: int | None, output: str
     type=click.IntRange(min=1),
     help="prime-fsvae only: train on the first N samples of the train split (default: all).",
 )
+@click.option(
+    "--hole-weight",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="prime-fsvae only: the hole's squared errors count this many times (1: PRIME's MSE).",
+)
+@click.option(
+    "--mmd-weight",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="prime-fsvae only: weight of the MMD term (1: PRIME's loss; 0: reconstruction only).",
+)
 @target_option("Target: as-formed distribution and chip layout.")
 @click.option(
     "-o",
@@ -289,6 +316,8 @@ def train(
     loss: str,
     threads: int,
     samples: int | None,
+    hole_weight: float,
+    mmd_weight: float,
     device_map: str | None,
     target_spec: str,
     output: str,
@@ -311,10 +340,16 @@ def train(
                 "prime-fsvae trains with PRIME's loss (MSE + MMD) on drawn weights",
                 hint="drop --device-map and --loss for --arch prime-fsvae",
             )
-        _train_fsvae((epochs, batch_size, lr, seed), threads, samples, target_spec, output)
+        recipe = (epochs, batch_size, lr, seed, hole_weight, mmd_weight)
+        _train_fsvae(recipe, threads, samples, target_spec, output)
         return
     if samples is not None:
         raise PrimecError("--samples is for --arch prime-fsvae", hint="drop --samples")
+    if (hole_weight, mmd_weight) != (1.0, 1.0):
+        raise PrimecError(
+            "--hole-weight and --mmd-weight are for --arch prime-fsvae",
+            hint="drop --hole-weight and --mmd-weight",
+        )
     model, history = train_scores(
         arch,
         epochs,

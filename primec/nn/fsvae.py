@@ -28,6 +28,8 @@ batch (FSVAE pools them over time too); inference uses the running statistics ei
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +38,12 @@ from primec.nn.network import SNN
 from primec.nn.neurons import FSVAELIF, Stateful
 from primec.nn.readout import ExpTanhReadout
 from primec.nn.sampler import LatentSampler
-from primec.nn.supermask import SupermaskConv2d, SupermaskConvTranspose2d, SupermaskLinear
+from primec.nn.supermask import (
+    Supermask,
+    SupermaskConv2d,
+    SupermaskConvTranspose2d,
+    SupermaskLinear,
+)
 
 FSVAE_STD = 6.92  # std of PRIME's inpainting weights (device units, PRIME.md)
 FSVAE_GAIN = 0.003  # the periphery's scale of PRIME's inpainting model
@@ -80,8 +87,31 @@ class PosteriorInput(nn.Module):
         return self.x_in(e) + self.z_in(z_prev)
 
 
+@contextmanager
+def masks_once(net: nn.Module) -> Iterator[None]:
+    """Each supermask layer's effective weight computed once for a whole run, not every step.
+
+    The mask depends on the scores only, which do not change within a run: the same weight
+    tensor serves all T steps (its gradient reaches the scores summed over the steps, as before).
+    """
+    layers = [m for m in net.modules() if isinstance(m, Supermask) and not hasattr(m, "_once")]
+    for layer in layers:
+        layer._once = layer.effective_weight()
+        layer.effective_weight = lambda once=layer._once: once
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.effective_weight, layer._once
+
+
 class FSVAE(SNN):
     """The inpainting SNN; `step` feeds the sampler's last latent back into the posterior."""
+
+    def record(self, x: Tensor) -> dict[str, Tensor]:
+        """Run all steps (each mask computed once); every stateful module's output by path."""
+        with masks_once(self):
+            return super().record(x)
 
     def step(
         self, x: Tensor, states: list[Tensor] | None = None, trace: dict | None = None
@@ -226,9 +256,10 @@ def partial_readouts(acc: Tensor, decay: float = DECAY, prime_quirk: bool = True
 
 def accumulators(net: FSVAE, x: Tensor) -> Tensor:
     """The readout's accumulator acc_t after every step, [B, T, 1, 32, 32] (for `partial_readouts`)."""
-    states = net.zero_states(x[:, 0])
     history = []
-    for t in range(x.shape[1]):
-        _, states = net.step(x[:, t], states)
-        history.append(states[-1])  # the readout is the last stateful module: acc is last
+    with masks_once(net):
+        states = net.zero_states(x[:, 0])
+        for t in range(x.shape[1]):
+            _, states = net.step(x[:, t], states)
+            history.append(states[-1])  # the readout is the last stateful module: acc is last
     return torch.stack(history, dim=1)
