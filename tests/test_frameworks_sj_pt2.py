@@ -19,8 +19,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 from framework_check import as_dtype, simulated_output_spikes
-
 from primec.backends import read_artefact
+
 from primec.cli import main
 
 pytest.importorskip("spikingjelly")
@@ -114,7 +114,9 @@ def test_output_spikes_equal_spikingjelly_every_step(name, ndigits_x, tmp_path) 
     torch.set_num_threads(1)
     path, out = saved(getattr(fa, name)(), tmp_path), tmp_path / "m.pmac"
     op = "sj_if" if name.startswith("sj_if") else "sj_lif"
-    assert f"torch.ops.{op}.forward" in zipfile.ZipFile(path).read("step/models/model.json").decode()
+    assert (
+        f"torch.ops.{op}.forward" in zipfile.ZipFile(path).read("step/models/model.json").decode()
+    )
     result = cli("compile", path, "--emit", "bytecode", "-o", out)
     assert result.exit_code == 0, result.output
     simulated = simulated_output_spikes(read_artefact(out), ndigits_x)
