@@ -69,9 +69,11 @@ def save_sj_step(net, path, input_shape, timesteps, input_encoding="event_counts
     step, x = SJStep(net), torch.zeros(2, *input_shape)
     with torch.no_grad():
         v, h = [], x
-        for m in step.net:
-            v.append(torch.zeros_like(h)) if isinstance(m, BaseNode) else None
-            h = h if isinstance(m, BaseNode) else m(h)
+        for m in step.net:  # one zero membrane per neuron, shaped like its input
+            if isinstance(m, BaseNode):
+                v.append(torch.zeros_like(h))
+            else:
+                h = m(h)
         program = torch.export.export(step, (x, *v))
     facts = {"timesteps": timesteps, "input_encoding": input_encoding}
     torch.export.save(program, path, extra_files={"primec.json": json.dumps(facts)})
