@@ -22,6 +22,7 @@ from framework_check import as_dtype, simulated_output_spikes
 from primec.backends import read_artefact
 
 from primec.cli import main
+from primec.frontend.frameworks import sj_ops
 
 pytest.importorskip("spikingjelly")
 from spikingjelly.activation_based import functional  # noqa: E402
@@ -34,7 +35,7 @@ MODELS = (
     "sj_lif_no_decay_input",
     "sj_lif_soft",
     "sj_lif_soft_no_decay_input_multistep",
-    "sj_lif_v_reset",  # hard reset to v_reset = -0.5
+    "sj_lif_v_reset",  # hard reset to v_reset = 0.5
     "sj_if",
     "sj_if_soft_multistep",
 )
@@ -121,12 +122,21 @@ def test_output_spikes_equal_spikingjelly_every_step(name, ndigits_x, tmp_path) 
     )
     result = cli("compile", path, "--emit", "bytecode", "-o", out)
     assert result.exit_code == 0, result.output
+    assert not sj_ops._LIBRARIES, "SpikingJelly registered its ops here: no stand-in is defined"
     simulated = simulated_output_spikes(read_artefact(out), ndigits_x)
     for dtype in (torch.float64, torch.float32):
         expected = spikingjelly_multistep(name, ndigits_x, dtype)
         assert 0.05 < expected.mean() < 0.9, "the model must spike, or the test proves nothing"
         flips = int((simulated.reshape(expected.shape) != expected).sum())
         assert flips == 0, f"{name}: {flips} of {expected.size} output spikes differ ({dtype})"
+
+
+def test_same_file_same_bytes(tmp_path) -> None:
+    path = saved(fa.sj_if_soft_multistep(), tmp_path)
+    outs = [tmp_path / f"{i}.pmac" for i in (1, 2)]
+    for out in outs:
+        assert cli("compile", path, "--emit", "bytecode", "-o", out).exit_code == 0
+    assert outs[0].read_bytes() == outs[1].read_bytes()
 
 
 def test_reads_without_spikingjelly(tmp_path) -> None:

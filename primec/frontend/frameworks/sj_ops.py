@@ -192,7 +192,7 @@ def _rewrite(
         raise _refuse(node, "its membrane is not a state input of the step", where)
     outputs = _outputs(node, where)
     graph = program.graph
-    spike_state = _state_input(program, membrane)
+    spike_state = _state_input(program, membrane, f"{membrane.name}_spike")
     with graph.inserting_before(node):
         args = (sequence.args[0], membrane, spike_state, keep, threshold, False, reset)
         args += ("before_leak", 1.0, 0.0, 0.0, gain)
@@ -240,12 +240,13 @@ def _stem(node: Node, index: int) -> str:
 
 
 def _state_input(
-    program: torch.export.ExportedProgram, after: Node, like: Node | None = None
+    program: torch.export.ExportedProgram, after: Node, name: str, like: Node | None = None
 ) -> Node:
-    """A new state input of the step, right after `after` (shaped like `like`, default `after`)."""
+    """A new state input NAME of the step, right after `after` (shaped like `like`, default
+    `after`)."""
     graph = program.graph
     with graph.inserting_after(after):
-        state = graph.placeholder(f"{after.name}_state")
+        state = graph.placeholder(name)
     state.meta["val"] = (like or after).meta["val"]
     specs = program.graph_signature.input_specs
     position = next(i for i, s in enumerate(specs) if s.arg.name == after.name) + 1
@@ -265,8 +266,8 @@ def _rewrite_outputs(
         results.extend(replaced.get(value.name, (value,)))
     first = returned[0]
     last_input = [n for n in graph.nodes if n.op == "placeholder"][-1]
-    total = _state_input(program, last_input, first)
-    count = _state_input(program, total)
+    total = _state_input(program, last_input, "readout_sum", first)
+    count = _state_input(program, total, "readout_count")
     count.meta["val"] = torch.zeros(first.meta["val"].shape[0], 1)
     with graph.inserting_before(output):
         call = graph.call_function(torch.ops.primec.readout_mean.default, (first, total, count))
