@@ -178,11 +178,16 @@ def _rewrite(
     replaced: dict[str, tuple[Node, Node]],
     where: str,
 ) -> None:
+    namespace = _namespace(node)
+    if str(node.target._schema) != f"{namespace}::{SCHEMAS[namespace]}":
+        raise _refuse(
+            node, "its registered schema is not SpikingJelly 2.0's, which primec reads", where
+        )
     a = _arguments(node)
     if a["store_v_seq"]:
         raise _refuse(node, "store_v_seq=True returns every step's membrane; pass False", where)
     try:
-        keep, threshold, reset, gain = parameters(_namespace(node), a)
+        keep, threshold, reset, gain = parameters(namespace, a)
     except ValueError as exc:
         raise _refuse(node, str(exc), where) from exc
     sequence, membrane = node.args[0], node.args[1]
