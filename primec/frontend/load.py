@@ -31,10 +31,11 @@ from torch import nn
 from primec.archive import UntrustedZip
 from primec.errors import PrimecError
 from primec.frontend import frameworks
+from primec.frontend.frameworks import sj_ops
 from primec.frontend.inert import Archive, read_torchscript
 from primec.frontend.nir_io import NirOptions, is_hdf5, read_nir
 from primec.frontend.problems import first_line, pickle_refusal
-from primec.frontend.pt2 import check_archive, load_checked
+from primec.frontend.pt2 import check_archive, load_step
 from primec.frontend.to_onnx import StepFacts
 from primec.nn import ARCHS, RELEASED_WEIGHTS, SNN
 from primec.nn.network import STEP_FACTS_FILE
@@ -295,19 +296,9 @@ def _read_pt2(path: Path, arch: str | None, trust_pickle: bool) -> Source:
     extra = {STEP_FACTS_FILE: ""}
     if not trust_pickle:
         check_archive(path)
-    try:
-        program = (
-            torch.export.load(path, extra_files=extra)
-            if trust_pickle
-            else load_checked(path, extra)
-        )
-    except PrimecError:
-        raise
-    except Exception as exc:
-        raise PrimecError(
-            f"cannot read the torch.export archive: {first_line(exc)}", where=str(path)
-        ) from exc
-    facts = StepFacts.of(_json_object(extra[STEP_FACTS_FILE], path))
+    program = load_step(path, extra, trust_pickle)
+    facts = sj_ops.step_facts(program, _json_object(extra[STEP_FACTS_FILE], path), str(path))
+    facts = StepFacts.of(facts)
     return Source("torch.export archive (.pt2) of the step", path, program=program, facts=facts)
 
 

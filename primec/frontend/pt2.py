@@ -32,6 +32,7 @@ import torch
 
 from primec.archive import Limits, UntrustedZip
 from primec.errors import PrimecError
+from primec.frontend.frameworks import sj_ops
 from primec.frontend.problems import first_line, pickle_refusal
 from primec.nn.network import STEP_FACTS_FILE
 
@@ -79,6 +80,22 @@ def check_archive(path: Path) -> None:
             if config in members:
                 _check_config(_json(archive, members[config], path), members, folder, prefix, path)
         _check_sample_inputs(archive.read(members["data/sample_inputs/model.pt"]), path)
+
+
+def load_step(path: Path, extra_files: dict[str, Any], trust_pickle: bool) -> Any:
+    """Load a step archive (`check_archive` has accepted it unless trusted), with stand-ins for
+    the SpikingJelly ops it calls."""
+    sj_ops.prepare(path)
+    try:
+        if trust_pickle:
+            return torch.export.load(path, extra_files=extra_files)
+        return load_checked(path, extra_files)
+    except PrimecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch's own failures, named in one line
+        raise PrimecError(
+            f"cannot read the torch.export archive: {first_line(exc)}", where=str(path)
+        ) from exc
 
 
 def load_checked(path: Path, extra_files: dict[str, Any]) -> torch.export.ExportedProgram:
