@@ -3,9 +3,8 @@ CUDA, one timestep at a time, with the early-exit controller between steps.
 
 Ideal mode reproduces the model exactly: partial sums of (integer-level inputs) x (float32
 conductance differences) are exact in float64, so summation order cannot matter, and the scale
-steps round in the same order as the model (`docs/simulator.md`). The same argument lets a tile
-that drives every row of a gather run (on the CPU) as a float64 convolution of the gather's
-much smaller source map instead of a matrix product of the materialised rows.
+steps round in the same order as the model (`docs/simulator.md`); on the CPU, hidden layers sum
+in float32 and repair, exactly, each neuron the float32 sums leave uncertain (`certified.py`).
 
 Non-idealities are opt-in, seeded and replayable: every random draw is keyed by (seed, chip,
 sample index, timestep) or by (seed, chip, macro, array), never by batch position, and perturbed
@@ -47,6 +46,7 @@ from primec.backends.isa import (
     Zero,
 )
 from primec.backends.program import Program
+from primec.backends.simulator.certified import CertifiedReads
 from primec.backends.simulator.crossbar import CrossbarReads
 from primec.backends.simulator.digital import DigitalPeriphery
 from primec.backends.simulator.drift import aged_cells, check_drift
@@ -103,7 +103,7 @@ class _Step:
     normals: Normals | None
 
 
-class Simulator(CrossbarReads, DigitalPeriphery):
+class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
     """Executes a program on batches of samples."""
 
     def __init__(
@@ -115,6 +115,7 @@ class Simulator(CrossbarReads, DigitalPeriphery):
         chips: Sequence[int] = (0,),
         drift: DriftSpec | None = None,
         fuse: bool = True,
+        certify: bool = True,
     ) -> None:
         self.program = program
         self.noise = noise or Noise()
@@ -160,6 +161,7 @@ class Simulator(CrossbarReads, DigitalPeriphery):
             fused_layers(program, self.own_states, trace, self.accumulators) if self.fuse else {}
         )
         self.schedule = schedule(program, layers, EXECUTE, Simulator.fused)
+        self._certified_setup(layers if certify else {})  # float32 sums, certified
         # Only noise and the ADC act on each bit plane; otherwise one product is the same sum.
         self.per_plane = bool(self.noise.read or self.noise.adc)
         self.noise_layout, self.noise_blocks = self._noise_layout()
@@ -279,6 +281,7 @@ class Simulator(CrossbarReads, DigitalPeriphery):
             for s, _ in self.program.states
         }
         controller = ExitController(table, steps, chips * len(samples))
+        program = self._certified_schedule(steps)
         active, live = samples, np.ones(chips * len(samples), dtype=bool)
         for t in range(1, steps + 1):
             step_input = data[:, t - 1]
@@ -294,7 +297,7 @@ class Simulator(CrossbarReads, DigitalPeriphery):
             )
             self.step = _Step({}, {}, normals)
             self.sample_ids = np.repeat(ids[active], chips)  # rows are sample-major
-            for i, ins, execute in self.schedule:
+            for i, ins, execute in program:
                 execute(self, i, ins, env, counts)
             counts["steps"] += 1
             readout = env[self.program.readout].cpu().numpy()
@@ -314,11 +317,9 @@ class Simulator(CrossbarReads, DigitalPeriphery):
             rows_kept = np.repeat(kept, chips)
             keep = torch.from_numpy(rows_kept).to(self.device)
             states = {s: value[keep] for s, value in states.items()}
-            data, active, live = (
-                data[torch.from_numpy(kept).to(self.device)],
-                active[kept],
-                live[rows_kept],
-            )
+            self._certified_keep(keep)
+            kept_rows = torch.from_numpy(kept).to(self.device)
+            data, active, live = data[kept_rows], active[kept], live[rows_kept]
 
     def _record(
         self,
