@@ -59,8 +59,8 @@ class CertifiedLayer:
 @dataclass
 class _State:
     """One certified layer's state over a batch: its input levels of every step so far (float32,
-    exact: [steps, rows, C, Hp, Wp]), the current step's largest level in each receptive field
-    [rows, positions] and the membranes' error bounds."""
+    exact: [steps, rows, C, Hp, Wp]), the current step's sum bounds [rows, outputs] and the
+    membranes' error bounds."""
 
     steps: int
     history: torch.Tensor | None = None
@@ -76,7 +76,7 @@ def gamma(n: int) -> float:
 
 def float32_weights(weight64: torch.Tensor, quantum: float) -> tuple[torch.Tensor, torch.Tensor]:
     """A conv tile's float32 weights [outputs, C, kh, kw] and, per output, what times a row's
-    receptive field's largest input level bounds |float32 sum - exact sum| x quantum: SAFETY x
+    largest input level bounds |float32 sum x quantum - exact sum x quantum|: SAFETY x
     gamma_(n+1) x ||w_c||_1 x quantum, with n the products per sum, one more where the cast to
     float32 rounds a weight (|w - fl32(w)| <= u |w|)."""
     weight32 = weight64.float()
@@ -159,10 +159,7 @@ class CertifiedReads:
         levels = state.history[state.step]
         levels.copy_(x)  # whole levels: exact in float32
         state.step += 1
-        # sum |x| |w_c| <= (the receptive field's largest level) x ||w_c||_1, per position.
-        kernel = tuple(layer.weight64.shape[2:])
-        largest = F.max_pool2d(x.amax(1, keepdim=True), kernel, layer.stride)
-        state.bound = largest.flatten(1)
+        state.bound = x.amax((1, 2, 3))[:, None] * layer.norms[None, :]
         sums = F.conv2d(levels, layer.weight32, stride=layer.stride).flatten(2)
         # float32 sums go to the kernel as they are (it reads them into float64, exactly).
         return sums if layer.quantum == 1.0 else sums.double()
@@ -178,7 +175,7 @@ class CertifiedReads:
             f = layer.fused
             pool = (f.pool.kernel if f.pool else (1, 1), f.pool is not None)
             count = _lif_pool_certified(
-                (acc, layer.norms.numpy(), state.bound.numpy(), f.factors),
+                (acc, state.bound.numpy(), f.factors),
                 (u, s, state.error.numpy()),
                 (f.keep, f.threshold, f.slope),
                 f.strict,
@@ -262,18 +259,17 @@ def _exact_sums(history, weights, where, out):
 @numba.njit(cache=True, nogil=True)
 def _lif_pool_certified(sums, states, params, strict, pool, flags):
     """`fused._lif_pool` on approximate sums, with error bounds: sums = (acc [b, C, H, W],
-    norms [outputs] and largest levels [b, positions], whose product bounds |acc - exact|,
-    scale factors); states = (u, s, e), updated in place;
+    bound [b, outputs] of |acc - exact|, scale factors); states = (u, s, e), updated in place;
     pool = (pooled, kernel, on). Writes the flat indices of the neurons whose membrane lies
     within e of the threshold into `flags`; returns how many."""
-    acc, norms, largest, factors = sums
+    acc, bound, factors = sums
     u, s, e = states
     pooled, kernel, on = pool
     gain = 1.0
     for f in factors:
         gain *= abs(f)
     current = np.empty(u[0].size)
-    norms = norms * gain
+    positions = current.size // bound.shape[1]
     count = 0
     for n in range(u.shape[0]):
         current[:] = acc[n].ravel()
@@ -283,8 +279,8 @@ def _lif_pool_certified(sums, states, params, strict, pool, flags):
         count = _update_certified(
             (u[n].ravel(), s[n].ravel(), e[n].ravel()),
             current,
-            norms,
-            largest[n],
+            gain * bound[n],
+            positions,
             params,
             strict,
             (flags, count, n * current.size),
@@ -295,17 +291,16 @@ def _lif_pool_certified(sums, states, params, strict, pool, flags):
 
 
 @numba.njit(cache=True, nogil=True)
-def _update_certified(state, current, norms, largest, params, strict, flagged):
-    """`fused._update` with the error bound e of each membrane, a channel at a time (the sum's
-    bound: the channel's norm x each position's largest level); flags |U - threshold| <= e. A
-    channel with a flag is scanned again for the indices."""
+def _update_certified(state, current, bound, positions, params, strict, flagged):
+    """`fused._update` with the error bound e of each membrane, a channel (one sum bound) at a
+    time; flags |U - threshold| <= e. A channel with a flag is scanned again for the indices."""
     u, s, e = state
     flags, count, offset = flagged
     threshold = params[1]
-    positions = len(largest)
-    for c in range(len(norms)):
+    for c in range(len(bound)):
         a, b = c * positions, (c + 1) * positions
-        if _channel(u[a:b], s[a:b], e[a:b], current[a:b], (norms[c], largest), params, strict):
+        sums = bound[c] * (1.0 + REL)
+        if _channel(u[a:b], s[a:b], e[a:b], current[a:b], sums, params, strict):
             for j in range(a, b):
                 if abs(u[j] - threshold) <= e[j]:
                     flags[count] = offset + j
@@ -314,14 +309,12 @@ def _update_certified(state, current, norms, largest, params, strict, flagged):
 
 
 @numba.njit(cache=True, nogil=True)
-def _channel(u, s, e, current, bound, params, strict):
+def _channel(u, s, e, current, sums, params, strict):
     """One channel's update: e <- keep x e (none after a spike: keep U - keep U is 0 on both
     paths) + the scaled sum's bound, with margins for the roundings of both paths. Returns how
     many membranes lie within e of the threshold. Branch-free (LLVM vectorises it); the
     absolute values are written out, which vectorises where `abs` did not."""
     keep, threshold, slope = params
-    norm, largest = bound
-    norm = norm * (1.0 + REL)
     decay = keep if keep >= 0.0 else -keep
     near = 0
     for j in range(len(u)):
@@ -331,7 +324,7 @@ def _channel(u, s, e, current, bound, params, strict):
         if slope != 1.0:
             value = value if value > 0.0 else value * slope
         size = current[j] if current[j] >= 0.0 else -current[j]
-        error = norm * largest[j] + REL * size + decay * e[j] * (1.0 - spiked)
+        error = sums + REL * size + decay * e[j] * (1.0 - spiked)
         size = value if value >= 0.0 else -value
         error = error * GROW + REL * size + TINY
         u[j] = value
