@@ -182,6 +182,15 @@ def test_noise_and_chip_errors_run_the_exact_path(program: Program, noise: Noise
     assert sim._certified_schedule(10) is sim.schedule
 
 
+def test_plane_by_plane_reads_run_the_exact_path(program: Program) -> None:
+    """ADC calibration reads ideal currents plane by plane (`per_plane`, a plane hook)."""
+    sim = Simulator(program)
+    sim.per_plane = True
+    assert sim._certified_schedule(10) is sim.schedule and not sim.fast
+    sim.per_plane, sim.plane_hook = False, lambda i, current: None
+    assert sim._certified_schedule(10) is sim.schedule and not sim.fast
+
+
 def test_neuron_variants_run_the_exact_path(program: Program) -> None:
     """A Lif with a parameter beyond the analysed ones is neither fused nor certified."""
     neurons = [p | {"v_reset": 0.0} if "keep" in p else p for p in program.neurons]

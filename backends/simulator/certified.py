@@ -13,8 +13,9 @@ layers that feed a readout or an output are not certified and stay on the float6
 
 Only where the analysis holds: ideal mode (no non-ideality), the CPU and the fused kernels, one
 tile of float32-representable levels per accumulator (a conv tile with every row driven, no
-dilation, a power-of-two quantum, no drift gain), a LeakyReLU slope in [0, 1], and at most
-`MAX_STEPS` steps (the replay starts from step 0). Anything else runs the exact path.
+dilation, a power-of-two quantum, no drift gain), a LeakyReLU slope in [0, 1], one product
+per read (not plane by plane) and at most `MAX_STEPS` steps (the replay starts from step 0).
+Anything else runs the exact path.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class CertifiedReads:
     noise: Any
     reads: dict
     schedule: list
+    per_plane: bool
+    plane_hook: Any
     repairs: int  # neuron-steps replayed in float64 since the simulator was made
 
     def _certified_setup(self, layers: dict[int, FusedLayer]) -> None:
@@ -139,7 +142,9 @@ class CertifiedReads:
 
     def _certified_schedule(self, steps: int) -> list:
         """At a batch's start: the schedule to run, and a fresh state for each certified layer."""
-        self.fast = bool(self.certified) and steps <= MAX_STEPS
+        # Plane-by-plane reads (ADC calibration reads ideal currents so) take the exact path.
+        planes = self.per_plane or self.plane_hook is not None
+        self.fast = bool(self.certified) and steps <= MAX_STEPS and not planes
         self._states = {i: _State(steps) for i in self.certified}
         return self.fast_schedule if self.fast else self.schedule
 
