@@ -12,10 +12,9 @@ layer's scale steps and `digital._membrane`, so its membrane, spike and error bo
 layers that feed a readout or an output are not certified and stay on the float64 path.
 
 Only where the analysis holds: ideal mode (no non-ideality), the CPU and the fused kernels, one
-tile of float32-representable levels per accumulator (a conv tile with every row driven, no
-dilation, a power-of-two quantum, no drift gain), a LeakyReLU slope in [0, 1], one product
-per read (not plane by plane) and at most `MAX_STEPS` steps (the replay starts from step 0).
-Anything else runs the exact path.
+tile per accumulator (a conv tile with every row driven, no dilation, a power-of-two quantum,
+no drift gain), a LeakyReLU slope in [0, 1], one product per read (not plane by plane) and at
+most `MAX_STEPS` steps (the replay starts from step 0). Anything else runs the exact path.
 """
 
 from __future__ import annotations
@@ -40,6 +39,9 @@ MAX_STEPS = 64  # the replay from step 0 is cheap while T is small
 GROW = 1.0 + 2.0**-45
 REL = 2.0**-48
 TINY = 2.0**-1000  # underflow
+# A step whose |sums| could reach this (largest level x largest ||w_c||_1) sums in float64:
+# float32 partial sums must not overflow (float32's largest is about 2^128).
+HUGE = 2.0**120
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,9 @@ class CertifiedLayer:
 
 @dataclass
 class _State:
-    """One certified layer's state over a batch: its input levels of every step so far (float32,
-    exact: [steps, rows, C, Hp, Wp]), the current step's sum bounds [rows, outputs] and the
-    membranes' error bounds."""
+    """One certified layer's state over a batch: its input levels of every step so far
+    ([steps, rows, C, Hp, Wp], as the exact path reads them), the current step's sum bounds
+    [rows, outputs] and the membranes' error bounds."""
 
     steps: int
     history: torch.Tensor | None = None
@@ -78,11 +80,12 @@ def gamma(n: int) -> float:
 def float32_weights(weight64: torch.Tensor, quantum: float) -> tuple[torch.Tensor, torch.Tensor]:
     """A conv tile's float32 weights [outputs, C, kh, kw] and, per output, what times a row's
     largest input level bounds |float32 sum x quantum - exact sum x quantum|: SAFETY x
-    gamma_(n+1) x ||w_c||_1 x quantum, with n the products per sum, one more where the cast to
-    float32 rounds a weight (|w - fl32(w)| <= u |w|)."""
+    gamma_(n+2) x ||w_c||_1 x quantum, with n the products per sum and two more terms for the
+    casts of the levels and weights to float32 (each within u of its value; exact for whole
+    levels below 2^24 and float32 weights, counted anyway)."""
     weight32 = weight64.float()
-    terms = weight64[0].numel() + (0 if torch.equal(weight32.double(), weight64) else 1)
-    return weight32, weight64.abs().sum((1, 2, 3)) * (SAFETY * gamma(terms + 1) * quantum)
+    terms = weight64[0].numel() + 2
+    return weight32, weight64.abs().sum((1, 2, 3)) * (SAFETY * gamma(terms) * quantum)
 
 
 class CertifiedReads:
@@ -145,7 +148,7 @@ class CertifiedReads:
         # Plane-by-plane reads (ADC calibration reads ideal currents so) take the exact path.
         planes = self.per_plane or self.plane_hook is not None
         self.fast = bool(self.certified) and steps <= MAX_STEPS and not planes
-        self._states = {i: _State(steps) for i in self.certified}
+        self._states = {i: _State(steps) for i in self.certified} if self.fast else {}
         return self.fast_schedule if self.fast else self.schedule
 
     def _certified_keep(self, keep: torch.Tensor) -> None:
@@ -160,12 +163,15 @@ class CertifiedReads:
             return super()._product(tile, x, samples_per_conv)  # type: ignore[misc]
         state = self._states[layer.read]
         if state.history is None:
-            state.history = torch.empty((state.steps, *x.shape), dtype=torch.float32)
-        levels = state.history[state.step]
-        levels.copy_(x)  # whole levels: exact in float32
+            state.history = torch.empty((state.steps, *x.shape), dtype=torch.float64)
+        state.history[state.step].copy_(x)
         state.step += 1
-        state.bound = x.amax((1, 2, 3))[:, None] * layer.norms[None, :]
-        sums = F.conv2d(levels, layer.weight32, stride=layer.stride).flatten(2)
+        largest = x.amax((1, 2, 3))
+        state.bound = largest[:, None] * layer.norms[None, :]
+        if float(largest.max()) * float(layer.weight64.abs().sum((1, 2, 3)).max()) >= HUGE:
+            # Near float32's range: this step's sums in float64 (exact, within any bound).
+            return super()._product(tile, x, samples_per_conv)  # type: ignore[misc]
+        sums = F.conv2d(x.float(), layer.weight32, stride=layer.stride).flatten(2)
         # float32 sums go to the kernel as they are (it reads them into float64, exactly).
         return sums if layer.quantum == 1.0 else sums.double()
 
@@ -243,7 +249,7 @@ def exact_membranes(
 # Reassociation and contraction are safe here: every product and partial sum is exact.
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _exact_sums(history, weights, where, out):
-    """out [steps, k] = each neuron's receptive field (rows, channel, top, left) in the float32
+    """out [steps, k] = each neuron's receptive field (rows, channel, top, left) in the input
     levels of every step [steps, rows, C, Hp, Wp], times its float64 weights [outputs, C, kh,
     kw]: exact products and sums (fewer than 53 bits, `docs/simulator.md`), so any order, and
     any vectorisation, gives the exact path's convolution."""
@@ -256,8 +262,7 @@ def _exact_sums(history, weights, where, out):
             for c in range(weights.shape[1]):
                 for p in range(kh):
                     for q in range(kw):
-                        level = np.float64(history[t, rows[k], c, top[k] + p, left[k] + q])
-                        total += level * w[c, p, q]
+                        total += history[t, rows[k], c, top[k] + p, left[k] + q] * w[c, p, q]
             out[t, k] = total
 
 
