@@ -3,8 +3,8 @@ CUDA, one timestep at a time, with the early-exit controller between steps.
 
 Ideal mode reproduces the model exactly: partial sums of (integer-level inputs) x (float32
 conductance differences) are exact in float64, so summation order cannot matter, and the scale
-steps round in the same order as the model (`docs/simulator.md`); on the CPU, hidden layers sum
-in float32 and repair, exactly, each neuron the float32 sums leave uncertain (`certified.py`).
+steps round in the same order as the model (`docs/simulator.md`). Ideal hidden layers on the
+CPU sum in float32 and replay exactly each neuron that rounding leaves uncertain (`certified`).
 
 Non-idealities are opt-in, seeded and replayable: every random draw is keyed by (seed, chip,
 sample index, timestep) or by (seed, chip, macro, array), never by batch position, and perturbed
