@@ -147,7 +147,9 @@ class CertifiedReads:
         """At a batch's start: the schedule to run, and a fresh state for each certified layer."""
         # Plane-by-plane reads (ADC calibration reads ideal currents so) take the exact path.
         planes = self.per_plane or self.plane_hook is not None
-        self.fast = bool(self.certified) and steps <= MAX_STEPS and not planes
+        # A tile whose conv form was taken away after construction reads gathered rows.
+        convs = all(self.reads[i].conv is not None for i in self.certified)
+        self.fast = bool(self.certified) and steps <= MAX_STEPS and not planes and convs
         self._states = {i: _State(steps) for i in self.certified} if self.fast else {}
         return self.fast_schedule if self.fast else self.schedule
 
