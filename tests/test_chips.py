@@ -5,18 +5,16 @@ runs alone or among 32 chips, in any order of chips, in batches of 1, 7 or 64 sa
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, SimResult, Simulator
-from released import released_program, single_thread
+from released import single_thread
+from simresults import assert_same, released_with_exit_rule
 
 from primec.datasets import load_split
 from primec.errors import PrimecError
-from primec.hardware.earlyexit import PRIME_RULE
 
 # Every per-chip non-ideality at once: programming error and stuck cells differ per chip, read
 # noise per (chip, sample, step); the ADC and the exit table make rows leave at different steps.
@@ -31,7 +29,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def program() -> Program:
     """The released classifier with PRIME's early-exit rule (rows exit at different steps)."""
-    return replace(released_program(), exit_table=PRIME_RULE)
+    return released_with_exit_rule()
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +40,6 @@ def x() -> np.ndarray:
 @pytest.fixture(scope="module")
 def among_32(program: Program, x: np.ndarray) -> list[SimResult]:
     return Simulator(program, CHIP_NOISE, chips=range(32)).run_chips(x, 64)
-
-
-def assert_same(a: SimResult, b: SimResult) -> None:
-    np.testing.assert_array_equal(a.readouts, b.readouts)
-    np.testing.assert_array_equal(a.pred, b.pred)
-    np.testing.assert_array_equal(a.exit_step, b.exit_step)
-    for name in a.counts:
-        np.testing.assert_array_equal(a.counts[name], b.counts[name], err_msg=name)
 
 
 @pytest.mark.slow

@@ -24,11 +24,11 @@ from primec.backends.simulator.certified import (
     float32_weights,
 )
 from primec.backends.simulator.fused import FusedLayer
-from released import released_program, single_thread
-from test_simulator_fused import assert_same, spike_outs
+from released import single_thread
+from simresults import assert_same, released_with_exit_rule
+from test_simulator_fused import spike_outs
 
 from primec.datasets import load_split
-from primec.hardware.earlyexit import PRIME_RULE
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,7 +39,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def program() -> Program:
     """The released classifier with PRIME's early-exit rule (rows leave at different steps)."""
-    return replace(released_program(), exit_table=PRIME_RULE)
+    return released_with_exit_rule()
 
 
 def test_both_hidden_layers_are_certified_and_the_classifier_is_not(program: Program) -> None:

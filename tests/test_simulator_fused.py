@@ -6,21 +6,19 @@ hand-built membranes that sit exactly on the threshold or just beside it.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from primec.backends.isa import Lif, Pool, Reshape, Scale
 from primec.backends.program import Program
-from primec.backends.simulator import Noise, SimResult, Simulator
+from primec.backends.simulator import Noise, Simulator
 from primec.backends.simulator.digital import _membrane, _pool
 from primec.backends.simulator.fused import FusedLayer, _lif_pool, fused_layers, row_drives
-from released import released_program, single_thread
+from released import single_thread
+from simresults import assert_same, released_with_exit_rule
 
 from primec.datasets import load_split
-from primec.hardware.earlyexit import PRIME_RULE
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -28,24 +26,11 @@ def one_thread():
     yield from single_thread()
 
 
-@pytest.fixture(scope="module")
-def program() -> Program:
-    """The released classifier with PRIME's early-exit rule (rows leave at different steps)."""
-    return replace(released_program(), exit_table=PRIME_RULE)
+program = pytest.fixture(scope="module", name="program")(released_with_exit_rule)
 
 
 def spike_outs(program: Program) -> tuple[int, ...]:
     return tuple(ins.spike_out for ins in program.instrs if isinstance(ins, Lif))
-
-
-def assert_same(a: SimResult, b: SimResult) -> None:
-    np.testing.assert_array_equal(a.readouts, b.readouts)
-    np.testing.assert_array_equal(a.pred, b.pred)
-    np.testing.assert_array_equal(a.exit_step, b.exit_step)
-    for name in a.counts:
-        np.testing.assert_array_equal(a.counts[name], b.counts[name], err_msg=name)
-    for buffer in a.spikes:
-        np.testing.assert_array_equal(a.spikes[buffer], b.spikes[buffer], err_msg=str(buffer))
 
 
 def test_the_classifier_runs_both_hidden_layers_fused(program: Program) -> None:
