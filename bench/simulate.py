@@ -9,7 +9,9 @@ reported:
 - `reference-float32`, `reference-float64`: plain PyTorch (`tests/prime_reference.run_prime`,
   F.conv2d / F.avg_pool2d / the PRIME cell), the same network in the usual float32 and in the
   float64 the simulator must compute in to be exact;
-- `simulator-ideal`: `Simulator(program).run`, bit-identical to the float64 model;
+- `simulator-ideal`: `Simulator(program).run`, bit-identical to the float64 model (hidden
+  layers sum in float32 and repair uncertain neurons exactly: `backends/simulator/certified.py`);
+- `simulator-ideal-exact`: the same with `certify=False`, every sum in float64;
 - `simulator-read-adc`: with read noise 0.02 and an 8-bit ADC (`--noise read=0.02,adc=8`);
 - `simulator-chips-1`, `simulator-chips-32`: every per-chip non-ideality (programming error,
   stuck cells, read noise, 8-bit ADC): one chip on the 64 samples (64 rows per batch), and 32
@@ -56,6 +58,7 @@ IMPLEMENTATIONS = (
     "reference-float32",
     "reference-float64",
     "simulator-ideal",
+    "simulator-ideal-exact",
     "simulator-read-adc",
     "simulator-chips-1",
     "simulator-chips-32",
@@ -63,6 +66,7 @@ IMPLEMENTATIONS = (
 RATIOS = {
     "ideal_vs_reference_float32": ("simulator-ideal", "reference-float32"),
     "ideal_vs_reference_float64": ("simulator-ideal", "reference-float64"),
+    "ideal_exact_vs_reference_float32": ("simulator-ideal-exact", "reference-float32"),
     "read_adc_vs_ideal": ("simulator-read-adc", "simulator-ideal"),
     "chips32_vs_chips1_per_row": ("simulator-chips-32", "simulator-chips-1"),
 }
@@ -90,6 +94,7 @@ def contenders(x: np.ndarray, device: str = "cpu") -> dict[str, Callable[[], np.
     weights = {key: value.to(device) for key, value in weights.items()}
     events = torch.from_numpy(x).to(device)
     ideal = Simulator(program, device=device)
+    exact = Simulator(program, device=device, certify=False)
     noisy = Simulator(program, Noise.parse(NOISE, seed=0), device)
     chip_noise = Noise.parse(CHIP_NOISE, seed=0)
     one_chip = Simulator(program, chip_noise, device)
@@ -108,6 +113,7 @@ def contenders(x: np.ndarray, device: str = "cpu") -> dict[str, Callable[[], np.
         "reference-float32": reference(torch.float32),
         "reference-float64": reference(torch.float64),
         "simulator-ideal": lambda: ideal.run(x, len(x), early_exit=False).pred,
+        "simulator-ideal-exact": lambda: exact.run(x, len(x), early_exit=False).pred,
         "simulator-read-adc": lambda: noisy.run(x, len(x), early_exit=False).pred,
         "simulator-chips-1": lambda: one_chip.run(x[:BATCH], BATCH, early_exit=False).pred,
         "simulator-chips-32": lambda: np.concatenate(
@@ -178,6 +184,9 @@ def measure(repeats: int, device: str = "cpu", batch: int = BATCH) -> dict:
         # The same ratios in CPU time per (chip, sample): less sensitive to neighbours' load.
         "ratios_cpu": {key: cpu_ratio(results[a], results[b]) for key, (a, b) in RATIOS.items()},
         "goals": GOALS,
+        "ideal_predictions_equal_exact": bool(
+            np.array_equal(predictions["simulator-ideal"], predictions["simulator-ideal-exact"])
+        ),
         "ideal_predictions_equal_reference_float32": bool(
             np.array_equal(predictions["simulator-ideal"], predictions["reference-float32"])
         ),

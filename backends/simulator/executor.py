@@ -3,9 +3,8 @@ CUDA, one timestep at a time, with the early-exit controller between steps.
 
 Ideal mode reproduces the model exactly: partial sums of (integer-level inputs) x (float32
 conductance differences) are exact in float64, so summation order cannot matter, and the scale
-steps round in the same order as the model (`docs/simulator.md`). The same argument lets a tile
-that drives every row of a gather run (on the CPU) as a float64 convolution of the gather's
-much smaller source map instead of a matrix product of the materialised rows.
+steps round in the same order as the model (`docs/simulator.md`). Ideal hidden layers on the
+CPU sum in float32 and replay exactly each neuron that rounding leaves uncertain (`certified`).
 
 Non-idealities are opt-in, seeded and replayable: every random draw is keyed by (seed, chip,
 sample index, timestep) or by (seed, chip, macro, array), never by batch position, and perturbed
@@ -13,9 +12,8 @@ conductances and read-noise variances sit on a fixed-point grid fine enough to b
 irrelevant and coarse enough for their sums to stay exact, so batch size and order do not
 change results.
 
-A run can simulate several chips at once (`chips`): the batch holds one row per (sample, chip),
-sample-major, and each tile whose cells differ per chip reads every chip's rows with that chip's
-weights in one batched product, so chip c's results do not depend on which chips run with it.
+Several chips run at once (`chips`): one row per (sample, chip), sample-major; a tile whose cells
+differ per chip reads each chip's rows with its weights in one batched product.
 """
 
 from __future__ import annotations
@@ -48,6 +46,7 @@ from primec.backends.isa import (
 )
 from primec.backends.program import Program
 from primec.backends.simulator.adc import column_code_scales
+from primec.backends.simulator.certified import CertifiedReads
 from primec.backends.simulator.crossbar import CrossbarReads
 from primec.backends.simulator.digital import DigitalPeriphery
 from primec.backends.simulator.drift import aged_cells, check_drift
@@ -104,7 +103,7 @@ class _Step:
     normals: Normals | None
 
 
-class Simulator(CrossbarReads, DigitalPeriphery):
+class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
     """Executes a program on batches of samples."""
 
     def __init__(
@@ -116,6 +115,7 @@ class Simulator(CrossbarReads, DigitalPeriphery):
         chips: Sequence[int] = (0,),
         drift: DriftSpec | None = None,
         fuse: bool = True,
+        certify: bool = True,
     ) -> None:
         self.program = program
         self.noise = noise or Noise()
@@ -126,10 +126,8 @@ class Simulator(CrossbarReads, DigitalPeriphery):
         self.volts = params["read.voltage_v"]
         # Per Read: full scale (uA) and conductance sum (uS) -> ADC codes.
         self.full_scale_ua = adc_full_scales(program, self.noise)
-        self.adc_scale = {
-            i: self.volts * 2 ** max(self.noise.adc, 1) / (2 * fs)
-            for i, fs in self.full_scale_ua.items()
-        }
+        codes = 2 ** max(self.noise.adc, 1)
+        self.adc_scale = {i: self.volts * codes / (2 * fs) for i, fs in self.full_scale_ua.items()}
         self.adc_scale |= column_code_scales(program, self.noise, self.volts, self.device)
         # Calibration (`primec.runtime.adccalibration`) sees every plane's ideal currents here.
         self.plane_hook: Callable[[int, torch.Tensor], None] | None = None
@@ -162,6 +160,7 @@ class Simulator(CrossbarReads, DigitalPeriphery):
             fused_layers(program, self.own_states, trace, self.accumulators) if self.fuse else {}
         )
         self.schedule = schedule(program, layers, EXECUTE, Simulator.fused)
+        self._certified_setup(layers if certify else {})  # float32 sums, certified
         # Only noise and the ADC act on each bit plane; otherwise one product is the same sum.
         self.per_plane = bool(self.noise.read or self.noise.adc)
         self.noise_layout, self.noise_blocks = self._noise_layout()
@@ -281,6 +280,7 @@ class Simulator(CrossbarReads, DigitalPeriphery):
             for s, _ in self.program.states
         }
         controller = ExitController(table, steps, chips * len(samples))
+        program = self._certified_schedule(steps)
         active, live = samples, np.ones(chips * len(samples), dtype=bool)
         for t in range(1, steps + 1):
             step_input = data[:, t - 1]
@@ -296,7 +296,7 @@ class Simulator(CrossbarReads, DigitalPeriphery):
             )
             self.step = _Step({}, {}, normals)
             self.sample_ids = np.repeat(ids[active], chips)  # rows are sample-major
-            for i, ins, execute in self.schedule:
+            for i, ins, execute in program:
                 execute(self, i, ins, env, counts)
             counts["steps"] += 1
             readout = env[self.program.readout].cpu().numpy()
@@ -316,11 +316,9 @@ class Simulator(CrossbarReads, DigitalPeriphery):
             rows_kept = np.repeat(kept, chips)
             keep = torch.from_numpy(rows_kept).to(self.device)
             states = {s: value[keep] for s, value in states.items()}
-            data, active, live = (
-                data[torch.from_numpy(kept).to(self.device)],
-                active[kept],
-                live[rows_kept],
-            )
+            self._certified_keep(keep)
+            kept_rows = torch.from_numpy(kept).to(self.device)
+            data, active, live = data[kept_rows], active[kept], live[rows_kept]
 
     def _record(
         self,

@@ -127,35 +127,41 @@ def _plain_pool(pool: Pool) -> bool:
     return pool.kind == "sum" and tuple(pool.kernel) == tuple(pool.stride) and not any(pool.padding)
 
 
-def run_fused(layer: FusedLayer, env: Any, program: Program, counts: dict) -> None:
+def run_fused(
+    layer: FusedLayer, env: Any, program: Program, counts: dict, kernel: Callable | None = None
+) -> None:
     """Execute the chain on a batch: updates the Lif's state tensors in place and sets every
-    buffer the chain writes that anything reads (membrane, spikes, pooled spikes)."""
+    buffer the chain writes that anything reads (membrane, spikes, pooled spikes). `kernel`
+    (accumulator, u, s, pooled as numpy arrays) replaces `_lif_pool` (`certified.py`)."""
     lif = layer.lif
     # States are the Lif's own (`Simulator.own_states`): updated in place, or in a contiguous copy.
     u, s = env[lif.membrane].contiguous(), env[lif.spike].contiguous()
     accumulator = env[layer.scale.src].contiguous()
-    kernel = layer.pool.kernel if layer.pool else (1, 1)
+    window = layer.pool.kernel if layer.pool else (1, 1)
     channels, height, width = u.shape[1:]
-    pooled_shape = (u.shape[0], channels, height // kernel[0], width // kernel[1])
+    pooled_shape = (u.shape[0], channels, height // window[0], width // window[1])
     pooled = torch.empty(pooled_shape, dtype=torch.float64)
-    _lif_pool(
-        accumulator.numpy().reshape(u.shape),
-        layer.factors,
-        u.numpy(),
-        s.numpy(),
-        (layer.keep, layer.threshold, layer.slope),
-        layer.strict,
-        pooled.numpy(),
-        kernel,
-        layer.pool is not None,
-    )
+    if kernel is not None:
+        kernel(accumulator.numpy().reshape(u.shape), u.numpy(), s.numpy(), pooled.numpy())
+    else:
+        _lif_pool(
+            accumulator.numpy().reshape(u.shape),
+            layer.factors,
+            u.numpy(),
+            s.numpy(),
+            (layer.keep, layer.threshold, layer.slope),
+            layer.strict,
+            pooled.numpy(),
+            window,
+            layer.pool is not None,
+        )
     env[lif.membrane_out], env[lif.spike_out] = u, s
     neurons = channels * height * width
     counts["digital_multiplies"] += neurons * len(layer.scale.factors)
     counts["neuron_updates"] += neurons
     if layer.pool is not None:
         env[layer.pool.dst] = pooled
-        counts["digital_adds"] += pooled[0].numel() * (kernel[0] * kernel[1] - 1)
+        counts["digital_adds"] += pooled[0].numel() * (window[0] * window[1] - 1)
 
 
 @numba.njit(cache=True, nogil=True)
