@@ -24,20 +24,33 @@ def column_full_scales(program: Program) -> dict[int, np.ndarray] | None:
     return {i: program.tensors[name] for i, name in zip(reads, names, strict=True)}
 
 
-def column_code_scales(
+def code_scales(
     program: Program, noise: Noise, volts: float, device: torch.device
-) -> dict[int, torch.Tensor]:
-    """Per Read, when per-column ranges apply: [outputs, 1] factors from a plane's current
-    (uS x drive units) to ADC codes, volts x 2^B / (2 x full scale), as the per-tile factor is
-    computed; empty otherwise (the tile's or the target's one range applies)."""
-    ranges = column_full_scales(program)
-    if ranges is None or noise.adc_cal < 2:
-        return {}
+) -> dict[int, float | torch.Tensor]:
+    """Per Read (instruction index): the factor from a plane's current (uS x drive units) to
+    ADC codes, volts x 2^B / (2 x full scale): one number on the tile's (or the target's)
+    range, or [outputs, 1] factors where per-column ranges apply (`noise.adc_cal` 2)."""
     factor = volts * 2 ** max(noise.adc, 1)
-    return {
-        i: torch.from_numpy(factor / (2 * full_scale.astype(np.float64)))[:, None].to(device)
-        for i, full_scale in ranges.items()
+    scales: dict[int, float | torch.Tensor] = {
+        i: factor / (2 * fs) for i, fs in tile_full_scales(program, noise).items()
     }
+    ranges = column_full_scales(program)
+    if ranges is not None and noise.adc_cal >= 2:
+        scales |= {
+            i: torch.from_numpy(factor / (2 * full_scale.astype(np.float64)))[:, None].to(device)
+            for i, full_scale in ranges.items()
+        }
+    return scales
+
+
+def tile_full_scales(program: Program, noise: Noise) -> dict[int, float]:
+    """Each Read's ADC full scale (uA): the artefact's calibrated ranges (`ADC_RANGES`, one per
+    Read in program order) unless `noise.adc_cal` is 0 or it has none, else the target's one."""
+    reads = [i for i, ins in enumerate(program.instrs) if isinstance(ins, Read)]
+    calibrated = program.tensors.get(ADC_RANGES)
+    if calibrated is None or not noise.adc_cal:
+        return dict.fromkeys(reads, float(program.meta["target_parameters"]["adc.full_scale_ua"]))
+    return {i: float(fs) for i, fs in zip(reads, calibrated, strict=True)}
 
 
 def calibration_levels(program: Program) -> tuple[bool, bool, bool]:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from primec.backends.isa import Read
-from primec.backends.simulator.digital import _membrane
+from primec.backends.simulator.digital import _leaky, _membrane
 from primec.backends.simulator.fused import FusedLayer, _pool_sample, run_fused
 
 UNIT = 2.0**-24  # float32's unit roundoff
@@ -241,9 +241,7 @@ def exact_membranes(
         currents = currents * factor
     membrane = spikes = torch.zeros(len(j), dtype=torch.float64)
     for current in currents:
-        membrane = _membrane(layer.params, membrane, spikes, current, False)
-        if f.slope != 1.0:
-            membrane = F.leaky_relu(membrane, f.slope)
+        membrane = _leaky(_membrane(layer.params, membrane, spikes, current, False), f.slope)
         spikes = (torch.gt if f.strict else torch.ge)(membrane, f.threshold).double()
     return membrane, spikes
 

@@ -45,13 +45,13 @@ from primec.backends.isa import (
     Zero,
 )
 from primec.backends.program import Program
-from primec.backends.simulator.adc import column_code_scales
+from primec.backends.simulator.adc import code_scales
 from primec.backends.simulator.certified import CertifiedReads
 from primec.backends.simulator.crossbar import CrossbarReads
 from primec.backends.simulator.digital import DigitalPeriphery
 from primec.backends.simulator.drift import aged_cells, check_drift
 from primec.backends.simulator.fused import FusedLayer, fused_layers, run_fused, schedule
-from primec.backends.simulator.noise import ADC_RANGES, Noise, Normals, programmed_cells
+from primec.backends.simulator.noise import Noise, Normals, programmed_cells
 
 from primec.errors import PrimecError
 from primec.hardware.earlyexit import ExitController, ExitTable, predictions
@@ -124,11 +124,8 @@ class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
         self.trace = trace
         params = program.meta["target_parameters"]
         self.volts = params["read.voltage_v"]
-        # Per Read: full scale (uA) and conductance sum (uS) -> ADC codes.
-        self.full_scale_ua = adc_full_scales(program, self.noise)
-        codes = 2 ** max(self.noise.adc, 1)
-        self.adc_scale = {i: self.volts * codes / (2 * fs) for i, fs in self.full_scale_ua.items()}
-        self.adc_scale |= column_code_scales(program, self.noise, self.volts, self.device)
+        # Per Read: conductance sum (uS) -> ADC codes, on the tile's or each column's range.
+        self.adc_scale = code_scales(program, self.noise, self.volts, self.device)
         # Calibration (`primec.runtime.adccalibration`) sees every plane's ideal currents here.
         self.plane_hook: Callable[[int, torch.Tensor], None] | None = None
         check_drift(self.noise, drift)
@@ -340,16 +337,6 @@ class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
         for name, value in counts.items():
             value = _numpy(value)
             out.counts[name][where] += value[running] if np.ndim(value) else value
-
-
-def adc_full_scales(program: Program, noise: Noise) -> dict[int, float]:
-    """Each Read's ADC full scale (uA): the artefact's calibrated ranges (`ADC_RANGES`, one per
-    Read in program order) unless `noise.adc_cal` is 0 or it has none, else the target's one."""
-    reads = [i for i, ins in enumerate(program.instrs) if isinstance(ins, Read)]
-    calibrated = program.tensors.get(ADC_RANGES)
-    if calibrated is None or not noise.adc_cal:
-        return dict.fromkeys(reads, float(program.meta["target_parameters"]["adc.full_scale_ua"]))
-    return {i: float(fs) for i, fs in zip(reads, calibrated, strict=True)}
 
 
 def _checked_chips(chips: Sequence[int]) -> tuple[int, ...]:
