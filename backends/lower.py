@@ -119,6 +119,9 @@ class _Lowering:
     ) -> Program:
         meta = self.graph.meta_value
         parameters = {key: value for key, value, _ in self.target.parameters()}
+        # The hash names the exact target, drift model included (targets without one keep
+        # the hash they always had).
+        hashed = parameters | {key: value for key, value, _ in self.target.optional_parameters()}
         table = meta("exit_table")
         return Program(
             name=self.graph.name,
@@ -134,7 +137,7 @@ class _Lowering:
             neurons=tuple(self.neurons),
             meta={
                 "target": self.target.name,
-                "target_hash": target_hash(parameters),
+                "target_hash": target_hash(hashed),
                 "target_parameters": parameters,
                 "graph_meta": {
                     k: v for k, v in self.graph.meta if isinstance(v, int | float | str | bool)

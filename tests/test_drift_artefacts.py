@@ -193,3 +193,26 @@ def test_the_encoders_refuse_a_malformed_drift_entry(compiled) -> None:
     for name in ("bytecode", "macro"):
         with pytest.raises(PrimecError, match="drift parameter std_log_us must be at least 0.0"):
             BACKENDS[name].encode(broken)
+
+
+def test_the_target_hash_covers_the_drift_table(compiled, tmp_path: Path) -> None:
+    """Two targets that differ only in their drift model get different hashes; a target without
+    a drift table keeps the hash of its parameters alone (the bytes of its artefacts hold)."""
+    from primec.backends.program import target_hash
+
+    other = custom_target(tmp_path, CUSTOM | {"gain": 0.8})
+    out = tmp_path / "other.pbc"
+    args = ("compile", RELEASED, "--arch", "prime-nmnist", "--target", other, "--emit", "bytecode")
+    args = (*args, "-o", out)
+    assert invoke(*args).exit_code == 0
+    mine, theirs = read_artefact(compiled["pbc"]).meta, read_artefact(out).meta
+    assert mine["target_parameters"] == theirs["target_parameters"]
+    assert mine["target_hash"] != theirs["target_hash"]
+    text = other.read_text()
+    start, end = text.index("[drift]"), text.index("[adc]")
+    other.write_text(text[:start] + text[end:])
+    result = invoke(*args, "--force")
+    assert result.exit_code == 0, result.output
+    plain = read_artefact(out).meta
+    assert "drift" not in plain
+    assert plain["target_hash"] == target_hash(plain["target_parameters"])
