@@ -14,7 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
-from primec.backends.simulator import Noise, Simulator, planes
+from primec.backends.simulator import Noise, Simulator, planes, sparse
 from primec.backends.simulator.gauss import KI, philox, ziggurat
 from primec.backends.simulator.noise import Normals
 from released import single_thread
@@ -174,7 +174,7 @@ def test_the_sparse_kernel_equals_a_written_out_plane_read() -> None:
     keys = Normals(9, [(c, s) for s in range(3) for c in range(chips)], t=2).keys
     scales = np.array([3.0, 7.5, 20.0, 0.5])
     total = np.empty((6, outputs, 4 * 10))
-    planes._sparse_reads(levels, weights, (2, 1, kh, kw, 4, 10), 3, keys, 5, scales, 8, total)
+    sparse.sparse_reads(levels, weights, (2, 1, kh, kw, 4, 10), 3, (keys, 5), (scales, 8), total)
     expected, clipped = _reference_planes(levels, weights, (2, 1), (kh, kw), keys, 5, scales, 8)
     np.testing.assert_array_equal(total, expected)
     assert clipped > 0 and (expected[4] == 0).all() and (expected != 0).mean() > 0.3
@@ -185,19 +185,25 @@ def program():
     return released_with_exit_rule()
 
 
-def test_the_classifier_reads_its_conv_tiles_sparsely(program, monkeypatch) -> None:
+def test_the_classifier_reads_every_tile_sparsely(program, monkeypatch) -> None:
+    """Its two conv tiles and its five tiles of rows (the classifier) all take the kernel."""
     calls = []
-    kernel = planes._sparse_reads
-    monkeypatch.setattr(planes, "_sparse_reads", lambda *a: calls.append(a[5]) or kernel(*a))
+    kernel = sparse.sparse_reads
+    monkeypatch.setattr(planes, "sparse_reads", lambda *a: calls.append(a[4][1]) or kernel(*a))
     Simulator(program, Noise(read=0.02, adc=8, seed=1)).run(load_split("test")[0][:2], 2)
-    conv_reads = {i for i, tile in Simulator(program).reads.items() if tile.conv is not None}
-    assert set(calls) == conv_reads and len(conv_reads) == 2
+    reads = Simulator(program).reads
+    assert set(calls) == set(reads) and sum(t.conv is not None for t in reads.values()) == 2
 
 
 @pytest.mark.slow
-def test_noisy_reads_equal_the_torch_path_in_any_batch_size(program) -> None:
+@pytest.mark.parametrize(
+    "noise", [Noise(read=0.02, adc=8, seed=6), Noise(read=0.05, seed=7)], ids=["read-adc", "read"]
+)
+def test_noisy_reads_equal_the_torch_path_in_any_batch_size(program, noise) -> None:
+    """The sparse kernel against the torch path (dense float64 products per plane), on 64 test
+    samples with early exit, in batches of 1, 7 and 64; without the ADC every value flows on,
+    so this holds the float64 sums and the noise arithmetic bit for bit."""
     x = load_split("test")[0][:64]
-    noise = Noise(read=0.02, adc=8, seed=6)
     torch_path = Simulator(program, noise, fuse=False).run(x, 64)
     for batch in (1, 7, 64):
         assert_same(Simulator(program, noise).run(x, batch), torch_path)

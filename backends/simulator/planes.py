@@ -22,11 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 import torch
 from primec.backends.isa import Read
-from primec.backends.simulator.gauss import block_key, draw_normals
+from primec.backends.simulator.sparse import sparse_reads
 
 # Bit-plane reads take this many conv chunks at a time through products, noise and ADC, in one
 # conv call: fewer, larger calls than ideal reads make, whose outputs still stay in cache.
@@ -68,12 +67,12 @@ class PlaneReads:
 
     def _sparse(self, tile: Any, integer: torch.Tensor) -> bool:
         """Whether the sparse kernel reads this tile: on the CPU (fused kernels), no plane hook,
-        a conv tile without dilation on a source map at most 63 pixels wide. (Tiles of rows
-        keep the matrix product: their float64 sums are the product's bits only where they
-        are exact, which the grid guarantees for perturbed cells but not for every compiled
-        weight matrix.)"""
-        if not (self.fuse and self.plane_hook is None and tile.conv is not None):
+        and a conv tile without dilation on a source map at most 63 pixels wide, or a tile of
+        rows read at no more than 63 positions."""
+        if not (self.fuse and self.plane_hook is None and integer.device.type == "cpu"):
             return False
+        if tile.conv is None:
+            return integer.dim() == 3 and integer.shape[1] < 64
         return tuple(tile.gather.dilation) == (1, 1) and integer.shape[-1] < 64
 
     def _plane_sum(
@@ -96,7 +95,7 @@ class PlaneReads:
         if self.plane_hook is not None:
             self.plane_hook(i, current)
         if self.noise.read:
-            spread = product[:, tile.outputs :].sqrt_()
+            spread = _sqrt(product[:, tile.outputs :])
             normals = self._normals(i, k, spread.shape, first)
             # Two roundings, never a fused multiply-add, whose use could vary with the layout.
             current = spread.mul_(normals).add_(current)
@@ -115,24 +114,25 @@ class PlaneReads:
         return torch.from_numpy(draws).view(shape).to(self.device)
 
     def _sparse_planes(self, i: int, tile: Any, integer: torch.Tensor, used: int) -> torch.Tensor:
-        """`_plane_sum` of every row at once by the sparse kernel: [n, outputs, P]."""
-        stride, kernel = tuple(tile.gather.stride), tuple(tile.gather.kernel)
+        """`_plane_sum` of every row at once by the sparse kernel: [n, outputs, P]. A tile of
+        rows ([n, P, rows] levels) reads as a 1 x 1 convolution of its rows over P positions."""
+        if tile.conv is None:
+            integer, stride, kernel = integer.transpose(1, 2)[:, :, None, :], (1, 1), (1, 1)
+        else:
+            stride, kernel = tuple(tile.gather.stride), tuple(tile.gather.kernel)
         n, _, height, width = integer.shape
         kh, kw = kernel
         out_h = (height - kh) // stride[0] + 1
         out_w = (width - kw) // stride[1] + 1
-        weights = self._padded_weights(tile)
         total = torch.empty((n, tile.outputs, out_h * out_w), dtype=torch.float64)
         keys = self.step.normals.keys if self.noise.read else np.empty(0, dtype=np.uint64)
-        _sparse_reads(
+        sparse_reads(
             integer.contiguous().numpy(),
-            weights,
+            self._padded_weights(tile),
             (*stride, kh, kw, out_h, out_w),
             used,
-            keys,
-            i,
-            self._code_scales(i, tile.outputs),
-            2 ** max(self.noise.adc - 1, 0),
+            (keys, i),
+            (self._code_scales(i, tile.outputs), 2 ** max(self.noise.adc - 1, 0)),
             total.numpy(),
         )
         return total
@@ -155,125 +155,9 @@ class PlaneReads:
         return np.full(outputs, scale)
 
 
-@numba.njit(cache=True, nogil=True)
-def _sparse_reads(levels, weights, geometry, planes, keys, read, scales, top, total):
-    """levels [n, C, H, W] (int64, a gather's padded source map, W <= 64), weights [groups,
-    C x kh x kw + 1, outputs'] (G+ - G-, then the variances when `keys`, the rows' noise
-    streams, are given; the last row zero), geometry (stride, kernel, output height and
-    width); row a reads with group a % groups (rows are sample-major, a group per chip).
-    total [n, outputs, P] <- the shift-add of the planes' currents through noise and, with
-    `scales` (codes per current unit, per output), the ADC."""
-    masks = np.empty(levels.shape[1:3], dtype=np.uint64)
-    work = (
-        np.empty(weights.shape[-1]),  # the window's sums
-        np.empty(levels.shape[1] * geometry[2] * geometry[3] + 4, dtype=np.int64),  # set rows
-        np.empty(total.shape[1]),  # normals
-    )
-    total[:] = 0.0
-    for a in range(levels.shape[0]):
-        largest = levels[a].max()
-        key = keys[a] if len(keys) else np.uint64(0)
-        for k in range(planes):
-            if largest >> k == 0:
-                break  # this and every higher plane of the row is zero: it adds nothing
-            _bit_masks(levels[a], k, masks)
-            block = block_key(key, read, k) if len(keys) else np.uint64(0)
-            plane = (key, block, read, k)
-            _plane(
-                masks, weights[a % weights.shape[0]], geometry, work, plane, scales, top, total[a]
-            )
-
-
-@numba.njit(cache=True, nogil=True)
-def _bit_masks(levels, k, masks):
-    """masks[c, y]: bit x set where bit k of levels[c, y, x] is."""
-    for c in range(levels.shape[0]):
-        for y in range(levels.shape[1]):
-            m = np.uint64(0)
-            for x in range(levels.shape[2]):
-                m |= np.uint64((levels[c, y, x] >> k) & 1) << np.uint64(x)
-            masks[c, y] = m
-
-
-# The bit index of a power of two below 2^64: (bit x DE_BRUIJN) >> 58 indexes this table.
-DE_BRUIJN = 0x022FDD63CC95386D
-BIT_INDEX = np.zeros(64, dtype=np.int64)
-for _bit in range(64):
-    BIT_INDEX[((1 << _bit) * DE_BRUIJN & (2**64 - 1)) >> 58] = _bit
-
-
-@numba.njit(cache=True, nogil=True)
-def _plane(masks, weights, geometry, work, plane, scales, top, total):
-    """One plane of one row, position by position: the sum of the weights (and variances)
-    of the window's set inputs, then noise and ADC, into total [outputs, P]. A window without
-    a set input reads no current and no noise: codes 0, nothing to add."""
-    sh, sw, kh, kw, out_h, out_w = geometry
-    acc, rows, normals = work
-    window = np.uint64((1 << kw) - 1)
-    for oy in range(out_h):
-        anywhere = np.uint64(0)  # the input columns set in any of the windows' rows
-        for c in range(masks.shape[0]):
-            for ky in range(kh):
-                anywhere |= masks[c, oy * sh + ky]
-        for ox in range(out_w):
-            shift = np.uint64(ox * sw)
-            if (anywhere >> shift) & window == 0:
-                continue
-            n = _set_rows(masks, oy * sh, shift, kh, kw, rows)
-            for t in range(n, n + 3):
-                rows[t] = len(weights) - 1  # the zero row
-            _window_sum(weights, rows, n, acc)
-            _convert(acc, plane, scales, top, total, oy * out_w + ox, normals)
-
-
-@numba.njit(cache=True, nogil=True)
-def _set_rows(masks, y, shift, kh, kw, rows):
-    """rows[:n] = the weight rows (c, ky, kx) of the window at row y, column `shift` whose
-    input bit is set; returns n."""
-    window = np.uint64((1 << kw) - 1)
-    n = 0
-    for c in range(masks.shape[0]):
-        for ky in range(kh):
-            m = (masks[c, y + ky] >> shift) & window
-            base = (c * kh + ky) * kw
-            while m:
-                low = m & (~m + np.uint64(1))
-                rows[n] = base + BIT_INDEX[(low * np.uint64(DE_BRUIJN)) >> np.uint64(58)]
-                n += 1
-                m ^= low
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
-def _window_sum(weights, rows, n, acc):
-    """acc = the sum of weights[rows[:n]], four rows per pass over acc (sums of on-grid values:
-    exact in any order and grouping)."""
-    for o in range(len(acc)):
-        acc[o] = (weights[rows[0], o] + weights[rows[1], o]) + (
-            weights[rows[2], o] + weights[rows[3], o]
-        )
-    for t in range(4, n, 4):
-        r0, r1, r2, r3 = rows[t], rows[t + 1], rows[t + 2], rows[t + 3]
-        for o in range(len(acc)):
-            acc[o] += (weights[r0, o] + weights[r1, o]) + (weights[r2, o] + weights[r3, o])
-
-
-@numba.njit(cache=True, nogil=True)
-def _convert(acc, plane, scales, top, total, j, normals):
-    """Position j of one plane: acc [outputs'] through noise (sqrt(variance) x normal +
-    current, two roundings, as the torch path) and the ADC (round half to even, clip), then
-    total[:, j] + 2^k x codes."""
-    key, block, read, k = plane
-    outputs, positions = total.shape
-    noise = len(acc) > outputs
-    weight = 2.0**k
-    if noise:
-        draw_normals(key, block, read, k, j, positions, normals)
-    for o in range(outputs):
-        current = acc[o]
-        if noise and acc[outputs + o] > 0.0:
-            current = np.sqrt(acc[outputs + o]) * normals[o] + current
-        if len(scales):
-            code = np.rint(current * scales[o])
-            current = -top if code < -top else (top - 1 if code > top - 1 else code)
-        total[o, j] = total[o, j] + current * weight
+def _sqrt(variance: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded square root (IEEE), as the kernel takes it: on the CPU through
+    numpy, since torch's CPU `sqrt` is not correctly rounded in every memory layout."""
+    if variance.device.type != "cpu":
+        return variance.sqrt()
+    return torch.from_numpy(np.sqrt(variance.numpy()))
