@@ -152,39 +152,38 @@ def keyed_normal(key, block, draw, read, plane):
     if rabs < KI[idx]:
         x = np.float64(rabs) * WI[idx]
         return -x if (r >> np.uint64(8)) & np.uint64(1) else x
-    return _rejected(key, draw, read, plane, r)
+    return _rejected(key, draw, read, plane, r, np.empty(0, dtype=np.uint64))
 
 
 @numba.njit(cache=True, nogil=True)
-def draw_normals(key, block, read, plane, j, positions, out):
+def draw_normals(key, block, read, plane, j, positions, out, work):
     """out[o] = draw o x positions + j of (read, plane), for every o: the first tries in one
-    branch-free pass, then the rare rejected ones."""
-    rejected = False
+    branch-free pass that notes the rejected ones, then those (work: an int64 array as long
+    as out, and uint64 words for `_rejected`)."""
+    rejects, scratch = work
+    count = 0
     for o in range(len(out)):
         r = first_word(block, o * positions + j)
         idx = np.int64(r & np.uint64(0xFF))
         rabs = np.int64((r >> np.uint64(9)) & np.uint64(MANTISSA))
         x = np.float64(rabs) * WI[idx]
         out[o] = -x if (r >> np.uint64(8)) & np.uint64(1) else x
-        rejected |= rabs >= KI[idx]
-    if not rejected:
-        return
-    for o in range(len(out)):
-        draw = o * positions + j
-        r = first_word(block, draw)
-        idx = np.int64(r & np.uint64(0xFF))
-        if np.int64((r >> np.uint64(9)) & np.uint64(MANTISSA)) >= KI[idx]:
-            out[o] = _rejected(key, draw, read, plane, r)
+        rejects[count] = o
+        count += rabs >= KI[idx]
+    for t in range(count):
+        draw = rejects[t] * positions + j
+        out[rejects[t]] = _rejected(key, draw, read, plane, first_word(block, draw), scratch)
 
 
 @numba.njit(cache=True, nogil=True)
-def _rejected(key, draw, read, plane, first):
+def _rejected(key, draw, read, plane, first, scratch):
     """The rare draw whose first word the fast strip test rejects (about 1.5%), out of line:
     its words after the first come two per Philox call with counter (draw, read, plane,
-    attempt >= 1), as many as a run of rejections takes."""
+    attempt >= 1), as many as a run of rejections takes (in `scratch` while it is long
+    enough)."""
     size = 3
     while True:
-        words = np.empty(size, dtype=np.uint64)
+        words = scratch[:size] if size <= len(scratch) else np.empty(size, dtype=np.uint64)
         words[0] = first
         for attempt in range(1, (size + 1) // 2):
             a, b, c, d = philox(

@@ -45,6 +45,7 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
         np.empty(channels * geometry[2] * geometry[3] + 4, dtype=np.int64),  # its set rows
         np.empty(outputs),  # normals
         np.empty((positions, outputs)),  # the row's shift-add, position-major
+        (np.empty(outputs, dtype=np.int64), np.empty(64, dtype=np.uint64)),  # normals' work
     )
     keys, read = noise
     for a in range(levels.shape[0]):
@@ -152,7 +153,7 @@ def _convert(acc, plane, adc, work, j):
     normals, total = work[2], work[3]
     positions, outputs = total.shape
     if noise:
-        draw_normals(key, block, read, k, j, positions, normals)
+        draw_normals(key, block, read, k, j, positions, normals, work[4])
     weight = np.float64(1 << k)
     for o in range(outputs):
         value = acc[o]
