@@ -12,7 +12,7 @@ Draw e of bit plane k of Read i in the stream of one (chip, sample, step) row:
   different, independent seed per (row, read, plane);
 - the normal: the 256-layer ziggurat of Marsaglia and Tsang in the form numpy's
   `Generator.standard_normal` uses (one 64-bit word: 8 bits of layer, 1 of sign, 52 of mantissa;
-  98.8% of draws return after one multiply and compare), exact in distribution; the rare
+  about 98.5% of draws return after one multiply and compare), exact in distribution; the rare
   rejections take more words from Philox4x32-10 with the counters (e, i, k, attempt >= 1),
   which no block key uses.
 
@@ -27,8 +27,6 @@ import math
 import numba
 import numpy as np
 
-PHILOX_M = (0xD2511F53, 0xCD9E8D57)
-PHILOX_W = (0x9E3779B9, 0xBB67AE85)
 LOW32 = 0xFFFFFFFF
 MANTISSA = 0x000FFFFFFFFFFFFF
 ZIGGURAT_R = 3.6541528853610088  # the base strip's right edge
@@ -102,13 +100,13 @@ def _uniform(word):
 
 
 @numba.njit(cache=True, nogil=True)
-def ziggurat(words):
-    """A standard normal from the 64-bit `words`, taken in numpy's order
+def ziggurat(words, count):
+    """A standard normal from the 64-bit words[:count], taken in numpy's order
     (`random_standard_normal`): the first word of a try picks strip and abscissa; a wedge or
     tail test takes one or two uniforms more. Returns the normal and the words it took, or
-    (0, -1) when `words` ran out."""
+    (0, -1) when they ran out."""
     n = 0
-    while n < len(words):
+    while n < count:
         r = words[n]
         n += 1
         idx = np.int64(r & np.uint64(0xFF))
@@ -119,8 +117,8 @@ def ziggurat(words):
         if rabs < KI[idx]:
             return x, n
         if idx == 0:
-            return _tail(words, n, (rabs >> 8) & 1)
-        if n == len(words):
+            return _tail(words, count, n, (rabs >> 8) & 1)
+        if n == count:
             break
         u = _uniform(words[n])
         n += 1
@@ -130,9 +128,9 @@ def ziggurat(words):
 
 
 @numba.njit(cache=True, nogil=True)
-def _tail(words, n, negative):
+def _tail(words, count, n, negative):
     """Marsaglia's tail beyond the base strip's edge, two uniforms per try."""
-    while n + 1 < len(words):
+    while n + 1 < count:
         xx = -(1.0 / ZIGGURAT_R) * np.log1p(-_uniform(words[n]))
         yy = -np.log1p(-_uniform(words[n + 1]))
         n += 2
@@ -183,7 +181,7 @@ def _rejected(key, draw, read, plane, first, scratch):
     enough)."""
     size = 3
     while True:
-        words = scratch[:size] if size <= len(scratch) else np.empty(size, dtype=np.uint64)
+        words = scratch if size <= len(scratch) else np.empty(size, dtype=np.uint64)
         words[0] = first
         for attempt in range(1, (size + 1) // 2):
             a, b, c, d = philox(
@@ -196,7 +194,7 @@ def _rejected(key, draw, read, plane, first, scratch):
             )
             words[2 * attempt - 1] = (a << np.uint64(32)) | b
             words[2 * attempt] = (c << np.uint64(32)) | d
-        x, used = ziggurat(words)
+        x, used = ziggurat(words, size)
         if used > 0:
             return x
         size = 4 * size - 3

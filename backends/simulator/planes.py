@@ -6,16 +6,17 @@ Two paths of the same bits:
 
 - the torch path (`_plane_read`): each plane's float64 product (a convolution for a conv tile),
   then noise, ADC codes and the shift-add as tensor operations; it runs where the sparse kernel
-  does not (CUDA, `fuse=False`, tiles without a conv form, a plane hook);
-- the sparse kernel (`_sparse_planes`, CPU, conv tiles): a plane's inputs are 0 or 1, so its
-  sums are sums of weights (and of variances) over the set inputs: scattered, pixel by set
-  pixel, into the positions its window reaches. Those sums are exact in float64 in any order
-  (`grid.py`: the weights and variances sit on a grid that keeps every partial sum exact), so
-  they are the convolution's bits, at a cost in proportion to the set bits (5% of the inputs
-  on the PRIME classifier) instead of every product. Noise, ADC and the shift-add then run in
-  the same operations and order as the torch path, and a normal is drawn only for a column
-  read with a nonzero variance: `gauss.py`'s draws are keyed by (row, read, plane, column,
-  position), not by order, so the torch path, which draws them all, gets the same values.
+  does not (CUDA, `fuse=False`, a plane hook, a dilated convolution, maps or position counts
+  of 64 and more);
+- the sparse kernel (`sparse.py`, CPU; conv tiles, and tiles of rows as 1 x 1 convolutions):
+  a plane's inputs are 0 or 1, so a position's sums are the sums of the weight (and variance)
+  rows of its window's set inputs only. They are exact in float64 in any order (`grid.py`:
+  weights and variances sit on a grid that keeps every partial sum exact), so they are the
+  product's bits, at a cost in proportion to the set inputs (9% of a second-layer window on
+  the PRIME classifier) instead of every product. Noise, ADC and the shift-add run in the same
+  operations and order as the torch path, and a normal is drawn only for a column read with
+  a nonzero variance: `gauss.py`'s draws are keyed by (row, read, plane, column, position),
+  not by order, so the torch path, which draws them all, gets the same values.
 """
 
 from __future__ import annotations
