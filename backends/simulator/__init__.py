@@ -1,7 +1,8 @@
 """The simulator of primec's artefacts, in modules of one job each: `noise` (settings, random
 streams, static cell errors), `adc` (per-column ADC ranges), `grid` (the fixed-point grid that
-keeps sums exact), `crossbar` (tiles and reads), `digital` (the periphery's instructions) and
-`executor` (the time loop).
+keeps sums exact), `crossbar` (tiles and reads), `planes` and `sparse` (bit-plane reads through
+noise and the ADC), `gauss` (keyed read-noise normals), `digital` (the periphery's
+instructions) and `executor` (the time loop).
 """
 
 from __future__ import annotations

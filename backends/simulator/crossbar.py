@@ -1,6 +1,7 @@
 """Crossbar reads: each `Read` tile prepared once (rows, columns, G+ - G- weights, a conv form
-when every row of a gather is driven), then driven bit plane by bit plane through read noise
-and the ADC, and its partial sums added into the layer's accumulator. `Gather` and `Zero`
+when every row of a gather is driven), then driven in one product (ideal) or bit plane by bit
+plane through read noise and the ADC (`planes.py`), and its partial sums added into the layer's
+accumulator. `Gather` and `Zero`
 prepare what the reads take in and add into.
 """
 
@@ -14,16 +15,14 @@ import torch
 import torch.nn.functional as F
 from primec.backends.isa import Gather, Read, Zero
 from primec.backends.simulator.drift import column_gains, global_gain
-from primec.backends.simulator.fused import add_plane, conv_into, row_drives
+from primec.backends.simulator.fused import conv_into, row_drives
 from primec.backends.simulator.grid import on_grid
+from primec.backends.simulator.planes import PlaneReads
 
 from primec.hardware.geometry import PAIR
 
 # torch's float64 conv unfolds its whole batch first; a few samples per thread keep that in cache.
 CONV_CHUNK_BYTES = 1 << 20
-# Bit-plane reads take this many conv chunks at a time through products, noise and ADC, in one
-# conv call: fewer, larger calls than ideal reads make, whose outputs still stay in cache.
-PLANE_CHUNKS = 4
 
 
 @dataclass
@@ -43,9 +42,10 @@ class Tile:
     writes_all: bool  # the tile's outputs are all of its accumulator's, in order
     chips: int = 1  # chips with cells of their own: weights are [chips, rows, outputs']
     gain: torch.Tensor | None = None  # global drift compensation ([chips, outputs] for chips)
+    padded: Any = None  # the sparse plane kernel's weights with a zero row (`planes.py`)
 
 
-class CrossbarReads:
+class CrossbarReads(PlaneReads):
     """The Simulator's crossbar side: tile preparation and the Gather, Zero and Read instructions."""
 
     program: Any
@@ -189,22 +189,6 @@ class CrossbarReads:
         )
         return folded.reshape(-1).to(self.device)
 
-    def _noise_layout(self) -> tuple[dict[tuple[int, int], tuple[int, int]], list[int]]:
-        """Where each (read, bit plane)'s draws sit in its plane's block, and the block sizes."""
-        layout: dict[tuple[int, int], tuple[int, int]] = {}
-        sizes: list[int] = []
-        planes = max((read.planes for _, read in self.reads_in_order()), default=0)
-        for k in range(planes if self.noise.read else 0):
-            offset = 0
-            for i, read in self.reads_in_order():
-                if k >= read.planes:
-                    continue
-                size = self.program.buffers[read.src][0] * self.reads[i].outputs
-                layout[(i, k)] = (offset, size)
-                offset += size
-            sizes.append(offset)
-        return layout, sizes
-
     def reads_in_order(self) -> list[tuple[int, Read]]:
         """Every Read with its instruction index."""
         return [(i, ins) for i, ins in enumerate(self.program.instrs) if isinstance(ins, Read)]
@@ -262,81 +246,6 @@ class CrossbarReads:
             for part in x.split(samples_per_conv)
         ]
         return (parts[0] if len(parts) == 1 else torch.cat(parts)).flatten(2)
-
-    def _planes(self, i: int, ins: Read, tile: Tile, levels: torch.Tensor) -> torch.Tensor:
-        """One read per bit plane, each through read noise and the ADC, then shift-add.
-
-        Planes above the batch's largest level are all zero: they add exactly nothing (no
-        current, no noise, ADC of zero), so they are not read. With the ADC on, the shift-add
-        sums integer ADC codes (exact) and converts back to uS once.
-        """
-        integer = levels.round().to(torch.int64)
-        used = max(1, min(ins.planes, int(integer.max()).bit_length()))
-        # A few samples at a time, so that every plane's products, noise and codes stay in cache.
-        size = PLANE_CHUNKS * tile.chunk * torch.get_num_threads()
-        # Whole samples: all chips of a sample meet in one grouped convolution.
-        size = len(integer) if tile.conv is None else -(-size // tile.chips) * tile.chips
-        parts = [
-            self._plane_sum(i, tile, integer[first : first + size], used, first)
-            for first in range(0, len(integer), size)
-        ]
-        total = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return total.div_(self.adc_scale[i]) if self.noise.adc else total
-
-    def _plane_sum(
-        self, i: int, tile: Tile, integer: torch.Tensor, used: int, first: int
-    ) -> torch.Tensor:
-        """The shift-add of `used` planes of the samples first, first + 1, ... of the batch."""
-        # A per-column ADC scale (a tensor) or a plane hook takes the torch path.
-        scale = self.adc_scale[i] if self.noise.adc else 0.0
-        if self.fuse and tile.conv is not None and not self.plane_hook and isinstance(scale, float):
-            return self._plane_sum_fused(i, tile, integer, (used, scale), first)
-        total = self._plane_read(i, 0, tile, integer, first)
-        for k in range(1, used):
-            # 2^k x plane is exact, so the one rounding is the add's, fused or not.
-            total.add_(self._plane_read(i, k, tile, integer, first), alpha=2**k)
-        return total
-
-    def _plane_sum_fused(self, i: int, tile: Tile, integer: torch.Tensor, plan: tuple, first: int):
-        """`_plane_sum` with each plane's noise, ADC and shift-add in one pass (`add_plane`):
-        the same operations in the same order, so the same bits. plan: (planes, ADC scale)."""
-        total, top = None, 2 ** max(self.noise.adc - 1, 0)
-        for k in range(plan[0]):
-            product = self._product(tile, ((integer >> k) & 1).to(torch.float64), len(integer))
-            shape = (product.shape[0], tile.outputs, product.shape[2])
-            normals = self._normals(i, k, shape, first) if self.noise.read else None
-            total = add_plane(total, product, tile.outputs, normals, (plan[1], top), 2**k)
-        return total
-
-    def _plane_read(
-        self, i: int, k: int, tile: Tile, integer: torch.Tensor, first: int
-    ) -> torch.Tensor:
-        """Bit plane k's [n, outputs, P] currents (uS x drive units) after read noise, as ADC
-        codes when the ADC is on."""
-        product = self._product(tile, ((integer >> k) & 1).to(torch.float64), len(integer))
-        current = product[:, : tile.outputs]
-        if self.plane_hook is not None:
-            self.plane_hook(i, current)
-        if self.noise.read:
-            spread = product[:, tile.outputs :].sqrt_()
-            normals = self._normals(i, k, spread.shape, first)
-            # Two roundings, never a fused multiply-add, whose use could vary with the layout.
-            current = spread.mul_(normals).add_(current)
-        if not self.noise.adc:
-            return current
-        # Differential current (uA) in ADC codes, rounded, clipped to the B-bit codes
-        # -2^(B-1) .. 2^(B-1) - 1 (rounding first: the clip bounds are integers).
-        top = 2 ** (self.noise.adc - 1)
-        return current.mul_(self.adc_scale[i]).round_().clamp_(-top, top - 1)
-
-    def _normals(self, i: int, k: int, shape: torch.Size, first: int) -> torch.Tensor:
-        """Read i's draws for plane k and samples first.., [n, outputs, P], laid out like its
-        products in memory."""
-        offset, size = self.noise_layout[(i, k)]
-        draws = self.step.normals.block(k)[first : first + shape[0], offset : offset + size]
-        if self.reads[i].conv is not None:
-            return draws.view(shape)
-        return draws.view(shape[0], shape[2], shape[1]).transpose(1, 2)
 
 
 def _block(cells: dict, read: Read, rows: int, cols: int) -> np.ndarray:

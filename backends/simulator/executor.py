@@ -160,7 +160,6 @@ class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
         self._certified_setup(layers if certify else {})  # float32 sums, certified
         # Only noise and the ADC act on each bit plane; otherwise one product is the same sum.
         self.per_plane = bool(self.noise.read or self.noise.adc)
-        self.noise_layout, self.noise_blocks = self._noise_layout()
         self.step = _Step({}, {}, None)
 
     def _chip_arrays(self, params: dict, drift: DriftSpec | None) -> tuple[list[dict], list[dict]]:
@@ -286,11 +285,7 @@ class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
             env = _Env(self.constants | states | {self.program.inputs[0]: step_input})
             counts: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
             rows = [(c, int(ids[a])) for a in active for c in self.chips]
-            normals = (
-                Normals(self.noise.seed, rows, t, self.noise_blocks, self.device)
-                if self.noise.read
-                else None
-            )
+            normals = Normals(self.noise.seed, rows, t) if self.noise.read else None
             self.step = _Step({}, {}, normals)
             self.sample_ids = np.repeat(ids[active], chips)  # rows are sample-major
             for i, ins, execute in program:

@@ -240,44 +240,6 @@ def _row_drives(levels, coverage, binary, out):
         out[n] = np.int64(total)
 
 
-def add_plane(
-    total: torch.Tensor | None,
-    product: torch.Tensor,
-    outputs: int,
-    normals: torch.Tensor | None,
-    adc: tuple[float, int],
-    weight: float,
-) -> torch.Tensor:
-    """One bit plane of a noisy read added into the shift-add `total` [n, outputs, P] (the
-    first plane when None): `product` [n, outputs (+ outputs variances), P] through read noise
-    (currents + sqrt(variance) x normals, two roundings) and the ADC (`adc` = (codes per uS,
-    2^(B-1)); scale 0: no ADC), then total + weight x codes. `CrossbarReads._plane_read` and
-    `_plane_sum` in one pass."""
-    n, _, positions = product.shape
-    first = total is None
-    if total is None:
-        total = torch.empty((n, outputs, positions), dtype=torch.float64)
-    noise = normals is not None
-    draws = normals.contiguous().numpy() if noise else np.empty((0, 0, 0))
-    _add_plane(product.numpy(), outputs, draws, noise, adc, total.numpy(), weight, first)
-    return total
-
-
-@numba.njit(cache=True, nogil=True)
-def _add_plane(product, outputs, normals, noise, adc, total, weight, first):
-    scale, top = adc
-    for a in range(product.shape[0]):
-        for o in range(outputs):
-            for j in range(product.shape[2]):
-                current = product[a, o, j]
-                if noise:
-                    current = np.sqrt(product[a, outputs + o, j]) * normals[a, o, j] + current
-                if scale != 0.0:
-                    # Codes: round half to even, then clip to -2^(B-1) .. 2^(B-1) - 1.
-                    current = min(max(np.rint(current * scale), -top), top - 1)
-                total[a, o, j] = current if first else total[a, o, j] + current * weight
-
-
 def conv_into(
     x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], samples: int
 ) -> torch.Tensor:

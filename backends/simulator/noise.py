@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass, fields
 
 import numpy as np
-import torch
+from primec.backends.simulator.gauss import keyed_normals
 from primec.backends.validate import ADC_RANGES
 
 from primec.errors import PrimecError
@@ -96,39 +96,22 @@ def stream_seed(*keys: int) -> int:
 
 
 class Normals:
-    """Read-noise normals of one step: one stream per (chip, sample, step), drawn a bit plane at
-    a time; one row per (chip, sample) of the batch.
+    """Read-noise streams of one step: one 64-bit key per (chip, sample) row of the batch,
+    `stream_seed(seed, 2, chip, sample, step)`.
 
-    Block k holds plane k of every read, in program order. Blocks are drawn in order and only as
-    far as a read needs, and block k's values depend on (seed, chip, sample, step, k) alone, so a
-    batch whose inputs use fewer planes draws less without changing any sample's numbers.
+    A draw is keyed by (row's key, read, bit plane, draw number) (`gauss.py`), never by order,
+    so a batch whose inputs use fewer planes, or a kernel that draws only the column reads
+    that carry noise, changes no sample's numbers.
     """
 
-    def __init__(
-        self,
-        seed: int,
-        rows: list[tuple[int, int]],
-        t: int,
-        sizes: list[int],
-        device: torch.device,
-    ) -> None:
-        self.generators = [
-            torch.Generator().manual_seed(stream_seed(seed, 2, chip, sample, t))
-            for chip, sample in rows
-        ]
-        self.sizes = sizes
-        self.device = device
-        self.blocks: list[torch.Tensor] = []
+    def __init__(self, seed: int, rows: list[tuple[int, int]], t: int) -> None:
+        keys = [stream_seed(seed, 2, chip, sample, t) for chip, sample in rows]
+        self.keys = np.array(keys, dtype=np.uint64)
 
-    def block(self, k: int) -> torch.Tensor:
-        """[samples, size of block k] standard normals (float32)."""
-        while len(self.blocks) <= k:
-            size = self.sizes[len(self.blocks)]
-            draws = torch.empty((len(self.generators), size), dtype=torch.float32)
-            for row, generator in zip(draws, self.generators, strict=True):
-                torch.randn(size, generator=generator, out=row)
-            self.blocks.append(draws.to(self.device))
-        return self.blocks[k]
+    @staticmethod
+    def draws(keys: np.ndarray, read: int, plane: int, size: int) -> np.ndarray:
+        """[rows, size] float64 standard normals: draws 0 .. size - 1 of (read, plane)."""
+        return keyed_normals(keys, read, plane, size)
 
 
 def chip_cells(

@@ -1,0 +1,215 @@
+"""Keyed standard normals for read noise: counter-based, so a draw is a function of what it
+belongs to and of nothing else (not of the batch, the chips beside it, or which other draws
+were made).
+
+Draw e of bit plane k of Read i in the stream of one (chip, sample, step) row:
+
+- bits: the draw's first 64-bit word is SplitMix64 (Steele, Lea and Flood, OOPSLA'14; Java's
+  `SplittableRandom`) at position e + 1 of the stream whose seed is the block key of (read,
+  plane), itself Philox4x32-10 (Salmon et al., SC'11; the counter-based generator of Random123,
+  cuRAND and JAX) of the counter (0, i, k, 0) under the row's 64-bit stream key
+  (`noise.stream_seed(seed, 2, chip, sample, step)`): two multiplies per draw, and a
+  different, independent seed per (row, read, plane);
+- the normal: the 256-layer ziggurat of Marsaglia and Tsang in the form numpy's
+  `Generator.standard_normal` uses (one 64-bit word: 8 bits of layer, 1 of sign, 52 of mantissa;
+  about 98.5% of draws return after one multiply and compare), exact in distribution; the rare
+  rejections take more words from Philox4x32-10 with the counters (e, i, k, attempt >= 1),
+  which no block key uses.
+
+So the normals a read needs can be drawn for only the column reads that carry noise (a nonzero
+variance), in any order, in bulk or one at a time, with the same values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+LOW32 = 0xFFFFFFFF
+MANTISSA = 0x000FFFFFFFFFFFFF
+ZIGGURAT_R = 3.6541528853610088  # the base strip's right edge
+ZIGGURAT_V = 0.00492867323399  # every strip's area
+
+
+def ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ki, wi, fi) of the 256-layer normal ziggurat for 52-bit mantissas: strip i accepts a
+    mantissa below ki[i] at once, its abscissa is mantissa x wi[i], fi[i] its lower height."""
+    scale = 2.0**52
+    ki, wi, fi = np.zeros(256, np.int64), np.zeros(256), np.zeros(256)
+    edge = previous = ZIGGURAT_R
+    width = ZIGGURAT_V / math.exp(-0.5 * edge * edge)
+    ki[0], wi[0], fi[0] = int(edge / width * scale), width / scale, 1.0
+    wi[255], fi[255] = edge / scale, math.exp(-0.5 * edge * edge)
+    for i in range(254, 0, -1):
+        edge = math.sqrt(-2.0 * math.log(ZIGGURAT_V / edge + math.exp(-0.5 * edge * edge)))
+        ki[i + 1] = int(edge / previous * scale)
+        previous = edge
+        fi[i], wi[i] = math.exp(-0.5 * edge * edge), edge / scale
+    return ki, wi, fi
+
+
+KI, WI, FI = ziggurat_tables()
+
+
+@numba.njit(cache=True, nogil=True)
+def philox(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 of the counter (c0..c3) under the key (k0, k1), all uint32 as uint64."""
+    for _ in range(10):
+        p0 = np.uint64(0xD2511F53) * c0
+        p1 = np.uint64(0xCD9E8D57) * c2
+        c0, c1, c2, c3 = (
+            (p1 >> np.uint64(32)) ^ c1 ^ k0,
+            p1 & np.uint64(LOW32),
+            (p0 >> np.uint64(32)) ^ c3 ^ k1,
+            p0 & np.uint64(LOW32),
+        )
+        k0 = (k0 + np.uint64(0x9E3779B9)) & np.uint64(LOW32)
+        k1 = (k1 + np.uint64(0xBB67AE85)) & np.uint64(LOW32)
+    return c0, c1, c2, c3
+
+
+@numba.njit(cache=True, nogil=True)
+def block_key(key, read, plane):
+    """The seed of (read, plane)'s first words in the stream `key` (uint64)."""
+    a, b, _, _ = philox(
+        np.uint64(0),
+        np.uint64(read),
+        np.uint64(plane),
+        np.uint64(0),
+        key & np.uint64(LOW32),
+        key >> np.uint64(32),
+    )
+    return (a << np.uint64(32)) | b
+
+
+@numba.njit(cache=True, nogil=True)
+def first_word(block, draw):
+    """SplitMix64's output at position draw + 1 of the stream seeded `block`."""
+    z = block + np.uint64(draw + 1) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(cache=True, nogil=True)
+def _uniform(word):
+    """A double in [0, 1) from a word's top 53 bits (numpy's `next_double`)."""
+    return np.float64(word >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def ziggurat(words, count):
+    """A standard normal from the 64-bit words[:count], taken in numpy's order
+    (`random_standard_normal`): the first word of a try picks strip and abscissa; a wedge or
+    tail test takes one or two uniforms more. Returns the normal and the words it took, or
+    (0, -1) when they ran out."""
+    n = 0
+    while n < count:
+        r = words[n]
+        n += 1
+        idx = np.int64(r & np.uint64(0xFF))
+        rabs = np.int64((r >> np.uint64(9)) & np.uint64(MANTISSA))
+        x = np.float64(rabs) * WI[idx]
+        if (r >> np.uint64(8)) & np.uint64(1):
+            x = -x
+        if rabs < KI[idx]:
+            return x, n
+        if idx == 0:
+            return _tail(words, count, n, (rabs >> 8) & 1)
+        if n == count:
+            break
+        u = _uniform(words[n])
+        n += 1
+        if (FI[idx - 1] - FI[idx]) * u + FI[idx] < np.exp(-0.5 * x * x):
+            return x, n
+    return 0.0, -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _tail(words, count, n, negative):
+    """Marsaglia's tail beyond the base strip's edge, two uniforms per try."""
+    while n + 1 < count:
+        xx = -(1.0 / ZIGGURAT_R) * np.log1p(-_uniform(words[n]))
+        yy = -np.log1p(-_uniform(words[n + 1]))
+        n += 2
+        if yy + yy > xx * xx:
+            return (-(ZIGGURAT_R + xx) if negative else ZIGGURAT_R + xx), n
+    return 0.0, -1
+
+
+@numba.njit(cache=True, nogil=True)
+def keyed_normal(key, block, draw, read, plane):
+    """Draw `draw` of (read, plane) in stream `key` whose block key is `block`. (The tables are
+    compile-time constants and the arguments scalars: no array is passed, so nothing is
+    reference-counted on this path.)"""
+    r = first_word(block, draw)
+    idx = np.int64(r & np.uint64(0xFF))
+    rabs = np.int64((r >> np.uint64(9)) & np.uint64(MANTISSA))
+    if rabs < KI[idx]:
+        x = np.float64(rabs) * WI[idx]
+        return -x if (r >> np.uint64(8)) & np.uint64(1) else x
+    return _rejected(key, draw, read, plane, r, np.empty(0, dtype=np.uint64))
+
+
+@numba.njit(cache=True, nogil=True)
+def draw_normals(key, block, read, plane, j, positions, out, work):
+    """out[o] = draw o x positions + j of (read, plane), for every o: the first tries in one
+    branch-free pass that notes the rejected ones, then those (work: an int64 array as long
+    as out, and uint64 words for `_rejected`)."""
+    rejects, scratch = work
+    count = 0
+    for o in range(len(out)):
+        r = first_word(block, o * positions + j)
+        idx = np.int64(r & np.uint64(0xFF))
+        rabs = np.int64((r >> np.uint64(9)) & np.uint64(MANTISSA))
+        x = np.float64(rabs) * WI[idx]
+        out[o] = -x if (r >> np.uint64(8)) & np.uint64(1) else x
+        rejects[count] = o
+        count += rabs >= KI[idx]
+    for t in range(count):
+        draw = rejects[t] * positions + j
+        out[rejects[t]] = _rejected(key, draw, read, plane, first_word(block, draw), scratch)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rejected(key, draw, read, plane, first, scratch):
+    """The rare draw whose first word the fast strip test rejects (about 1.5%), out of line:
+    its words after the first come two per Philox call with counter (draw, read, plane,
+    attempt >= 1), as many as a run of rejections takes (in `scratch` while it is long
+    enough)."""
+    size = 3
+    while True:
+        words = scratch if size <= len(scratch) else np.empty(size, dtype=np.uint64)
+        words[0] = first
+        for attempt in range(1, (size + 1) // 2):
+            a, b, c, d = philox(
+                np.uint64(draw),
+                np.uint64(read),
+                np.uint64(plane),
+                np.uint64(attempt),
+                key & np.uint64(LOW32),
+                key >> np.uint64(32),
+            )
+            words[2 * attempt - 1] = (a << np.uint64(32)) | b
+            words[2 * attempt] = (c << np.uint64(32)) | d
+        x, used = ziggurat(words, size)
+        if used > 0:
+            return x
+        size = 4 * size - 3
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill(keys, read, plane, size, out):
+    for row in range(len(keys)):
+        block = block_key(keys[row], read, plane)
+        for e in range(size):
+            out[row, e] = keyed_normal(keys[row], block, e, read, plane)
+
+
+def keyed_normals(keys: np.ndarray, read: int, plane: int, size: int) -> np.ndarray:
+    """[rows, size] float64: draws 0 .. size - 1 of (read, plane) in each row's stream."""
+    out = np.empty((len(keys), size))
+    _fill(np.asarray(keys, dtype=np.uint64), read, plane, size, out)
+    return out

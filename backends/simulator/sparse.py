@@ -1,0 +1,165 @@
+"""The sparse bit-plane kernel (`planes.py` runs it): a plane's inputs are 0 or 1, so each
+output position's current (and variance) is the sum of the weight rows of its window's set
+inputs, about 9% of the window on the PRIME classifier. Per (row, plane, position): gather the
+set inputs (bit masks, sorted by column per output row), sum their rows, draw the normals,
+convert to ADC codes, shift-add.
+
+The sums are float64: the weights and variances sit on a grid on which every partial sum is
+exact (`grid.py`), so any order gives the convolution's bits. (Float32 sums with a per-code
+error bound and exact repair of the codes near a rounding boundary were tried: the sums got
+faster, the bound check per code cost more than they saved.)
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from primec.backends.simulator.gauss import block_key, draw_normals
+
+# The bit index of a power of two below 2^64: (bit x DE_BRUIJN) >> 58 indexes this table.
+DE_BRUIJN = 0x022FDD63CC95386D
+BIT_INDEX = np.zeros(64, dtype=np.int64)
+for _bit in range(64):
+    BIT_INDEX[((1 << _bit) * DE_BRUIJN & (2**64 - 1)) >> 58] = _bit
+
+
+@numba.njit(cache=True, nogil=True)
+def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
+    """levels [n, C, H, W] (int64, a gather's padded source map, W < 64); weights [groups,
+    C x kh x kw + 1, outputs'] (G+ - G-, then the variances with read noise; the last row
+    zero); geometry (stride, kernel, output height and width); noise = (the rows' stream keys
+    (empty: no read noise), read); adc = (codes per current unit per output (empty: no ADC),
+    2^(B-1)). Row a reads with group a % groups (rows are sample-major, a group per chip).
+    total [n, outputs, P] <- the shift-add of the planes' currents through noise and ADC."""
+    channels, height, width = levels.shape[1:]
+    masks = np.empty((channels, height), dtype=np.uint64)
+    outputs, positions = total.shape[1:]
+    entries = (  # one output row's set inputs, sorted by column: x, weight row base, offsets
+        np.empty(channels * geometry[2] * width, dtype=np.int64),
+        np.empty(channels * geometry[2] * width, dtype=np.int64),
+        np.empty(width + 1, dtype=np.int64),
+        np.empty(width + 1, dtype=np.int64),
+    )
+    work = (
+        np.empty(weights.shape[-1]),  # the window's sums
+        np.empty(channels * geometry[2] * geometry[3] + 4, dtype=np.int64),  # its set rows
+        np.empty(outputs),  # normals
+        np.empty((positions, outputs)),  # the row's shift-add, position-major
+        (np.empty(outputs, dtype=np.int64), np.empty(64, dtype=np.uint64)),  # normals' work
+    )
+    keys, read = noise
+    for a in range(levels.shape[0]):
+        work[3][:] = 0.0
+        largest = levels[a].max()
+        key = keys[a] if len(keys) else np.uint64(0)
+        for k in range(planes):
+            if largest >> k == 0:
+                break  # this and every higher plane of the row is zero: it adds nothing
+            _bit_masks(levels[a], k, masks)
+            block = block_key(key, read, k) if len(keys) else np.uint64(0)
+            plane = (key, block, read, k, len(keys) > 0)
+            _plane(masks, weights[a % weights.shape[0]], geometry, entries, work, plane, adc)
+        total[a] = work[3].T
+
+
+@numba.njit(cache=True, nogil=True)
+def _bit_masks(levels, k, masks):
+    """masks[c, y]: bit x set where bit k of levels[c, y, x] is."""
+    for c in range(levels.shape[0]):
+        for y in range(levels.shape[1]):
+            m = np.uint64(0)
+            for x in range(levels.shape[2]):
+                m |= np.uint64((levels[c, y, x] >> k) & 1) << np.uint64(x)
+            masks[c, y] = m
+
+
+@numba.njit(cache=True, nogil=True)
+def _plane(masks, weights, geometry, entries, work, plane, adc):
+    """One plane of one row, position by position: the sum of the weights (and variances)
+    of the window's set inputs, then noise and ADC, into the row's shift-add. A window
+    without a set input reads no current and no noise: codes 0, nothing to add."""
+    sh, sw, kh, kw, out_h, out_w = geometry
+    acc, rows = work[0], work[1]
+    xs, bases, offsets, _ = entries
+    width = len(offsets) - 1
+    zero_row = len(weights) - 1
+    for oy in range(out_h):
+        if _row_entries(masks, oy * sh, kh, kw, entries) == 0:
+            continue
+        for ox in range(out_w):
+            x0 = ox * sw
+            first, last = offsets[x0], offsets[min(x0 + kw, width)]
+            n = last - first
+            if n == 0:
+                continue
+            for t in range(n):
+                rows[t] = bases[first + t] + xs[first + t] - x0
+            for t in range(n, n + 3):
+                rows[t] = zero_row
+            _window_sum(weights, rows, n, acc)
+            _convert(acc, plane, adc, work, oy * out_w + ox)
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_entries(masks, y, kh, kw, entries):
+    """The set inputs of input rows y .. y + kh - 1, sorted by column x (a counting sort):
+    xs, the weight row of (c, ky, kx = 0) in bases, and offsets[x] where column x's begin.
+    Returns their number."""
+    xs, bases, offsets, cursor = entries
+    offsets[:] = 0
+    for c in range(masks.shape[0]):
+        for ky in range(kh):
+            m = masks[c, y + ky]
+            while m:
+                low = m & (~m + np.uint64(1))
+                offsets[BIT_INDEX[(low * np.uint64(DE_BRUIJN)) >> np.uint64(58)] + 1] += 1
+                m ^= low
+    for x in range(1, len(offsets)):
+        offsets[x] += offsets[x - 1]
+    cursor[:] = offsets
+    for c in range(masks.shape[0]):
+        for ky in range(kh):
+            m = masks[c, y + ky]
+            while m:
+                low = m & (~m + np.uint64(1))
+                x = BIT_INDEX[(low * np.uint64(DE_BRUIJN)) >> np.uint64(58)]
+                xs[cursor[x]], bases[cursor[x]] = x, (c * kh + ky) * kw
+                cursor[x] += 1
+                m ^= low
+    return offsets[-1]
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_sum(weights, rows, n, acc):
+    """acc = the sum of weights[rows[:n]] (rows padded with zero rows to a multiple of four),
+    four rows per pass over acc."""
+    w0, w1, w2, w3 = weights[rows[0]], weights[rows[1]], weights[rows[2]], weights[rows[3]]
+    for o in range(len(acc)):
+        acc[o] = (w0[o] + w1[o]) + (w2[o] + w3[o])
+    for t in range(4, n, 4):
+        w0, w1 = weights[rows[t]], weights[rows[t + 1]]
+        w2, w3 = weights[rows[t + 2]], weights[rows[t + 3]]
+        for o in range(len(acc)):
+            acc[o] += (w0[o] + w1[o]) + (w2[o] + w3[o])
+
+
+@numba.njit(cache=True, nogil=True)
+def _convert(acc, plane, adc, work, j):
+    """Position j of one plane: acc [outputs'] through noise (sqrt(variance) x normal +
+    current, two roundings, as the torch path) and the ADC (round half to even, clip), then
+    the row's shift-add [P, outputs] at j + 2^k x codes."""
+    key, block, read, k, noise = plane
+    scales, top = adc
+    normals, total = work[2], work[3]
+    positions, outputs = total.shape
+    if noise:
+        draw_normals(key, block, read, k, j, positions, normals, work[4])
+    weight = np.float64(1 << k)
+    for o in range(outputs):
+        value = acc[o]
+        if noise and acc[outputs + o] > 0.0:
+            value = np.sqrt(acc[outputs + o]) * normals[o] + value
+        if len(scales):
+            code = np.rint(value * scales[o])
+            value = -top if code < -top else (top - 1 if code > top - 1 else code)
+        total[j, o] = total[j, o] + value * weight
