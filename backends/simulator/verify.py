@@ -8,12 +8,20 @@ prime-40nm-256k, against an as-formed weight spread of 6.35 uS.
 What a real flow can do about it: every cell is read back after programming (as-formed pruned
 layers need that read-back anyway, since their weights are the cells' as-formed conductances;
 programmed layers run program-and-verify, which sees a cell that does not move). A cell found
-stuck has its pair partner set to the same state, cancelling the weight: a cell stuck at g_off
-gets its partner reset to g_off, one stuck at g_max gets its partner set to g_max, both within
-the target's write-verify tolerance (`cells.write_verify_tolerance_us`, drawn uniformly from
-the stream keyed by (seed, 3, chip, macro, array)). The weight is then pruned (0 within the
-tolerance) instead of wrong by a full scale. A pair whose two cells are both stuck stays as it
-is. Nothing else of the chip changes: read noise, the ADC and the other cells are the model's.
+stuck has its pair partner written with write-verify, within the target's tolerance
+(`cells.write_verify_tolerance_us`, the error drawn uniformly from the stream keyed by (seed, 3,
+chip, macro, array)):
+
+- `cancel`: the partner goes to the stuck cell's state (reset to g_off, or set to g_max), so
+  the weight is pruned (0 within the tolerance) instead of wrong by a full scale. Only the two
+  extreme states are written: no analog programming of an as-formed layer.
+- `restore`: the partner is programmed so that the pair reads the compiled weight again
+  (stuck value minus or plus the weight), clipped to [g_off, g_max]; where the range does not
+  allow it (a cell stuck at g_off under a positive weight, say) the nearest weight is kept.
+
+A pair whose two cells are both stuck stays as it is. Nothing else of the chip changes: read
+noise, the ADC and the other cells are the model's, and the partner's read noise is that of
+its new conductance.
 
 `VerifiedSimulator` is the `Simulator` with this step; it is a per-run choice, not part of any
 target's noise (the target's stuck rates are unchanged, only what the periphery does after

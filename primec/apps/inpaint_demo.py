@@ -47,7 +47,8 @@ def run_inpainting(
 def render_inpainting(model: dict[str, Any]) -> list[str]:
     """The inpainting model's lines of the printed demo summary."""
     quality = {
-        k: model[f"quality_{k}"] for k in ("pytorch", "sim_ideal", "sim_noisy", "mean_digit")
+        k: model[f"quality_{k}"]
+        for k in ("pytorch", "sim_ideal", "sim_noisy", "sim_noisy_unrepaired", "mean_digit")
     }
     hand, calibrated = model["early_exit"]["prime_hand_set"], model["early_exit"]["calibrated"]
     mse = " | ".join(
