@@ -3,20 +3,22 @@ for the inpainting model (primec/apps/inpaint_chip.py)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from primec.backends.simulator import Noise, Simulator
 from primec.backends.simulator.noise import programmed_cells
 from primec.backends.simulator.verify import VerifiedSimulator, repair_stuck
 
 from primec.apps.inpaint_chip import chip_readouts, chip_spread
 from primec.apps.inpaint_noise import breakdown_rows
-from primec.datasets.ndigits import load_split
 from primec.errors import PrimecError
 from primec.pipeline import BackendOptions, compile_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_simulator import one_thread  # noqa: E402, F401  (autouse: one torch thread)
 
 RELEASED = (
     Path(__file__).resolve().parents[1] / "primec" / "models" / "prime_nmnist_classification.pt"
@@ -27,14 +29,6 @@ COMPILED = np.array([[25.0, 20.0, 0.5, 0.5, 30.0, 25.0, 10.0, 40.0]])
 # Pair 0: G+ stuck high; pair 1: G- stuck high; pair 2: G+ stuck low; pair 3: both stuck.
 CHIP = np.array([[G_MAX, 20.0, 0.5, G_MAX, G_OFF, 25.0, G_MAX, G_OFF]])
 STUCK = np.array([[True, False, False, True, True, False, True, True]])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +87,8 @@ def test_the_verified_chip_differs_from_the_raw_one_exactly_at_singly_stuck_pair
     assert singly == verified.repaired > 100
 
 
-def test_repair_brings_the_classifier_back_towards_the_ideal_chip(program):
-    x = load_split("test")[0][:24]
+def test_repair_brings_the_classifier_back_towards_the_ideal_chip(program, ndigits_x):
+    x = ndigits_x[:24]
     noise = Noise(stuck=0.01, seed=3)
     ideal = Simulator(program).run(x, 24, early_exit=False).readouts
     raw, repaired = (
