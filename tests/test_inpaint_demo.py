@@ -31,6 +31,17 @@ def test_inpainting_demo_summary_and_grid(tmp_path, monkeypatch):
     ideal, torch_q = summary["quality_sim_ideal"], summary["quality_pytorch"]
     assert abs(ideal["hole_mse"] - torch_q["hole_mse"]) < 1e-6
     assert (summary["arrays_used"], summary["macros_used"]) == (8, 8)
+    # the demo's one noisy chip, repaired and raw, on ADC ranges calibrated per column
+    repaired, raw = summary["chips_sim_noisy"], summary["chips_sim_noisy_unrepaired"]
+    assert repaired["chips"] == raw["chips"] == [0]
+    assert repaired["hole_mse"][0] == summary["quality_sim_noisy"]["hole_mse"]
+    assert raw["hole_mse"][0] == summary["quality_sim_noisy_unrepaired"]["hole_mse"]
+    assert repaired["ratio_mean"] == repaired["hole_mse"][0] / torch_q["hole_mse"]
+    assert summary["chip_noise"]["adc_ranges"] == {
+        "per": "column",
+        "percentile": 99.9,
+        "samples": 3,
+    }
     hand = summary["early_exit"]["prime_hand_set"]
     assert 1 <= hand["avg_timesteps"] <= 16 and summary["energy_per_inference_j"] > 0
     assert (tmp_path / "inpainting.png").read_bytes().startswith(PNG)

@@ -4,6 +4,10 @@
 the chip with no noise and with the target's own non-idealities, and reports, next to the
 PyTorch model and the mean-digit baseline, the hole MSE and PSNR, the steps PRIME's hand-set
 convergence rule and a calibrated one run, energy, arrays and macros.
+
+The noisy chip (`inpaint_chip`) converts on ADC ranges calibrated on the calibration split and
+repairs its stuck cells by read-back (`REPAIR`); it is reported on several chips, and also
+without the repair (the raw chip).
 """
 
 from __future__ import annotations
@@ -16,6 +20,14 @@ import numpy as np
 import torch
 
 from primec.apps.inpaint import Quality, hole_quality, mean_digit_fill, reconstruct
+from primec.apps.inpaint_chip import (
+    ADC_PER,
+    CHIPS,
+    REPAIR,
+    calibrated_program,
+    chip_readouts,
+    chip_spread,
+)
 from primec.apps.inpaint_exit import ExitRule, at_exit, calibrate, exit_steps, hole_mse
 from primec.apps.inpaint_score import image_score, load_classifier
 from primec.backends.simulator import Noise, Simulator
@@ -97,6 +109,16 @@ def _image_scores(images: dict[str, np.ndarray], labels: np.ndarray) -> dict[str
     return {name: image_score(classifier, x, labels) for name, x in images.items()}
 
 
+def compile_fsvae(checkpoint: str | Path) -> CompileResult:
+    """The checkpoint compiled to both artefacts (bytecode and macro file)."""
+    return compile_model(
+        Path(checkpoint),
+        "prime-fsvae",
+        log=lambda _: None,
+        backend=BackendOptions(("bytecode", "macro")),
+    )
+
+
 def _simulate(compiled: CompileResult, x: np.ndarray, noise: Noise) -> tuple[np.ndarray, dict]:
     """The chip's readout after every step [N, T, ...] and its energy report (all T steps)."""
     program = compiled.program
@@ -105,21 +127,59 @@ def _simulate(compiled: CompileResult, x: np.ndarray, noise: Noise) -> tuple[np.
     return result.readouts, energy
 
 
+def noisy_chips(
+    compiled: CompileResult,
+    data: dict[str, InpaintData],
+    reference: float,
+    chips: tuple[int, ...],
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The target's noise on `chips`, ADC ranges calibrated on the calibration split, with and
+    without stuck-cell repair: the summary's entries and chip `chips[0]`'s final readouts
+    (repaired, raw)."""
+    test = data["test"]
+    program, adc = calibrated_program(compiled.program, data["calibration"].x)
+    noise = Noise.from_target(program.meta["target_parameters"])
+    finals = {
+        repair: [r[:, -1] for r in chip_readouts(program, test.x, noise, chips, repair)]
+        for repair in (REPAIR, None)
+    }
+    log(
+        f"  simulated {len(test.x)} test samples on {len(chips)} noisy chip(s), with and without repair"
+    )
+    spreads = {
+        repair: chip_spread(final, test.clean, test.mask, reference, chips)
+        for repair, final in finals.items()
+    }
+    entries = {
+        "chip_noise": {
+            "adc_ranges": {
+                "per": ADC_PER,
+                "percentile": adc["percentile"],
+                "samples": adc["samples"],
+            },
+            "stuck_repair": REPAIR,
+        },
+        "chips_sim_noisy": spreads[REPAIR],
+        "chips_sim_noisy_unrepaired": spreads[None],
+        "quality_sim_noisy_unrepaired": _quality(
+            hole_quality(finals[None][0], test.clean, test.mask)
+        ),
+    }
+    return entries, finals[REPAIR][0], finals[None][0]
+
+
 def evaluate(
     checkpoint: str | Path,
     data: dict[str, InpaintData],
     log: Callable[[str], None] = print,
+    chips: tuple[int, ...] = CHIPS,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The summary of one checkpoint, and the pictures' arrays (PyTorch and chip readouts)."""
     net = load_fsvae(checkpoint)
     test, cal = data["test"], data["calibration"]
     torch_steps = reconstruct(net, test.x)
-    compiled = compile_model(
-        Path(checkpoint),
-        "prime-fsvae",
-        log=lambda _: None,
-        backend=BackendOptions(("bytecode", "macro")),
-    )
+    compiled = compile_fsvae(checkpoint)
     target = load_target(DEFAULT_TARGET)
     mapping = mapping_report(compiled.graph, target)
     log(
@@ -127,20 +187,21 @@ def evaluate(
     )
     chip_steps, energy = _simulate(compiled, test.x, Noise())
     ideal = chip_steps[:, -1]
-    target_noise = Noise.from_target(compiled.program.meta["target_parameters"])
-    noisy = _simulate(compiled, test.x, target_noise)[0][:, -1]
-    log(f"  simulated {len(test.x)} test samples, ideal and with the target's noise")
+    pytorch = hole_quality(torch_steps[:, -1], test.clean, test.mask)
+    chip_entries, noisy, raw = noisy_chips(compiled, data, pytorch.hole_mse, chips, log)
     quirk = pytorch_readouts(net, test.x, True)
     baseline = mean_digit_fill(data["train"].clean, test.x[:, 0], test.mask)
     summary = {
         "samples": len(test.x),
-        "quality_pytorch": _quality(hole_quality(torch_steps[:, -1], test.clean, test.mask)),
+        "quality_pytorch": _quality(pytorch),
         "quality_sim_ideal": _quality(hole_quality(ideal, test.clean, test.mask)),
         "quality_sim_noisy": _quality(hole_quality(noisy, test.clean, test.mask)),
         "quality_mean_digit": _quality(hole_quality(baseline, test.clean, test.mask)),
+        **chip_entries,
         "image_score": _image_scores(
             {"clean": test.clean, "holed": test.x[:, 0], "mean_digit": baseline}
-            | {"pytorch": torch_steps[:, -1], "sim_ideal": ideal, "sim_noisy": noisy},
+            | {"pytorch": torch_steps[:, -1], "sim_ideal": ideal, "sim_noisy": noisy}
+            | {"sim_noisy_unrepaired": raw},
             test.y,
         ),
         "max_abs_diff_sim_ideal_vs_pytorch": float(np.abs(ideal - torch_steps[:, -1]).max()),
