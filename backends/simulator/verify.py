@@ -9,7 +9,7 @@ What a real flow can do about it: every cell is read back after programming (as-
 layers need that read-back anyway, since their weights are the cells' as-formed conductances;
 programmed layers run program-and-verify, which sees a cell that does not move). A cell found
 stuck has its pair partner written with write-verify, within the target's tolerance
-(`cells.write_verify_tolerance_us`, the error drawn uniformly from the stream keyed by (seed, 3,
+(`cells.write_verify_tolerance_us`, the error drawn uniformly from the stream keyed by (seed, 4,
 chip, macro, array)):
 
 - `cancel`: the partner goes to the stuck cell's state (reset to g_off, or set to g_max), so
@@ -100,7 +100,7 @@ class VerifiedSimulator(Simulator):
         for arrays, chip in zip(cells, self.chips, strict=False):
             for key, values in self.program.arrays.items():
                 stuck = programmed_cells(key, values, self.noise, params, chip)[1]
-                rng = np.random.default_rng(stream_seed(self.noise.seed, 3, chip, *key))
+                rng = np.random.default_rng(stream_seed(self.noise.seed, 4, chip, *key))
                 compiled = values if self.repair == "restore" else np.zeros_like(values)
                 arrays[key], count = repair_stuck(arrays[key], stuck, compiled, bounds, rng)
                 self.repaired += count

@@ -65,6 +65,14 @@ def input_option(text: str) -> Any:
     help="Drift compensation from a reference read: one gain per tile, or one per output.",
 )
 @click.option(
+    "--stuck-repair",
+    type=click.Choice(["none", "cancel", "restore"]),
+    default="none",
+    show_default=True,
+    help="After programming, read every cell back and rewrite the pair partner of each stuck "
+    "cell: cancel the weight, or restore it (docs/simulator.md, Stuck-cell repair).",
+)
+@click.option(
     "--threads",
     type=click.IntRange(min=1),
     help="torch threads (default: one per idle CPU, see docs/performance.md).",
@@ -95,6 +103,7 @@ def simulate(
     no_early_exit: bool,
     age: str | None,
     drift_comp: str,
+    stuck_repair: str,
     threads: int | None,
     statistical_energy: bool,
     output: str | None,
@@ -109,6 +118,7 @@ def simulate(
       primec simulate model.pmac --input test.npz --noise read=0.02,adc=8 --seed 1
       primec simulate model.pbc --input test.npz --noise ideal
       primec simulate model.pbc --input test.npz --age 1y --drift-comp global
+      primec simulate model.pbc --input test.npz --stuck-repair cancel
     """
     from primec.backends import read_artefact
     from primec.runtime.simulation import artefact_inputs, use_threads, write_outputs
@@ -130,6 +140,7 @@ def simulate(
             lambda done, _: bar.update(done - bar.pos),
             source,
             statistical_energy,
+            stuck_repair,
         )
     if output:
         write_outputs(output, result)
@@ -200,6 +211,11 @@ def conditions_summary(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"drift               age {drift['age_s']:g} s, compensation {drift['compensation']}, "
             f"model from {drift['model_source']}"
+        )
+    repair = summary.get("stuck_repair") or {}
+    if repair.get("mode", "none") != "none":
+        lines.append(
+            f"stuck-cell repair   {repair['mode']}: {repair['pairs_repaired']} pairs rewritten"
         )
     return lines
 

@@ -16,6 +16,7 @@ from primec.backends.program import Program
 from primec.backends.simulator import Noise, SimResult, Simulator
 from primec.backends.simulator.adc import calibration_used
 from primec.backends.simulator.drift import COMPENSATIONS
+from primec.backends.simulator.verify import VerifiedSimulator
 from primec.errors import PrimecError
 from primec.fileio import write_npz
 from primec.hardware.driftmodel import drift_from_entry
@@ -47,11 +48,13 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     noise_source: str = "",
     statistical: bool = True,
+    stuck_repair: str = "none",
 ) -> tuple[SimResult, dict[str, Any]]:
     """Run the program on the data; return the per-sample results and the JSON report. The
     statistical energy estimate (activity statistics of up to 256 samples, every step: traced by
     the main run when it runs every step, else by an extra run) is added unless `statistical`
-    is off."""
+    is off. `stuck_repair` (`cancel` or `restore`) adds the read-back repair of stuck cells'
+    pair partners after programming (`backends/simulator/verify.py`)."""
     if batch_size < 1:
         raise PrimecError(f"--batch-size must be at least 1, got {batch_size}")
     noise = noise or Noise()
@@ -59,10 +62,16 @@ def simulate(
     # Every step of every sample runs anyway: the main run traces what the statistics need.
     reuse = statistical and not (early_exit and program.exit_table)
     trace = traced_buffers(program) if reuse else ()
-    simulator = Simulator(program, noise, device, trace=trace, drift=drift)
+    if stuck_repair == "none":
+        simulator = Simulator(program, noise, device, trace=trace, drift=drift)
+    else:
+        simulator = VerifiedSimulator(
+            program, noise, device, trace=trace, drift=drift, repair=stuck_repair
+        )
     result = simulator.run(data.x, batch_size, early_exit, progress, trace_samples=SAMPLES)
     summary = report(program, data, result, noise, early_exit)
     summary["noise_source"] = noise_source or "given by the caller"
+    summary["stuck_repair"] = {"mode": stuck_repair, "pairs_repaired": _repaired(simulator)}
     summary |= conditions_report(program, noise, drift)
     summary["torch_threads"] = torch.get_num_threads()
     if not statistical:
@@ -73,6 +82,11 @@ def simulate(
         program, data.x, result.exit_step, result.counts, counted, noise, drift, activity
     )
     return result, summary | statistics
+
+
+def _repaired(simulator: Simulator) -> int | None:
+    """How many stuck cells' pairs the read-back repair rewrote (None without a repair)."""
+    return getattr(simulator, "repaired", None)
 
 
 def use_threads(threads: int | None = None) -> int:
