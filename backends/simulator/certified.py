@@ -98,6 +98,8 @@ class CertifiedReads:
     per_plane: bool
     plane_hook: Any
     repairs: int  # neuron-steps replayed in float64 since the simulator was made
+    layer_major: bool  # a layer-major batch is running (`layermajor.py`)
+    _stacked_sums: Any
 
     def _certified_setup(self, layers: dict[int, FusedLayer]) -> None:
         """The certifiable layers among the fused `layers`, and the schedule that runs them."""
@@ -160,9 +162,11 @@ class CertifiedReads:
             state.error = state.error[keep]
 
     def _product(self, tile: Any, x: torch.Tensor, samples_per_conv: int) -> torch.Tensor:
-        layer = self._by_tile.get(id(tile)) if self.fast else None
+        layer = self._by_tile.get(id(tile)) if self.fast or self.layer_major else None
         if layer is None:
             return super()._product(tile, x, samples_per_conv)  # type: ignore[misc]
+        if self.layer_major:
+            return self._stacked_sums(layer, x)  # every step at once (`layermajor.py`)
         state = self._states[layer.read]
         if state.history is None:
             state.history = torch.empty((state.steps, *x.shape), dtype=torch.float64)

@@ -51,6 +51,7 @@ from primec.backends.simulator.crossbar import CrossbarReads
 from primec.backends.simulator.digital import DigitalPeriphery
 from primec.backends.simulator.drift import aged_cells, check_drift
 from primec.backends.simulator.fused import FusedLayer, fused_layers, run_fused, schedule
+from primec.backends.simulator.layermajor import LayerMajor
 from primec.backends.simulator.noise import Noise, Normals, programmed_cells
 
 from primec.errors import PrimecError
@@ -103,7 +104,7 @@ class _Step:
     normals: Normals | None
 
 
-class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
+class Simulator(LayerMajor, CertifiedReads, CrossbarReads, DigitalPeriphery):
     """Executes a program on batches of samples."""
 
     def __init__(
@@ -158,6 +159,7 @@ class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
         )
         self.schedule = schedule(program, layers, EXECUTE, Simulator.fused)
         self._certified_setup(layers if certify else {})  # float32 sums, certified
+        self._layer_major_setup()  # ideal runs without early exit: all steps per instruction
         # Only noise and the ADC act on each bit plane; otherwise one product is the same sum.
         self.per_plane = bool(self.noise.read or self.noise.adc)
         self.noise_layout, self.noise_blocks = self._noise_layout()
@@ -267,6 +269,11 @@ class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
     ) -> None:
         """One batch on every chip, a row per (sample, chip), sample-major; see `run_chips`."""
         steps, chips = x.shape[1], len(self.chips)
+        if self._layer_major_ready(table, steps):
+            part = self.layer_major_part(steps)
+            for first in range(0, len(samples), part):
+                self._layer_major_batch(x, samples[first : first + part], out)
+            return
         data = torch.from_numpy(np.ascontiguousarray(x[samples], dtype=np.float64)).to(self.device)
         states = {
             s: torch.zeros(
@@ -316,6 +323,23 @@ class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
             self._certified_keep(keep)
             kept_rows = torch.from_numpy(kept).to(self.device)
             data, active, live = data[kept_rows], active[kept], live[rows_kept]
+
+    def _layer_major_batch(self, x: np.ndarray, samples: np.ndarray, out: SimResult) -> None:
+        """One chip's batch layer-major (`layermajor.py`): every step of every instruction,
+        then each step's readout and counts recorded as the step-major loop records them."""
+        steps, n = x.shape[1], len(samples)
+        env = _Env(dict(self.constants))
+        counts: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
+        self.step = _Step({}, {}, None)
+        self._layer_major_run(x[samples], env, counts)
+        counts["steps"] = 1
+        running, where = np.arange(n), (np.zeros(n, dtype=np.int64), samples)
+        for t in range(1, steps + 1):
+            rows = slice((t - 1) * n, t * n)
+            step_env = {b: env[b][rows] for b in (self.program.readout, *self.trace)}
+            per_step = {k: v[rows] if isinstance(v, torch.Tensor) else v for k, v in counts.items()}
+            self._record(out, step_env, per_step, t, running, where)
+        out.exit_step[0, samples] = steps
 
     def _record(
         self,

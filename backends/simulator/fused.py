@@ -156,12 +156,21 @@ def run_fused(
             layer.pool is not None,
         )
     env[lif.membrane_out], env[lif.spike_out] = u, s
-    neurons = channels * height * width
+    if layer.pool is not None:
+        env[layer.pool.dst] = pooled
+    fused_counts(layer, (channels, height, width), counts)
+
+
+def fused_counts(layer: FusedLayer, shape: tuple[int, int, int], counts: dict) -> None:
+    """A fused layer's operations per row and step: its scale steps, neuron updates and pool
+    adds, as the instructions it replaces count them."""
+    neurons = shape[0] * shape[1] * shape[2]
     counts["digital_multiplies"] += neurons * len(layer.scale.factors)
     counts["neuron_updates"] += neurons
     if layer.pool is not None:
-        env[layer.pool.dst] = pooled
-        counts["digital_adds"] += pooled[0].numel() * (window[0] * window[1] - 1)
+        kh, kw = layer.pool.kernel
+        pooled = shape[0] * (shape[1] // kh) * (shape[2] // kw)
+        counts["digital_adds"] += pooled * (kh * kw - 1)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -1,0 +1,206 @@
+"""Layer-major ideal runs: each instruction over every step of a batch at once.
+
+A program whose state is local to the instruction that keeps it (no instruction reads another
+one's state: a feed-forward network in time) computes a layer's inputs for all T steps before
+the layer's first update. Without an early-exit table every row runs every step, so the whole
+batch can run one instruction at a time over T x B rows, time-major (row t x B + b is sample b
+at step t): the stateless instructions (gathers, reads, scales, pools, ...) once on all rows,
+each certified hidden layer as one kernel over its planes and steps (`lifkernels.py`), each
+other stateful instruction (integrator, readout) step by step on its slices. The operations on
+each row are the step-major path's, so the results are the same bits; only the calls are fewer
+and larger (one convolution per layer instead of T) and the certified layers keep their
+membranes in cache across steps and replay a flagged neuron from its last anchor, not from
+step 0.
+
+Where it does not hold (an early-exit table, several chips, noise, CUDA, a neuron the kernels do
+not take, a traced hidden layer, a recurrent state) the batch runs step-major, as before.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from primec.backends.isa import (
+    Affine,
+    Binary,
+    Gather,
+    Integrate,
+    LeakyRelu,
+    Pool,
+    Read,
+    ReadoutExp,
+    ReadoutMean,
+    Reshape,
+    Scale,
+    Zero,
+)
+from primec.backends.simulator import certified
+from primec.backends.simulator.certified import CertifiedLayer, CertifiedReads
+from primec.backends.simulator.fused import fused_counts
+from primec.backends.simulator.lifkernels import lif_over_time
+
+STATELESS = (Gather, Zero, Read, Scale, Reshape, Pool, Affine, Binary, LeakyRelu)
+OVER_TIME = (Integrate, ReadoutMean, ReadoutExp)
+# Rows (T x samples) per layer-major pass are capped so that its tensors stay within this many
+# bytes (estimated from the buffers the pass keeps); a larger batch runs in parts of samples.
+LAYER_MAJOR_BYTES = 1 << 30
+
+
+class LayerMajor:
+    """The Simulator's layer-major path (a mixin before `CertifiedReads`)."""
+
+    program: Any
+    certified: dict[int, CertifiedLayer]
+    fast_schedule: list
+    constants: dict
+    chips: tuple
+    per_plane: bool
+    plane_hook: Any
+    reads: dict
+    repairs: int
+
+    def _layer_major_setup(self) -> None:
+        """The layer-major schedule, or None where the program does not allow it."""
+        self.layer_major, self._lm_shape, self._lm_stash = False, (0, 0), {}
+        entries = []
+        for i, ins, execute in self.fast_schedule if self.certified else []:
+            if execute is CertifiedReads.certified_fused:
+                entries.append((i, ins, LayerMajor.certified_over_time))
+            elif isinstance(ins, OVER_TIME):
+                entries.append((i, ins, _over_time(execute)))
+            elif isinstance(ins, STATELESS):
+                entries.append((i, ins, execute))
+            else:
+                break
+        whole = bool(entries) and len(entries) == len(self.fast_schedule)
+        self.layer_major_schedule = entries if whole and self._local_states() else None
+
+    def _local_states(self) -> bool:
+        """Every state is read by one instruction alone, the one that writes its next value (a
+        certified layer's Lif, or an integrator or readout), and a certified layer's membrane
+        and spikes are read by nothing but its own pool."""
+        instrs = self.program.instrs
+        readers: dict[int, list[int]] = {}
+        for i, ins in enumerate(instrs):
+            for name in ins.READS:
+                readers.setdefault(getattr(ins, name), []).append(i)
+        chains = {c.fused.indices[2]: c.fused for c in self.certified.values()}
+        for state, following in self.program.states:
+            owner = readers.get(state, [])
+            if len(owner) != 1:
+                return False
+            ins = instrs[owner[0]]
+            writes = {getattr(ins, name) for name in ins.WRITES}
+            if following not in writes or not (owner[0] in chains or isinstance(ins, OVER_TIME)):
+                return False
+        for fused in chains.values():
+            pool = [fused.indices[3]] if fused.pool else None
+            if fused.lif.membrane_out in readers or (pool and readers.get(fused.lif.spike_out) != pool):
+                return False
+        return True
+
+    def _layer_major_ready(self, table: Any, steps: int) -> bool:
+        """Whether this batch runs layer-major (see the module's docstring)."""
+        planes = self.per_plane or self.plane_hook is not None
+        convs = all(self.reads[i].conv is not None for i in self.certified)
+        ready = self.layer_major_schedule is not None and table is None and len(self.chips) == 1
+        return ready and not planes and convs
+
+    def layer_major_part(self, steps: int) -> int:
+        """Samples per layer-major pass: its rows' buffers within `LAYER_MAJOR_BYTES`."""
+        per_row = sum(
+            math.prod(self.program.buffers[ins.dst]) * 8
+            for _, ins, _ in self.layer_major_schedule
+            if hasattr(ins, "dst") and not isinstance(ins, Gather)
+        )
+        return max(1, LAYER_MAJOR_BYTES // max(1, per_row * steps))
+
+    def _layer_major_run(self, x: np.ndarray, env: Any, counts: dict) -> None:
+        """Run the schedule on x [samples, T, ...] (its rows already in `env` are ignored): env
+        then holds every buffer over T x samples rows, time-major."""
+        n, steps = x.shape[:2]
+        rows = torch.from_numpy(np.ascontiguousarray(x.swapaxes(0, 1), dtype=np.float64))
+        env[self.program.inputs[0]] = rows.reshape(steps * n, *x.shape[2:])
+        self._lm_shape, self._lm_stash, self.layer_major = (steps, n), {}, True
+        try:
+            for i, ins, execute in self.layer_major_schedule:
+                execute(self, i, ins, env, counts)
+        finally:
+            self.layer_major, self._lm_stash = False, {}
+
+    def _stacked_sums(self, layer: CertifiedLayer, x: torch.Tensor) -> torch.Tensor:
+        """A certified tile's float32 sums over every row (`CertifiedReads._product`), with
+        what its layer's kernel needs kept aside: the levels (for the replay) and each row's
+        largest level. A batch whose sums could approach float32's range sums in float64
+        (exact: a bound of zero)."""
+        largest = x.amax((1, 2, 3))
+        norms = layer.norms
+        if float(largest.max()) * float(layer.weight64.abs().sum((1, 2, 3)).max()) >= certified.HUGE:
+            sums = torch.nn.functional.conv2d(x, layer.weight64, stride=layer.stride).flatten(2)
+            norms = torch.zeros_like(norms)
+        else:
+            sums = torch.nn.functional.conv2d(x.float(), layer.weight32, stride=layer.stride)
+            sums = sums.flatten(2)
+        self._lm_stash[layer.read] = (x, largest, norms)
+        return sums if layer.quantum == 1.0 or sums.dtype == torch.float64 else sums.double()
+
+    def certified_over_time(self, i: int, layer: CertifiedLayer, env: Any, counts: dict) -> None:
+        """A certified layer over every step (`lifkernels.lif_over_time`)."""
+        f = layer.fused
+        steps, n = self._lm_shape
+        levels, largest, norms = self._lm_stash.pop(layer.read)
+        channels, height, width = self.program.buffers[f.lif.membrane]
+        acc = env[f.scale.src].contiguous().numpy().reshape(steps, n, channels, height * width)
+        window = tuple(f.pool.kernel) if f.pool else (1, 1)
+        pooled = torch.empty(
+            (steps * n, channels, height // window[0], width // window[1]), dtype=torch.float64
+        )
+        gain = float(np.prod(np.abs(f.factors)))
+        self.repairs += lif_over_time(
+            (acc, width),
+            (largest.reshape(steps, n).numpy(), norms.numpy()),
+            (layer.quantum, f.factors, gain),
+            (f.keep, f.threshold, f.slope, f.strict),
+            (levels.contiguous().numpy(), layer.weight64.numpy(), layer.stride),
+            (pooled.numpy().reshape(steps, n, *pooled.shape[1:]), window),
+        )
+        env[f.pool.dst if f.pool else f.lif.spike_out] = pooled
+        fused_counts(f, (channels, height, width), counts)
+
+
+def _over_time(execute: Any) -> Any:
+    """A stateful instruction (integrator, readout) run step by step on its rows' slices."""
+
+    def run(sim: Any, i: int, ins: Any, env: Any, counts: dict) -> None:
+        steps, n = sim._lm_shape
+        following = dict(sim.program.states)
+        reads = [getattr(ins, name) for name in ins.READS]
+        states = {
+            b: torch.zeros((n, *sim.program.buffers[b]), dtype=torch.float64)
+            for b in reads
+            if b in following
+        }
+        written: dict[int, list[torch.Tensor]] = {getattr(ins, w): [] for w in ins.WRITES}
+        for t in range(steps):
+            at = {b: _at(sim, env, b, t) for b in reads if b not in states}
+            step_env = at | states
+            execute(sim, i, ins, step_env, counts if t == 0 else dict.fromkeys(counts, 0))
+            states = {b: step_env[following[b]] for b in states}
+            for b, parts in written.items():
+                parts.append(step_env[b])
+        for b, parts in written.items():
+            env[b] = torch.cat(parts)
+
+    return run
+
+
+def _at(sim: Any, env: Any, buffer: int, t: int) -> torch.Tensor:
+    """Step t's rows of a buffer over every step (a constant as it is)."""
+    value = env[buffer]
+    if buffer in sim.constants:
+        return value
+    n = sim._lm_shape[1]
+    return value[t * n : (t + 1) * n]

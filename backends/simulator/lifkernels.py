@@ -1,0 +1,130 @@
+"""A certified hidden layer over every step of a batch at once (layer-major, `layermajor.py`).
+
+`certified.py` runs a layer one step at a time: the membranes of the whole batch go through
+memory every step, and a flagged neuron is replayed from step 0. Here the layer's float32 sums
+of all T steps are known before its first update (its inputs do not depend on its own state),
+so one kernel takes each (row, channel) plane through all T steps while its membranes, spikes
+and error bounds stay in cache, pools each step's spikes as it goes, and repairs a flagged
+neuron in place, replaying it in float64 only from its last exact anchor: step 0, or the step
+after its last spike (a reset to zero before the leak makes keep U - keep U = +0 on both paths,
+whatever U was). The update and its error bound are `certified._channel`'s, so the spikes are
+the same as there: the exact path's.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from primec.backends.simulator.certified import REL, _channel
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
+    """Every step of a certified layer, a (row, channel) plane at a time.
+
+    sums: (acc [T, B, C, P], the approximate sums times the read's quantum, float32 or float64;
+    the width Wo of the output map);
+    bounds: (largest [T, B] input level per row and step, norms [C]: the sum bound per unit
+    level); scaling: (quantum, factors, gain = prod |factors|); neuron: (keep, threshold, slope,
+    strict); replay: (levels [T x B, Cin, Hp, Wp] float64, weights [C, Cin, kh, kw] float64,
+    stride); outputs: (pooled [T, B, C, Ho/kh, Wo/kw], pool kernel (kh, kw); a layer without a
+    pool passes (1, 1) and gets its spikes). Returns the flagged (repaired) neuron-steps."""
+    acc, width = sums
+    largest, norms = bounds
+    quantum, factors, gain = scaling
+    keep, threshold, slope, strict = neuron
+    pooled, kernel = outputs
+    steps, rows, channels, positions = acc.shape
+    params = (keep, threshold, slope)
+    u, s, e = np.empty(positions), np.empty(positions), np.empty(positions)
+    current = np.empty(positions)
+    history = np.empty((steps, positions), dtype=np.uint8)
+    repaired = 0
+    for b in range(rows):
+        for c in range(channels):
+            u[:], s[:], e[:] = 0.0, 0.0, 0.0
+            for t in range(steps):
+                _scaled(acc[t, b, c], factors, current)
+                bound = (gain * (largest[t, b] * norms[c])) * (1.0 + REL)
+                if _channel(u, s, e, current, bound, params, strict):
+                    for j in range(positions):
+                        if abs(u[j] - threshold) <= e[j]:
+                            repaired += 1
+                            where = (t, b, c, j, width)
+                            u[j], s[j] = _replay(replay, where, history, scaling, neuron)
+                            e[j] = 0.0
+                for j in range(positions):
+                    history[t, j] = np.uint8(s[j])
+                _pool_plane(s, width, pooled[t, b, c], kernel[0], kernel[1])
+    return repaired
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _scaled(acc, factors, out):
+    """The layer's current: the sums (times the read's quantum already) in float64, times the
+    scale factors in order, a rounding after each, as `DigitalPeriphery.scale` does."""
+    for j in range(len(out)):
+        out[j] = np.float64(acc[j])
+    for f in factors:
+        for j in range(len(out)):
+            out[j] = out[j] * f
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _replay(replay, where, history, scaling, neuron):
+    """The exact membrane and spike of neuron (y, x) of channel c, row b, after step t: from its
+    last anchor (the step after its last spike, or step 0) to t, each step's exact sum (its
+    receptive field times the float64 weights) through the scaling and `fused._update`'s
+    operations in order."""
+    levels, weights, stride = replay
+    t, b, c, j, width = where
+    y, x = j // width, j % width
+    quantum, factors, _ = scaling
+    keep, threshold, slope, strict = neuron
+    rows = levels.shape[0] // history.shape[0]
+    start, spiked = 0, 0.0
+    for k in range(t - 1, -1, -1):
+        if history[k, j]:
+            start, spiked = k + 1, 1.0
+            break
+    u, s = 0.0, spiked
+    for k in range(start, t + 1):
+        current = _field_sum(levels[k * rows + b], weights[c], y * stride[0], x * stride[1])
+        if quantum != 1.0:
+            current = current * quantum
+        for f in factors:
+            current = current * f
+        kept = u * keep
+        value = kept + (-1.0 * kept) * s + current
+        if slope != 1.0:
+            value = value if value > 0.0 else value * slope
+        u = value
+        fired = value > threshold if strict else value >= threshold
+        s = 1.0 if fired else 0.0
+    return u, s
+
+
+# Reassociation and contraction are safe here: every product and partial sum is exact.
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, boundscheck=False)
+def _field_sum(levels, weights, top, left):
+    """One receptive field [Cin, kh, kw] of the levels [Cin, Hp, Wp] at (top, left) times the
+    weights: exact products and sums (`certified._exact_sums`), so any order."""
+    total = 0.0
+    for c in range(weights.shape[0]):
+        for p in range(weights.shape[1]):
+            for q in range(weights.shape[2]):
+                total += levels[c, top + p, left + q] * weights[c, p, q]
+    return total
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _pool_plane(s, width, out, kh, kw):
+    """Window sums of one plane's spikes (flat [H x width], 0 or 1: exact in any order) into
+    out [H/kh, width/kw]."""
+    out[:] = 0.0
+    for y in range(out.shape[0]):
+        for p in range(kh):
+            row = (y * kh + p) * width
+            for x in range(out.shape[1]):
+                for q in range(kw):
+                    out[y, x] += s[row + x * kw + q]
