@@ -21,8 +21,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numba
 import numpy as np
 import torch
+import torch.nn.functional as F
 from primec.backends.isa import (
     Affine,
     Binary,
@@ -47,6 +49,9 @@ OVER_TIME = (Integrate, ReadoutMean, ReadoutExp)
 # Rows (T x samples) per layer-major pass are capped so that its tensors stay within this many
 # bytes (estimated from the buffers the pass keeps); a larger batch runs in parts of samples.
 LAYER_MAJOR_BYTES = 1 << 30
+# Rows per float32 convolution (whole steps of the batch): large enough for oneDNN, small enough
+# for its working set to stay in cache (64-128 rows measured fastest for PRIME's two layers).
+CONV_ROWS = 64
 
 
 class LayerMajor:
@@ -132,35 +137,41 @@ class LayerMajor:
             self.layer_major, self._lm_stash = False, {}
 
     def _stacked_sums(self, layer: CertifiedLayer, x: torch.Tensor) -> torch.Tensor:
-        """A certified tile's float32 sums over every row (`CertifiedReads._product`), with
-        what its layer's kernel needs kept aside: the levels (for the replay) and each row's
-        largest level. A batch whose sums could approach float32's range sums in float64
-        (exact: a bound of zero)."""
+        """A certified tile's float32 sums over every row (`CertifiedReads._product`), kept
+        aside for its layer's kernel in chunks of whole steps (each convolution's output as it
+        is, no copy into one tensor) with the levels (for the replay) and each row's largest
+        level. A batch whose sums could approach float32's range sums in float64 (exact: a bound
+        of zero). Returns an empty accumulator: the layer's Scale, which alone reads it (a fused
+        chain's buffers are private), runs in the kernel on the kept sums."""
+        steps, n = self._lm_shape
         largest = x.amax((1, 2, 3))
-        norms = layer.norms
-        if float(largest.max()) * float(layer.weight64.abs().sum((1, 2, 3)).max()) >= certified.HUGE:
-            sums = torch.nn.functional.conv2d(x, layer.weight64, stride=layer.stride).flatten(2)
+        widest = float(layer.weight64.abs().sum((1, 2, 3)).max())
+        norms, exact = layer.norms, float(largest.max()) * widest >= certified.HUGE
+        if exact:
             norms = torch.zeros_like(norms)
-        else:
-            sums = torch.nn.functional.conv2d(x.float(), layer.weight32, stride=layer.stride)
-            sums = sums.flatten(2)
-        self._lm_stash[layer.read] = (x, largest, norms)
-        return sums if layer.quantum == 1.0 or sums.dtype == torch.float64 else sums.double()
+        per_chunk = max(1, -(-CONV_ROWS // n))
+        chunks = numba.typed.List()
+        for first in range(0, steps, per_chunk):
+            part = x[first * n : (first + per_chunk) * n]
+            weight = layer.weight64 if exact else layer.weight32
+            sums = F.conv2d(part if exact else part.float(), weight, stride=layer.stride)
+            chunks.append(sums.numpy().reshape(-1, n, sums.shape[1], sums.shape[2] * sums.shape[3]))
+        self._lm_stash[layer.read] = (chunks, x, largest, norms)
+        return x.new_empty(0)
 
     def certified_over_time(self, i: int, layer: CertifiedLayer, env: Any, counts: dict) -> None:
         """A certified layer over every step (`lifkernels.lif_over_time`)."""
         f = layer.fused
         steps, n = self._lm_shape
-        levels, largest, norms = self._lm_stash.pop(layer.read)
+        chunks, levels, largest, norms = self._lm_stash.pop(layer.read)
         channels, height, width = self.program.buffers[f.lif.membrane]
-        acc = env[f.scale.src].contiguous().numpy().reshape(steps, n, channels, height * width)
         window = tuple(f.pool.kernel) if f.pool else (1, 1)
         pooled = torch.empty(
             (steps * n, channels, height // window[0], width // window[1]), dtype=torch.float64
         )
         gain = float(np.prod(np.abs(f.factors)))
         self.repairs += lif_over_time(
-            (acc, width),
+            (chunks, width),
             (largest.reshape(steps, n).numpy(), norms.numpy()),
             (layer.quantum, f.factors, gain),
             (f.keep, f.threshold, f.slope, f.strict),

@@ -15,63 +15,79 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from primec.backends.simulator.certified import REL, _channel
+from primec.backends.simulator.certified import REL, _neuron
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
     """Every step of a certified layer, a (row, channel) plane at a time.
 
-    sums: (acc [T, B, C, P], the approximate sums times the read's quantum, float32 or float64;
-    the width Wo of the output map);
+    sums: (chunks, width): the approximate sums (float32, or float64 when exact), a list of
+    [k, B, C, P] arrays for steps 0..k-1, k..2k-1, ..., and the width Wo of the output map;
     bounds: (largest [T, B] input level per row and step, norms [C]: the sum bound per unit
-    level); scaling: (quantum, factors, gain = prod |factors|); neuron: (keep, threshold, slope,
-    strict); replay: (levels [T x B, Cin, Hp, Wp] float64, weights [C, Cin, kh, kw] float64,
-    stride); outputs: (pooled [T, B, C, Ho/kh, Wo/kw], pool kernel (kh, kw); a layer without a
-    pool passes (1, 1) and gets its spikes). Returns the flagged (repaired) neuron-steps."""
-    acc, width = sums
+    level, the quantum included); scaling: (quantum, factors, gain = prod |factors|); neuron:
+    (keep, threshold, slope, strict); replay: (levels [T x B, Cin, Hp, Wp] float64, weights [C,
+    Cin, kh, kw] float64, stride); outputs: (pooled [T, B, C, Ho/kh, Wo/kw], pool kernel (kh,
+    kw); a layer without a pool passes (1, 1) and gets its spikes). Returns the flagged
+    (repaired) neuron-steps."""
+    chunks, width = sums
     largest, norms = bounds
     quantum, factors, gain = scaling
-    keep, threshold, slope, strict = neuron
+    threshold = neuron[1]
     pooled, kernel = outputs
-    steps, rows, channels, positions = acc.shape
-    params = (keep, threshold, slope)
-    u, s, e = np.empty(positions), np.empty(positions), np.empty(positions)
-    current = np.empty(positions)
-    history = np.empty((steps, positions), dtype=np.uint8)
+    steps, k = largest.shape[0], chunks[0].shape[0]
+    rows, channels, positions = chunks[0].shape[1:]
+    params = (neuron[0], threshold, neuron[2])
+    u, e, current = np.empty(positions), np.empty(positions), np.empty(positions)
+    # spikes[t + 1]: after step t; spikes[0]: the zero state before step 0.
+    spikes = np.empty((steps + 1, positions))
     repaired = 0
     for b in range(rows):
         for c in range(channels):
-            u[:], s[:], e[:] = 0.0, 0.0, 0.0
+            u[:], e[:], spikes[0] = 0.0, 0.0, 0.0
             for t in range(steps):
-                _scaled(acc[t, b, c], factors, current)
+                _scaled(chunks[t // k][t % k, b, c], quantum, factors, current)
                 bound = (gain * (largest[t, b] * norms[c])) * (1.0 + REL)
-                if _channel(u, s, e, current, bound, params, strict):
+                s = spikes[t + 1]
+                if _plane_step(u, spikes[t], s, e, current, bound, params, neuron[3]):
                     for j in range(positions):
                         if abs(u[j] - threshold) <= e[j]:
                             repaired += 1
                             where = (t, b, c, j, width)
-                            u[j], s[j] = _replay(replay, where, history, scaling, neuron)
+                            u[j], s[j] = _replay(replay, where, spikes, scaling, neuron)
                             e[j] = 0.0
-                for j in range(positions):
-                    history[t, j] = np.uint8(s[j])
                 _pool_plane(s, width, pooled[t, b, c], kernel[0], kernel[1])
     return repaired
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def _scaled(acc, factors, out):
-    """The layer's current: the sums (times the read's quantum already) in float64, times the
-    scale factors in order, a rounding after each, as `DigitalPeriphery.scale` does."""
+def _plane_step(u, before, after, e, current, sums, params, strict):
+    """`certified._channel` with the spikes before and after the step in two arrays (the
+    plane's spike history). Returns how many membranes lie within e of the threshold."""
+    near = 0
+    for j in range(len(u)):
+        u[j], after[j], e[j], close = _neuron(u[j], before[j], e[j], current[j], sums, params, strict)
+        near += close
+    return near
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _scaled(acc, quantum, factors, out):
+    """The layer's current: the sums in float64, times the read's quantum (when not 1) and the
+    scale factors in order, a rounding after each, as `CrossbarReads.read` and
+    `DigitalPeriphery.scale` do."""
     for j in range(len(out)):
         out[j] = np.float64(acc[j])
+    if quantum != 1.0:
+        for j in range(len(out)):
+            out[j] = out[j] * quantum
     for f in factors:
         for j in range(len(out)):
             out[j] = out[j] * f
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def _replay(replay, where, history, scaling, neuron):
+def _replay(replay, where, spikes, scaling, neuron):
     """The exact membrane and spike of neuron (y, x) of channel c, row b, after step t: from its
     last anchor (the step after its last spike, or step 0) to t, each step's exact sum (its
     receptive field times the float64 weights) through the scaling and `fused._update`'s
@@ -81,10 +97,10 @@ def _replay(replay, where, history, scaling, neuron):
     y, x = j // width, j % width
     quantum, factors, _ = scaling
     keep, threshold, slope, strict = neuron
-    rows = levels.shape[0] // history.shape[0]
+    rows = levels.shape[0] // (spikes.shape[0] - 1)
     start, spiked = 0, 0.0
     for k in range(t - 1, -1, -1):
-        if history[k, j]:
+        if spikes[k + 1, j]:
             start, spiked = k + 1, 1.0
             break
     u, s = 0.0, spiked
@@ -120,11 +136,21 @@ def _field_sum(levels, weights, top, left):
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def _pool_plane(s, width, out, kh, kw):
     """Window sums of one plane's spikes (flat [H x width], 0 or 1: exact in any order) into
-    out [H/kh, width/kw]."""
-    out[:] = 0.0
-    for y in range(out.shape[0]):
-        for p in range(kh):
-            row = (y * kh + p) * width
+    out [H/kh, width/kw]; 2 x 2 windows written out (LLVM vectorises them)."""
+    if kh == 2 and kw == 2:
+        for y in range(out.shape[0]):
+            top, bottom = 2 * y * width, (2 * y + 1) * width
             for x in range(out.shape[1]):
+                left = 2 * x
+                out[y, x] = (s[top + left] + s[top + left + 1]) + (
+                    s[bottom + left] + s[bottom + left + 1]
+                )
+        return
+    for y in range(out.shape[0]):
+        for x in range(out.shape[1]):
+            total = 0.0
+            for p in range(kh):
+                row = (y * kh + p) * width + x * kw
                 for q in range(kw):
-                    out[y, x] += s[row + x * kw + q]
+                    total += s[row + q]
+            out[y, x] = total
