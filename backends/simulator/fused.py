@@ -230,23 +230,31 @@ def row_drives(levels: torch.Tensor, coverage: torch.Tensor, binary: bool) -> to
     return torch.from_numpy(out)
 
 
-@numba.njit(cache=True, nogil=True)
+# Reassociation is safe: the sums are of whole numbers below 2^53, exact in any order.
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
 def _row_drives(levels, coverage, binary, out):
+    """Branch-free (LLVM vectorises it): zero levels add zero, as skipping them did."""
     for n in range(levels.shape[0]):
         total = 0.0
-        for j in range(levels.shape[1]):
-            level = levels[n, j]
-            if level == 0.0:
-                continue
-            if not binary:
-                # `CrossbarReads._bits`: round half to even, clamp to the 16-bit table, popcount.
-                integer = min(max(np.int64(np.round(level)), 0), 65535)
-                level = 0.0
-                while integer:
-                    level += integer & 1
-                    integer >>= 1
-            total += level * coverage[j]
+        row = levels[n]
+        if binary:
+            for j in range(len(row)):
+                total += row[j] * coverage[j]
+        else:
+            for j in range(len(row)):
+                total += _set_bits(row[j]) * coverage[j]
         out[n] = np.int64(total)
+
+
+@numba.njit(inline="always")
+def _set_bits(level):
+    """`CrossbarReads._bits` of one level: round half to even, clamp to the 16-bit table,
+    popcount (bit tricks instead of a loop, so that it vectorises)."""
+    v = np.int64(min(max(np.rint(level), 0.0), 65535.0))
+    v = v - ((v >> 1) & 0x5555)
+    v = (v & 0x3333) + ((v >> 2) & 0x3333)
+    v = (v + (v >> 4)) & 0x0F0F
+    return np.float64((v + (v >> 8)) & 0x1F)
 
 
 def add_plane(

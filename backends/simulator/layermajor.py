@@ -143,21 +143,33 @@ class LayerMajor:
         level. A batch whose sums could approach float32's range sums in float64 (exact: a bound
         of zero). Returns an empty accumulator: the layer's Scale, which alone reads it (a fused
         chain's buffers are private), runs in the kernel on the kept sums."""
+        largest = x.new_empty(len(x))
+        chunks, norms = self._chunk_sums(layer, x, largest, False), layer.norms
+        if chunks is None:
+            chunks, norms = self._chunk_sums(layer, x, largest, True), torch.zeros_like(norms)
+        self._lm_stash[layer.read] = (chunks, x, largest, norms)
+        return x.new_empty(0)
+
+    def _chunk_sums(
+        self, layer: CertifiedLayer, x: torch.Tensor, largest: torch.Tensor, exact: bool
+    ) -> numba.typed.List | None:
+        """The sums of x's rows in chunks of whole steps, each chunk's largest levels written
+        into `largest` on the way (a chunk at a time: its levels are still in cache for the
+        cast and the convolution). float32 sums, or None as soon as a chunk's could approach
+        float32's range; float64 ones when `exact`."""
         steps, n = self._lm_shape
-        largest = x.amax((1, 2, 3))
         widest = float(layer.weight64.abs().sum((1, 2, 3)).max())
-        norms, exact = layer.norms, float(largest.max()) * widest >= certified.HUGE
-        if exact:
-            norms = torch.zeros_like(norms)
-        per_chunk = max(1, -(-CONV_ROWS // n))
+        rows = max(1, -(-CONV_ROWS // n)) * n
         chunks = numba.typed.List()
-        for first in range(0, steps, per_chunk):
-            part = x[first * n : (first + per_chunk) * n]
+        for first in range(0, steps * n, rows):
+            part = x[first : first + rows]
+            peak = torch.amax(part, (1, 2, 3), out=largest[first : first + rows])
+            if not exact and float(peak.max()) * widest >= certified.HUGE:
+                return None
             weight = layer.weight64 if exact else layer.weight32
             sums = F.conv2d(part if exact else part.float(), weight, stride=layer.stride)
             chunks.append(sums.numpy().reshape(-1, n, sums.shape[1], sums.shape[2] * sums.shape[3]))
-        self._lm_stash[layer.read] = (chunks, x, largest, norms)
-        return x.new_empty(0)
+        return chunks
 
     def certified_over_time(self, i: int, layer: CertifiedLayer, env: Any, counts: dict) -> None:
         """A certified layer over every step (`lifkernels.lif_over_time`)."""

@@ -37,33 +37,53 @@ def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
     pooled, kernel = outputs
     steps, k = largest.shape[0], chunks[0].shape[0]
     rows, channels, positions = chunks[0].shape[1:]
+    size = channels * positions
     params = (neuron[0], threshold, neuron[2])
-    u, e, current = np.empty(positions), np.empty(positions), np.empty(positions)
+    u, e, current = np.empty(size), np.empty(size), np.empty(size)
     # spikes[t + 1]: after step t; spikes[0]: the zero state before step 0.
-    spikes = np.empty((steps + 1, positions))
+    spikes = np.empty((steps + 1, size))
+    near = np.empty(channels, dtype=np.int64)
     repaired = 0
     for b in range(rows):
-        for c in range(channels):
-            u[:], e[:], spikes[0] = 0.0, 0.0, 0.0
-            for t in range(steps):
-                _scaled(chunks[t // k][t % k, b, c], quantum, factors, current)
-                bound = (gain * (largest[t, b] * norms[c])) * (1.0 + REL)
-                s = spikes[t + 1]
-                if _plane_step(u, spikes[t], s, e, current, bound, params, neuron[3]):
-                    for j in range(positions):
+        u[:], e[:], spikes[0] = 0.0, 0.0, 0.0
+        for t in range(steps):
+            _scaled(chunks[t // k][t % k, b].ravel(), quantum, factors, current)
+            s = spikes[t + 1]
+            bounds_t = (gain, largest[t, b], norms)
+            if _row_step((u, spikes[t], s, e), current, bounds_t, params, neuron[3], near):
+                for c in np.flatnonzero(near):
+                    for j in range(c * positions, (c + 1) * positions):
                         if abs(u[j] - threshold) <= e[j]:
                             repaired += 1
-                            where = (t, b, c, j, width)
-                            u[j], s[j] = _replay(replay, where, spikes, scaling, neuron)
+                            where = (t, b, c, j - c * positions, width)
+                            u[j], s[j] = _replay(replay, where, spikes[:, c * positions :], scaling, neuron)
                             e[j] = 0.0
-                _pool_plane(s, width, pooled[t, b, c], kernel[0], kernel[1])
+            _pool_row(s, width, pooled[t, b], kernel[0], kernel[1])
     return repaired
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _row_step(state, current, bounds, params, strict, near):
+    """One row's step, a channel at a time: `certified._channel` with the spikes before and
+    after the step in two arrays (the row's spike history) and the channel's sum bound (gain x
+    (the row's largest level x its norm), with `certified`'s margin, as there). Writes each channel's count
+    of membranes within e of the threshold into `near`; returns the total."""
+    u, before, after, e = state
+    gain, largest, norms = bounds
+    positions = len(u) // len(norms)
+    total = 0
+    for c in range(len(norms)):
+        sums = (gain * (largest * norms[c])) * (1.0 + REL)
+        a, z = c * positions, (c + 1) * positions
+        near[c] = _plane_step(u[a:z], before[a:z], after[a:z], e[a:z], current[a:z], sums, params, strict)
+        total += near[c]
+    return total
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def _plane_step(u, before, after, e, current, sums, params, strict):
-    """`certified._channel` with the spikes before and after the step in two arrays (the
-    plane's spike history). Returns how many membranes lie within e of the threshold."""
+    """`certified._channel` with the spikes before and after the step in two arrays. Returns
+    how many membranes lie within e of the threshold."""
     near = 0
     for j in range(len(u)):
         u[j], after[j], e[j], close = _neuron(u[j], before[j], e[j], current[j], sums, params, strict)
@@ -134,23 +154,22 @@ def _field_sum(levels, weights, top, left):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def _pool_plane(s, width, out, kh, kw):
-    """Window sums of one plane's spikes (flat [H x width], 0 or 1: exact in any order) into
-    out [H/kh, width/kw]; 2 x 2 windows written out (LLVM vectorises them)."""
-    if kh == 2 and kw == 2:
-        for y in range(out.shape[0]):
-            top, bottom = 2 * y * width, (2 * y + 1) * width
-            for x in range(out.shape[1]):
-                left = 2 * x
-                out[y, x] = (s[top + left] + s[top + left + 1]) + (
-                    s[bottom + left] + s[bottom + left + 1]
-                )
-        return
-    for y in range(out.shape[0]):
-        for x in range(out.shape[1]):
-            total = 0.0
-            for p in range(kh):
-                row = (y * kh + p) * width + x * kw
-                for q in range(kw):
-                    total += s[row + q]
-            out[y, x] = total
+def _pool_row(s, width, out, kh, kw):
+    """Window sums of one row's spikes (flat [C x H x width], 0 or 1: exact in any order) into
+    out [C, H/kh, width/kw]; 2 x 2 windows written out (LLVM vectorises them)."""
+    channels, height, columns = out.shape
+    plane = len(s) // channels
+    for c in range(channels):
+        for y in range(height):
+            top = c * plane + y * kh * width
+            if kh == 2 and kw == 2:
+                for x in range(columns):
+                    left = top + 2 * x
+                    out[c, y, x] = (s[left] + s[left + 1]) + (s[left + width] + s[left + width + 1])
+                continue
+            for x in range(columns):
+                total = 0.0
+                for p in range(kh):
+                    for q in range(kw):
+                        total += s[top + p * width + x * kw + q]
+                out[c, y, x] = total
