@@ -98,7 +98,7 @@ class CertifiedReads:
     per_plane: bool
     plane_hook: Any
     repairs: int  # neuron-steps replayed in float64 since the simulator was made
-    layer_major: bool  # a layer-major batch is running (`layermajor.py`)
+    layer_major = False  # a layer-major batch is running (`layermajor.py`)
     _stacked_sums: Any
 
     def _certified_setup(self, layers: dict[int, FusedLayer]) -> None:

@@ -58,6 +58,7 @@ class LayerMajor:
     """The Simulator's layer-major path (a mixin before `CertifiedReads`)."""
 
     program: Any
+    trace: tuple[int, ...]
     certified: dict[int, CertifiedLayer]
     fast_schedule: list
     constants: dict
@@ -93,6 +94,8 @@ class LayerMajor:
             for name in ins.READS:
                 readers.setdefault(getattr(ins, name), []).append(i)
         chains = {c.fused.indices[2]: c.fused for c in self.certified.values()}
+        if set(self.trace) & {state for state, _ in self.program.states}:
+            return False  # a traced state is one step behind its instruction's output
         for state, following in self.program.states:
             owner = readers.get(state, [])
             if len(owner) != 1:
@@ -103,7 +106,8 @@ class LayerMajor:
                 return False
         for fused in chains.values():
             pool = [fused.indices[3]] if fused.pool else None
-            if fused.lif.membrane_out in readers or (pool and readers.get(fused.lif.spike_out) != pool):
+            unread = fused.lif.membrane_out not in set(readers) | set(self.trace)
+            if not unread or (pool and readers.get(fused.lif.spike_out) != pool):
                 return False
         return True
 
@@ -181,6 +185,9 @@ class LayerMajor:
         pooled = torch.empty(
             (steps * n, channels, height // window[0], width // window[1]), dtype=torch.float64
         )
+        traced = np.empty((0, 0, 0))
+        if f.lif.spike_out in self.trace:
+            traced = np.empty((steps, n, channels * height * width))
         gain = float(np.prod(np.abs(f.factors)))
         self.repairs += lif_over_time(
             (chunks, width),
@@ -188,9 +195,11 @@ class LayerMajor:
             (layer.quantum, f.factors, gain),
             (f.keep, f.threshold, f.slope, f.strict),
             (levels.contiguous().numpy(), layer.weight64.numpy(), layer.stride),
-            (pooled.numpy().reshape(steps, n, *pooled.shape[1:]), window),
+            (pooled.numpy().reshape(steps, n, *pooled.shape[1:]), window, traced),
         )
         env[f.pool.dst if f.pool else f.lif.spike_out] = pooled
+        if traced.size:
+            env[f.lif.spike_out] = torch.from_numpy(traced).view(-1, channels, height, width)
         fused_counts(f, (channels, height, width), counts)
 
 

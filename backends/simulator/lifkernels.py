@@ -28,13 +28,13 @@ def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
     level, the quantum included); scaling: (quantum, factors, gain = prod |factors|); neuron:
     (keep, threshold, slope, strict); replay: (levels [T x B, Cin, Hp, Wp] float64, weights [C,
     Cin, kh, kw] float64, stride); outputs: (pooled [T, B, C, Ho/kh, Wo/kw], pool kernel (kh,
-    kw); a layer without a pool passes (1, 1) and gets its spikes). Returns the flagged
-    (repaired) neuron-steps."""
+    kw), a layer without a pool passes (1, 1) and gets its spikes; spikes [T, B, C x P] when
+    traced, else empty). Returns the flagged (repaired) neuron-steps."""
     chunks, width = sums
     largest, norms = bounds
     quantum, factors, gain = scaling
     threshold = neuron[1]
-    pooled, kernel = outputs
+    pooled, kernel, traced = outputs
     steps, k = largest.shape[0], chunks[0].shape[0]
     rows, channels, positions = chunks[0].shape[1:]
     size = channels * positions
@@ -59,6 +59,8 @@ def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
                             u[j], s[j] = _replay(replay, where, spikes[:, c * positions :], scaling, neuron)
                             e[j] = 0.0
             _pool_row(s, width, pooled[t, b], kernel[0], kernel[1])
+        if traced.size:
+            traced[:, b] = spikes[1:]
     return repaired
 
 
