@@ -252,8 +252,9 @@ class Simulator(LayerMajor, CertifiedReads, CrossbarReads, DigitalPeriphery):
             b: np.zeros((chips, traced, steps, *self.program.buffers[b])) for b in self.trace
         }
         table = self.program.exit_table if early_exit else None
+        batch = self._layer_major_batch if self._layer_major_ready(table, steps) else self._batch
         for start in range(0, n, batch_size):
-            self._batch(x, np.arange(start, min(start + batch_size, n)), ids, table, out)
+            batch(x, np.arange(start, min(start + batch_size, n)), ids, table, out)
             if progress:
                 progress(min(start + batch_size, n), n)
         seconds = time.perf_counter() - started
@@ -269,11 +270,6 @@ class Simulator(LayerMajor, CertifiedReads, CrossbarReads, DigitalPeriphery):
     ) -> None:
         """One batch on every chip, a row per (sample, chip), sample-major; see `run_chips`."""
         steps, chips = x.shape[1], len(self.chips)
-        if self._layer_major_ready(table, steps):
-            part = self.layer_major_part(steps)
-            for first in range(0, len(samples), part):
-                self._layer_major_batch(x, samples[first : first + part], out)
-            return
         data = torch.from_numpy(np.ascontiguousarray(x[samples], dtype=np.float64)).to(self.device)
         states = {
             s: torch.zeros(
@@ -324,22 +320,10 @@ class Simulator(LayerMajor, CertifiedReads, CrossbarReads, DigitalPeriphery):
             kept_rows = torch.from_numpy(kept).to(self.device)
             data, active, live = data[kept_rows], active[kept], live[rows_kept]
 
-    def _layer_major_batch(self, x: np.ndarray, samples: np.ndarray, out: SimResult) -> None:
-        """One chip's batch layer-major (`layermajor.py`): every step of every instruction,
-        then each step's readout and counts recorded as the step-major loop records them."""
-        steps, n = x.shape[1], len(samples)
-        env = _Env(dict(self.constants))
-        counts: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
+    def _fresh_env(self) -> _Env:
+        """A new step environment (the constants) and step state, for `layermajor.py`."""
         self.step = _Step({}, {}, None)
-        self._layer_major_run(x[samples], env, counts)
-        counts["steps"] = 1
-        running, where = np.arange(n), (np.zeros(n, dtype=np.int64), samples)
-        for t in range(1, steps + 1):
-            rows = slice((t - 1) * n, t * n)
-            step_env = {b: env[b][rows] for b in (self.program.readout, *self.trace)}
-            per_step = {k: v[rows] if isinstance(v, torch.Tensor) else v for k, v in counts.items()}
-            self._record(out, step_env, per_step, t, running, where)
-        out.exit_step[0, samples] = steps
+        return _Env(dict(self.constants))
 
     def _record(
         self,

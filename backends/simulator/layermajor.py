@@ -67,6 +67,8 @@ class LayerMajor:
     plane_hook: Any
     reads: dict
     repairs: int
+    _fresh_env: Any
+    _record: Any
 
     def _layer_major_setup(self) -> None:
         """The layer-major schedule, or None where the program does not allow it."""
@@ -126,6 +128,28 @@ class LayerMajor:
             if hasattr(ins, "dst") and not isinstance(ins, Gather)
         )
         return max(1, LAYER_MAJOR_BYTES // max(1, per_row * steps))
+
+    def _layer_major_batch(
+        self, x: np.ndarray, samples: np.ndarray, ids: Any, table: Any, out: Any
+    ) -> None:
+        """`Simulator._batch` layer-major, for one chip without an exit table (`ids` and
+        `table` unused): every step of every instruction, in parts of samples within
+        `LAYER_MAJOR_BYTES`; then each step's readout and counts recorded as the step-major
+        loop records them."""
+        steps, part = x.shape[1], self.layer_major_part(x.shape[1])
+        for first in range(0, len(samples), part):
+            chosen = samples[first : first + part]
+            n, env = len(chosen), self._fresh_env()
+            counts: dict[str, Any] = dict.fromkeys(out.counts, 0)
+            self._layer_major_run(x[chosen], env, counts)
+            counts["steps"] = 1
+            where = (np.zeros(n, dtype=np.int64), chosen)
+            for t in range(1, steps + 1):
+                rows = slice((t - 1) * n, t * n)
+                step_env = {b: env[b][rows] for b in (self.program.readout, *self.trace)}
+                per_step = {k: _rows(v, rows) for k, v in counts.items()}
+                self._record(out, step_env, per_step, t, np.arange(n), where)
+            out.exit_step[0, chosen] = steps
 
     def _layer_major_run(self, x: np.ndarray, env: Any, counts: dict) -> None:
         """Run the schedule on x [samples, T, ...] (its rows already in `env` are ignored): env
@@ -201,6 +225,11 @@ class LayerMajor:
         if traced.size:
             env[f.lif.spike_out] = torch.from_numpy(traced).view(-1, channels, height, width)
         fused_counts(f, (channels, height, width), counts)
+
+
+def _rows(count: Any, rows: slice) -> Any:
+    """One step's part of a count: per row (a tensor over every step's rows) or per step."""
+    return count[rows] if isinstance(count, torch.Tensor) else count
 
 
 def _over_time(execute: Any) -> Any:

@@ -56,7 +56,9 @@ def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
                         if abs(u[j] - threshold) <= e[j]:
                             repaired += 1
                             where = (t, b, c, j - c * positions, width)
-                            u[j], s[j] = _replay(replay, where, spikes[:, c * positions :], scaling, neuron)
+                            u[j], s[j] = _replay(
+                                replay, where, spikes[:, c * positions :], scaling, neuron
+                            )
                             e[j] = 0.0
             _pool_row(s, width, pooled[t, b], kernel[0], kernel[1])
         if traced.size:
@@ -77,7 +79,9 @@ def _row_step(state, current, bounds, params, strict, near):
     for c in range(len(norms)):
         sums = (gain * (largest * norms[c])) * (1.0 + REL)
         a, z = c * positions, (c + 1) * positions
-        near[c] = _plane_step(u[a:z], before[a:z], after[a:z], e[a:z], current[a:z], sums, params, strict)
+        near[c] = _plane_step(
+            u[a:z], before[a:z], after[a:z], e[a:z], current[a:z], sums, params, strict
+        )
         total += near[c]
     return total
 
@@ -88,7 +92,9 @@ def _plane_step(u, before, after, e, current, sums, params, strict):
     how many membranes lie within e of the threshold."""
     near = 0
     for j in range(len(u)):
-        u[j], after[j], e[j], close = _neuron(u[j], before[j], e[j], current[j], sums, params, strict)
+        u[j], after[j], e[j], close = _neuron(
+            u[j], before[j], e[j], current[j], sums, params, strict
+        )
         near += close
     return near
 
