@@ -47,10 +47,17 @@ def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
     for b in range(rows):
         u[:], e[:], spikes[0] = 0.0, 0.0, 0.0
         for t in range(steps):
-            _scaled(chunks[t // k][t % k, b].ravel(), quantum, factors, current)
+            acc = chunks[t // k][t % k, b].ravel()
             s = spikes[t + 1]
-            bounds_t = (gain, largest[t, b], norms)
-            if _row_step((u, spikes[t], s, e), current, bounds_t, params, neuron[3], near):
+            state, bounds_t = (u, spikes[t], s, e), (gain, largest[t, b], norms)
+            if len(factors) == 1:
+                # The scaling in the update's loop (x 1.0 is exact: an unused quantum is free).
+                scale = (quantum, factors[0])
+                flagged = _row_step(state, acc, scale, bounds_t, params, neuron[3], near)
+            else:
+                _scaled(acc, quantum, factors, current)
+                flagged = _row_step(state, current, (1.0, 1.0), bounds_t, params, neuron[3], near)
+            if flagged:
                 for c in np.flatnonzero(near):
                     for j in range(c * positions, (c + 1) * positions):
                         if abs(u[j] - threshold) <= e[j]:
@@ -67,34 +74,37 @@ def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def _row_step(state, current, bounds, params, strict, near):
-    """One row's step, a channel at a time: `certified._channel` with the spikes before and
-    after the step in two arrays (the row's spike history) and the channel's sum bound (gain x
-    (the row's largest level x its norm), with `certified`'s margin, as there). Writes each channel's count
-    of membranes within e of the threshold into `near`; returns the total."""
+def _row_step(state, sums, scale, bounds, params, strict, near):
+    """One row's step, a channel at a time: `certified._channel` on the sums times the scale
+    (quantum, factor), with the spikes before and after the step in two arrays (the row's
+    spike history) and the channel's sum bound (gain x (the row's largest level x its norm),
+    with `certified`'s margin, as there). Writes each channel's count of membranes within e
+    of the threshold into `near`; returns the total."""
     u, before, after, e = state
     gain, largest, norms = bounds
     positions = len(u) // len(norms)
     total = 0
     for c in range(len(norms)):
-        sums = (gain * (largest * norms[c])) * (1.0 + REL)
+        bound = (gain * (largest * norms[c])) * (1.0 + REL)
         a, z = c * positions, (c + 1) * positions
-        near[c] = _plane_step(
-            u[a:z], before[a:z], after[a:z], e[a:z], current[a:z], sums, params, strict
-        )
+        plane = (u[a:z], before[a:z], after[a:z], e[a:z])
+        near[c] = _plane_step(plane, sums[a:z], scale, bound, params, strict)
         total += near[c]
     return total
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def _plane_step(u, before, after, e, current, sums, params, strict):
-    """`certified._channel` with the spikes before and after the step in two arrays. Returns
-    how many membranes lie within e of the threshold."""
+def _plane_step(plane, sums, scale, bound, params, strict):
+    """`certified._channel` on one channel: the current is the sum in float64 times the
+    quantum, then the factor (a rounding after each, as `CrossbarReads.read` and
+    `DigitalPeriphery.scale` round); returns how many membranes lie within e of the
+    threshold."""
+    u, before, after, e = plane
+    quantum, factor = scale
     near = 0
     for j in range(len(u)):
-        u[j], after[j], e[j], close = _neuron(
-            u[j], before[j], e[j], current[j], sums, params, strict
-        )
+        current = (np.float64(sums[j]) * quantum) * factor
+        u[j], after[j], e[j], close = _neuron(u[j], before[j], e[j], current, bound, params, strict)
         near += close
     return near
 
