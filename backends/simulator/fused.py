@@ -219,14 +219,16 @@ def _pool_sample(s, out, kh, kw):
                         out[ch, y, x] += s[ch, y * kh + p, x * kw + q]
 
 
-def row_drives(levels: torch.Tensor, coverage: torch.Tensor, binary: bool) -> torch.Tensor:
+def row_drives(levels: torch.Tensor, coverage: torch.Tensor | None, binary: bool) -> torch.Tensor:
     """Per sample, the read pulses of a gather's source map [b, ...] of integer levels: the set
     bits of each level (the level itself when `binary`) times the (row, position) pairs that
     drive its pixel (`coverage`), summed; `CrossbarReads._driven` in one pass. The sums are of
     integers, exact in float64 in any order."""
     flat = levels.reshape(len(levels), -1)
     out = np.empty(len(flat), dtype=np.int64)
-    _row_drives(flat.contiguous().numpy(), coverage.numpy(), binary, out)
+    # No coverage: a tile's own rows [b, P, rows], each (row, position) driven once.
+    covered = np.ones(flat.shape[1]) if coverage is None else coverage.numpy()
+    _row_drives(flat.contiguous().numpy(), covered, binary, out)
     return torch.from_numpy(out)
 
 
