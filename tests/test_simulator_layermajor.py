@@ -66,6 +66,19 @@ def test_layer_major_results_do_not_depend_on_the_batch_size(program: Program) -
         assert_same(fast.run(x, batch), expected)
 
 
+@pytest.mark.parametrize("exits", [0.0, 0.7, 2.0], ids=["always", "policy", "never"])
+def test_an_exit_table_gives_the_step_major_results(program, monkeypatch, exits) -> None:
+    """With PRIME's exit rule (rows leave at different steps): layer-major batches (every step
+    computed, the controller applied afterwards), step-major ones, and the policy that
+    switches between them from batch to batch give the same results."""
+    x = load_split("test")[0][:40]
+    fast, exact = pair(replace(program, exit_table=PRIME_RULE))
+    monkeypatch.setattr(layermajor, "LAYER_MAJOR_EXITS", exits)
+    got = fast.run(x, 7)
+    assert_same(got, exact.run(x, 7))
+    assert 1 <= got.exit_step.min() < got.exit_step.max() <= x.shape[1]
+
+
 def test_a_batch_too_large_for_one_pass_runs_in_parts(program: Program, monkeypatch) -> None:
     x = load_split("test")[0][:9]
     fast, exact = pair(program)
@@ -83,11 +96,10 @@ def test_sums_near_float32_range_are_summed_in_float64(program: Program, monkeyp
 
 
 def test_what_the_path_does_not_cover_runs_step_major(program: Program) -> None:
-    """An exit table, noise, several chips, plane-by-plane reads, certify=False, a traced
-    state: the step-major loop (`_layer_major_ready` false or no layer-major schedule)."""
+    """Noise, several chips, plane-by-plane reads, certify=False, a traced state: the
+    step-major loop (`_layer_major_ready` false or no layer-major schedule)."""
     sim = Simulator(program)
     assert sim._layer_major_ready(None, 10)
-    assert not sim._layer_major_ready(PRIME_RULE, 10)
     assert Simulator(program, Noise(read=0.02, seed=1)).layer_major_schedule is None
     assert Simulator(program, certify=False).layer_major_schedule is None
     assert not Simulator(program, chips=(0, 1))._layer_major_ready(None, 10)
