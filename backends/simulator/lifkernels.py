@@ -43,9 +43,12 @@ def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
     # spikes[t + 1]: after step t; spikes[0]: the zero state before step 0.
     spikes = np.empty((steps + 1, size))
     near = np.empty(channels, dtype=np.int64)
+    field = _field(replay)
+    # Per neuron, its last repair: the step after it, and the exact membrane and spike then.
+    exact = (np.empty(size, dtype=np.int64), np.empty(size), np.empty(size))
     repaired = 0
     for b in range(rows):
-        u[:], e[:], spikes[0] = 0.0, 0.0, 0.0
+        u[:], e[:], spikes[0], exact[0][:] = 0.0, 0.0, 0.0, 0
         for t in range(steps):
             acc = chunks[t // k][t % k, b].ravel()
             s = spikes[t + 1]
@@ -62,11 +65,10 @@ def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
                     for j in range(c * positions, (c + 1) * positions):
                         if abs(u[j] - threshold) <= e[j]:
                             repaired += 1
-                            where = (t, b, c, j - c * positions, width)
-                            u[j], s[j] = _replay(
-                                replay, where, spikes[:, c * positions :], scaling, neuron
-                            )
+                            where = (t, b, c, j, j - c * positions, width)
+                            u[j], s[j] = _replay(field, where, (spikes, exact), scaling, neuron)
                             e[j] = 0.0
+                            exact[0][j], exact[1][j], exact[2][j] = t + 1, u[j], s[j]
             _pool_row(s, width, pooled[t, b], kernel[0], kernel[1])
         if traced.size:
             traced[:, b] = spikes[1:]
@@ -125,25 +127,29 @@ def _scaled(acc, quantum, factors, out):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
-def _replay(replay, where, spikes, scaling, neuron):
-    """The exact membrane and spike of neuron (y, x) of channel c, row b, after step t: from its
-    last anchor (the step after its last spike, or step 0) to t, each step's exact sum (its
-    receptive field times the float64 weights) through the scaling and `fused._update`'s
-    operations in order."""
-    levels, weights, stride = replay
-    t, b, c, j, width = where
-    y, x = j // width, j % width
+def _replay(field, where, history, scaling, neuron):
+    """The exact membrane and spike of neuron j (the `local`-th of channel c), row b, after
+    step t: from its last anchor to t, each step's exact sum (its receptive field times the
+    float64 weights) through the scaling and `fused._update`'s operations in order. The anchor
+    is the latest of: step 0 (zero state), the step after its last spike (keep U - keep U is +0
+    on both paths, whatever U was) and the step after its last repair (its exact state then)."""
+    levels, weights, offsets, stride, columns = field
+    t, b, c, j, local, width = where
+    y, x = local // width, local % width
     quantum, factors, _ = scaling
     keep, threshold, slope, strict = neuron
+    spikes, (repaired, exact_u, exact_s) = history
     rows = levels.shape[0] // (spikes.shape[0] - 1)
-    start, spiked = 0, 0.0
-    for k in range(t - 1, -1, -1):
+    start, u, s = repaired[j], 0.0, 0.0
+    if start:
+        u, s = exact_u[j], exact_s[j]
+    for k in range(t - 1, start - 1, -1):
         if spikes[k + 1, j]:
-            start, spiked = k + 1, 1.0
+            start, u, s = k + 1, 0.0, 1.0
             break
-    u, s = 0.0, spiked
     for k in range(start, t + 1):
-        current = _field_sum(levels[k * rows + b], weights[c], y * stride[0], x * stride[1])
+        top_left = y * stride[0] * columns + x * stride[1]
+        current = _field_sum(levels[k * rows + b], weights[c], offsets, top_left)
         if quantum != 1.0:
             current = current * quantum
         for f in factors:
@@ -158,16 +164,30 @@ def _replay(replay, where, spikes, scaling, neuron):
     return u, s
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _field(replay):
+    """The replay's levels [T x B, Cin x Hp x Wp] and weights [C, Cin x kh x kw] flat, and each
+    weight's offset in a row's levels from its receptive field's top left corner."""
+    levels, weights, stride = replay
+    inputs, height, columns = levels.shape[1:]
+    kh, kw = weights.shape[2:]
+    offsets = np.empty(inputs * kh * kw, dtype=np.int64)
+    for c in range(inputs):
+        for p in range(kh):
+            for q in range(kw):
+                offsets[(c * kh + p) * kw + q] = (c * height + p) * columns + q
+    flat = levels.reshape(levels.shape[0], inputs * height * columns)
+    return flat, weights.reshape(weights.shape[0], offsets.size), offsets, stride, columns
+
+
 # Reassociation and contraction are safe here: every product and partial sum is exact.
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, boundscheck=False)
-def _field_sum(levels, weights, top, left):
-    """One receptive field [Cin, kh, kw] of the levels [Cin, Hp, Wp] at (top, left) times the
-    weights: exact products and sums (`certified._exact_sums`), so any order."""
+def _field_sum(levels, weights, offsets, top_left):
+    """One receptive field of a row's flat levels times a channel's flat weights: exact
+    products and sums (`certified._exact_sums`), so any order (one loop, which vectorises)."""
     total = 0.0
-    for c in range(weights.shape[0]):
-        for p in range(weights.shape[1]):
-            for q in range(weights.shape[2]):
-                total += levels[c, top + p, left + q] * weights[c, p, q]
+    for i in range(len(offsets)):
+        total += levels[top_left + offsets[i]] * weights[i]
     return total
 
 
