@@ -130,11 +130,16 @@ class LayerMajor:
         return ready and not planes and convs
 
     def layer_major_part(self, steps: int) -> int:
-        """Samples per layer-major pass: its rows' buffers within `LAYER_MAJOR_BYTES`."""
+        """Samples per layer-major pass: its rows' buffers within `LAYER_MAJOR_BYTES` (float64
+        outputs; a certified layer's float32 sums and spikes, its pool's output counted as
+        another instruction's would be)."""
+        buffers = self.program.buffers
         per_row = sum(
-            math.prod(self.program.buffers[ins.dst]) * 8
+            math.prod(buffers[ins.fused.lif.membrane]) * 12
+            if isinstance(ins, CertifiedLayer)
+            else sum(math.prod(buffers[getattr(ins, name)]) * 8 for name in ins.WRITES)
             for _, ins, _ in self.layer_major_schedule
-            if hasattr(ins, "dst") and not isinstance(ins, Gather)
+            if not isinstance(ins, Gather)  # gathered rows are made only where read
         )
         return max(1, LAYER_MAJOR_BYTES // max(1, per_row * steps))
 
