@@ -95,7 +95,7 @@ def _row_step(state, sums, scale, bounds, params, strict, near):
     return total
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+@numba.njit(inline="always", error_model="numpy", boundscheck=False)
 def _plane_step(plane, sums, scale, bound, params, strict):
     """`certified._channel` on one channel: the current is the sum in float64 times the
     quantum, then the factor (a rounding after each, as `CrossbarReads.read` and
