@@ -3,12 +3,12 @@
 `certified.py` runs a layer one step at a time: the membranes of the whole batch go through
 memory every step, and a flagged neuron is replayed from step 0. Here the layer's float32 sums
 of all T steps are known before its first update (its inputs do not depend on its own state),
-so one kernel takes each (row, channel) plane through all T steps while its membranes, spikes
-and error bounds stay in cache, pools each step's spikes as it goes, and repairs a flagged
-neuron in place, replaying it in float64 only from its last exact anchor: step 0, or the step
-after its last spike (a reset to zero before the leak makes keep U - keep U = +0 on both paths,
-whatever U was). The update and its error bound are `certified._channel`'s, so the spikes are
-the same as there: the exact path's.
+so one kernel takes each row through all T steps while its membranes, error bounds and spike
+history stay in cache, pools each step's spikes as it goes, and repairs a flagged neuron in
+place, replaying it in float64 only from its last exact anchor: step 0, the step after its last
+spike (a reset to zero before the leak makes keep U - keep U = +0 on both paths, whatever U
+was) or the step after its last repair. The update and its error bound are `certified`'s
+(`_neuron`), so the spikes are the same as there: the exact path's.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from primec.backends.simulator.certified import REL, _neuron
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
-    """Every step of a certified layer, a (row, channel) plane at a time.
+    """Every step of a certified layer, a row at a time.
 
     sums: (chunks, width): the approximate sums (float32, or float64 when exact), a list of
     [k, B, C, P] arrays for steps 0..k-1, k..2k-1, ..., and the width Wo of the output map;
