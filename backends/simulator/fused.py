@@ -228,7 +228,7 @@ def row_drives(levels: torch.Tensor, coverage: torch.Tensor | None, binary: bool
     out = np.empty(len(flat), dtype=np.int64)
     # No coverage: a tile's own rows [b, P, rows], each (row, position) driven once.
     covered = np.ones(flat.shape[1]) if coverage is None else coverage.numpy()
-    _row_drives(flat.numpy(), covered, binary, out)  # strided rows as they are: no copy
+    _row_drives(flat.contiguous().numpy(), covered, binary, out)
     return torch.from_numpy(out)
 
 
