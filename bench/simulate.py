@@ -10,7 +10,10 @@ reported:
   F.conv2d / F.avg_pool2d / the PRIME cell), the same network in the usual float32 and in the
   float64 the simulator must compute in to be exact;
 - `simulator-ideal`: `Simulator(program).run`, bit-identical to the float64 model (hidden
-  layers sum in float32 and repair uncertain neurons exactly: `backends/simulator/certified.py`);
+  layers sum in float32 and repair uncertain neurons exactly: `backends/simulator/certified.py`;
+  every instruction over all T steps at once: `backends/simulator/layermajor.py`);
+- `simulator-ideal-step-major`: the same, one step at a time (the certified path before
+  layer-major runs);
 - `simulator-ideal-exact`: the same with `certify=False`, every sum in float64;
 - `simulator-read-adc`: with read noise 0.02 and an 8-bit ADC (`--noise read=0.02,adc=8`);
 - `simulator-chips-1`, `simulator-chips-32`: every per-chip non-ideality (programming error,
@@ -58,6 +61,7 @@ IMPLEMENTATIONS = (
     "reference-float32",
     "reference-float64",
     "simulator-ideal",
+    "simulator-ideal-step-major",
     "simulator-ideal-exact",
     "simulator-read-adc",
     "simulator-chips-1",
@@ -66,6 +70,7 @@ IMPLEMENTATIONS = (
 RATIOS = {
     "ideal_vs_reference_float32": ("simulator-ideal", "reference-float32"),
     "ideal_vs_reference_float64": ("simulator-ideal", "reference-float64"),
+    "ideal_step_major_vs_reference_float32": ("simulator-ideal-step-major", "reference-float32"),
     "ideal_exact_vs_reference_float32": ("simulator-ideal-exact", "reference-float32"),
     "read_adc_vs_ideal": ("simulator-read-adc", "simulator-ideal"),
     "chips32_vs_chips1_per_row": ("simulator-chips-32", "simulator-chips-1"),
@@ -95,6 +100,8 @@ def contenders(x: np.ndarray, device: str = "cpu") -> dict[str, Callable[[], np.
     events = torch.from_numpy(x).to(device)
     ideal = Simulator(program, device=device)
     exact = Simulator(program, device=device, certify=False)
+    step_major = Simulator(program, device=device)
+    step_major.layer_major_schedule = None  # the step-major loop, as before layer-major runs
     noisy = Simulator(program, Noise.parse(NOISE, seed=0), device)
     chip_noise = Noise.parse(CHIP_NOISE, seed=0)
     one_chip = Simulator(program, chip_noise, device)
@@ -113,6 +120,7 @@ def contenders(x: np.ndarray, device: str = "cpu") -> dict[str, Callable[[], np.
         "reference-float32": reference(torch.float32),
         "reference-float64": reference(torch.float64),
         "simulator-ideal": lambda: ideal.run(x, len(x), early_exit=False).pred,
+        "simulator-ideal-step-major": lambda: step_major.run(x, len(x), early_exit=False).pred,
         "simulator-ideal-exact": lambda: exact.run(x, len(x), early_exit=False).pred,
         "simulator-read-adc": lambda: noisy.run(x, len(x), early_exit=False).pred,
         "simulator-chips-1": lambda: one_chip.run(x[:BATCH], BATCH, early_exit=False).pred,

@@ -98,6 +98,8 @@ class CertifiedReads:
     per_plane: bool
     plane_hook: Any
     repairs: int  # neuron-steps replayed in float64 since the simulator was made
+    layer_major = False  # a layer-major batch is running (`layermajor.py`)
+    _stacked_sums: Any
 
     def _certified_setup(self, layers: dict[int, FusedLayer]) -> None:
         """The certifiable layers among the fused `layers`, and the schedule that runs them."""
@@ -160,9 +162,11 @@ class CertifiedReads:
             state.error = state.error[keep]
 
     def _product(self, tile: Any, x: torch.Tensor, samples_per_conv: int) -> torch.Tensor:
-        layer = self._by_tile.get(id(tile)) if self.fast else None
+        layer = self._by_tile.get(id(tile)) if self.fast or self.layer_major else None
         if layer is None:
             return super()._product(tile, x, samples_per_conv)  # type: ignore[misc]
+        if self.layer_major:
+            return self._stacked_sums(layer, x)  # every step at once (`layermajor.py`)
         state = self._states[layer.read]
         if state.history is None:
             state.history = torch.empty((state.steps, *x.shape), dtype=torch.float64)
@@ -320,27 +324,32 @@ def _update_certified(state, current, bound, positions, params, strict, flagged)
 
 @numba.njit(cache=True, nogil=True)
 def _channel(u, s, e, current, sums, params, strict):
-    """One channel's update: e <- keep x e (none after a spike: keep U - keep U is 0 on both
-    paths) + the scaled sum's bound, with margins for the roundings of both paths. Returns how
-    many membranes lie within e of the threshold. Branch-free (LLVM vectorises it); the
+    """One channel's update (`_neuron` on each membrane, in place). Returns how many membranes
+    lie within e of the threshold. Branch-free (LLVM vectorises it)."""
+    near = 0
+    for j in range(len(u)):
+        u[j], s[j], e[j], close = _neuron(u[j], s[j], e[j], current[j], sums, params, strict)
+        near += close
+    return near
+
+
+@numba.njit(inline="always")
+def _neuron(u, spiked, e, current, sums, params, strict):
+    """One membrane's update and its error bound: e <- keep x e (none after a spike: keep U -
+    keep U is 0 on both paths) + the scaled sum's bound `sums`, with margins for the roundings
+    of both paths. Returns (U, spike, e, whether U lies within e of the threshold); the
     absolute values are written out, which vectorises where `abs` did not."""
     keep, threshold, slope = params
     decay = keep if keep >= 0.0 else -keep
-    near = 0
-    for j in range(len(u)):
-        kept = u[j] * keep
-        spiked = s[j]
-        value = kept + (-1.0 * kept) * spiked + current[j]
-        if slope != 1.0:
-            value = value if value > 0.0 else value * slope
-        size = current[j] if current[j] >= 0.0 else -current[j]
-        error = sums + REL * size + decay * e[j] * (1.0 - spiked)
-        size = value if value >= 0.0 else -value
-        error = error * GROW + REL * size + TINY
-        u[j] = value
-        fired = value > threshold if strict else value >= threshold
-        s[j] = 1.0 if fired else 0.0
-        e[j] = error
-        distance = value - threshold
-        near += (distance if distance >= 0.0 else -distance) <= error
-    return near
+    kept = u * keep
+    value = kept + (-1.0 * kept) * spiked + current
+    if slope != 1.0:
+        value = value if value > 0.0 else value * slope
+    size = current if current >= 0.0 else -current
+    error = sums + REL * size + decay * e * (1.0 - spiked)
+    size = value if value >= 0.0 else -value
+    error = error * GROW + REL * size + TINY
+    fired = value > threshold if strict else value >= threshold
+    distance = value - threshold
+    close = (distance if distance >= 0.0 else -distance) <= error
+    return value, 1.0 if fired else 0.0, error, close

@@ -215,11 +215,11 @@ class CrossbarReads(PlaneReads):
 
     def _driven(self, ins: Read, tile: Tile, levels: torch.Tensor) -> torch.Tensor:
         """Per sample, the read pulses the row drivers send: the set bits of every driven level."""
-        if tile.coverage is None:
-            return self._bits(levels, ins.planes).sum(dim=(1, 2)).to(torch.int64)
         binary = ins.planes == 1 and not self.noise.input
         if self.fuse and levels.dtype == torch.float64:
-            return row_drives(levels, tile.coverage, binary)
+            return row_drives(levels, tile.coverage, binary)  # no coverage: each level once
+        if tile.coverage is None:
+            return self._bits(levels, ins.planes).sum(dim=(1, 2)).to(torch.int64)
         key = ("bits", ins.src, ins.quantum)
         if key not in self.step.cache:
             self.step.cache[key] = self._bits(levels, ins.planes).flatten(1)

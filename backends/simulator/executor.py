@@ -51,6 +51,7 @@ from primec.backends.simulator.crossbar import CrossbarReads
 from primec.backends.simulator.digital import DigitalPeriphery
 from primec.backends.simulator.drift import aged_cells, check_drift
 from primec.backends.simulator.fused import FusedLayer, fused_layers, run_fused, schedule
+from primec.backends.simulator.layermajor import LayerMajor
 from primec.backends.simulator.noise import Noise, Normals, programmed_cells
 
 from primec.errors import PrimecError
@@ -103,7 +104,7 @@ class _Step:
     normals: Normals | None
 
 
-class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
+class Simulator(LayerMajor, CertifiedReads, CrossbarReads, DigitalPeriphery):
     """Executes a program on batches of samples."""
 
     def __init__(
@@ -158,6 +159,7 @@ class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
         )
         self.schedule = schedule(program, layers, EXECUTE, Simulator.fused)
         self._certified_setup(layers if certify else {})  # float32 sums, certified
+        self._layer_major_setup()  # ideal runs without early exit: all steps per instruction
         # Only noise and the ADC act on each bit plane; otherwise one product is the same sum.
         self.per_plane = bool(self.noise.read or self.noise.adc)
         self.step = _Step({}, {}, None)
@@ -249,8 +251,9 @@ class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
             b: np.zeros((chips, traced, steps, *self.program.buffers[b])) for b in self.trace
         }
         table = self.program.exit_table if early_exit else None
+        batch = self._layer_major_batch if self._layer_major_ready(table, steps) else self._batch
         for start in range(0, n, batch_size):
-            self._batch(x, np.arange(start, min(start + batch_size, n)), ids, table, out)
+            batch(x, np.arange(start, min(start + batch_size, n)), ids, table, out)
             if progress:
                 progress(min(start + batch_size, n), n)
         seconds = time.perf_counter() - started
@@ -311,6 +314,11 @@ class Simulator(CertifiedReads, CrossbarReads, DigitalPeriphery):
             self._certified_keep(keep)
             kept_rows = torch.from_numpy(kept).to(self.device)
             data, active, live = data[kept_rows], active[kept], live[rows_kept]
+
+    def _fresh_env(self) -> _Env:
+        """A new step environment (the constants) and step state, for `layermajor.py`."""
+        self.step = _Step({}, {}, None)
+        return _Env(dict(self.constants))
 
     def _record(
         self,

@@ -156,12 +156,21 @@ def run_fused(
             layer.pool is not None,
         )
     env[lif.membrane_out], env[lif.spike_out] = u, s
-    neurons = channels * height * width
+    if layer.pool is not None:
+        env[layer.pool.dst] = pooled
+    fused_counts(layer, (channels, height, width), counts)
+
+
+def fused_counts(layer: FusedLayer, shape: tuple[int, int, int], counts: dict) -> None:
+    """A fused layer's operations per row and step: its scale steps, neuron updates and pool
+    adds, as the instructions it replaces count them."""
+    neurons = shape[0] * shape[1] * shape[2]
     counts["digital_multiplies"] += neurons * len(layer.scale.factors)
     counts["neuron_updates"] += neurons
     if layer.pool is not None:
-        env[layer.pool.dst] = pooled
-        counts["digital_adds"] += pooled[0].numel() * (window[0] * window[1] - 1)
+        kh, kw = layer.pool.kernel
+        pooled = shape[0] * (shape[1] // kh) * (shape[2] // kw)
+        counts["digital_adds"] += pooled * (kh * kw - 1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -210,34 +219,44 @@ def _pool_sample(s, out, kh, kw):
                         out[ch, y, x] += s[ch, y * kh + p, x * kw + q]
 
 
-def row_drives(levels: torch.Tensor, coverage: torch.Tensor, binary: bool) -> torch.Tensor:
+def row_drives(levels: torch.Tensor, coverage: torch.Tensor | None, binary: bool) -> torch.Tensor:
     """Per sample, the read pulses of a gather's source map [b, ...] of integer levels: the set
     bits of each level (the level itself when `binary`) times the (row, position) pairs that
     drive its pixel (`coverage`), summed; `CrossbarReads._driven` in one pass. The sums are of
     integers, exact in float64 in any order."""
     flat = levels.reshape(len(levels), -1)
     out = np.empty(len(flat), dtype=np.int64)
-    _row_drives(flat.contiguous().numpy(), coverage.numpy(), binary, out)
+    # No coverage: a tile's own rows [b, P, rows], each (row, position) driven once.
+    covered = np.ones(flat.shape[1]) if coverage is None else coverage.numpy()
+    _row_drives(flat.contiguous().numpy(), covered, binary, out)
     return torch.from_numpy(out)
 
 
-@numba.njit(cache=True, nogil=True)
+# Reassociation is safe: the sums are of whole numbers below 2^53, exact in any order.
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
 def _row_drives(levels, coverage, binary, out):
+    """Branch-free (LLVM vectorises it): zero levels add zero, as skipping them did."""
     for n in range(levels.shape[0]):
         total = 0.0
-        for j in range(levels.shape[1]):
-            level = levels[n, j]
-            if level == 0.0:
-                continue
-            if not binary:
-                # `CrossbarReads._bits`: round half to even, clamp to the 16-bit table, popcount.
-                integer = min(max(np.int64(np.round(level)), 0), 65535)
-                level = 0.0
-                while integer:
-                    level += integer & 1
-                    integer >>= 1
-            total += level * coverage[j]
+        row = levels[n]
+        if binary:
+            for j in range(len(row)):
+                total += row[j] * coverage[j]
+        else:
+            for j in range(len(row)):
+                total += _set_bits(row[j]) * coverage[j]
         out[n] = np.int64(total)
+
+
+@numba.njit(inline="always")
+def _set_bits(level):
+    """`CrossbarReads._bits` of one level: round half to even, clamp to the 16-bit table,
+    popcount (bit tricks instead of a loop, so that it vectorises)."""
+    v = np.int64(min(max(np.rint(level), 0.0), 65535.0))
+    v = v - ((v >> 1) & 0x5555)
+    v = (v & 0x3333) + ((v >> 2) & 0x3333)
+    v = (v + (v >> 4)) & 0x0F0F
+    return np.float64((v + (v >> 8)) & 0x1F)
 
 
 def conv_into(

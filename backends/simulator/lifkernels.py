@@ -1,0 +1,213 @@
+"""A certified hidden layer over every step of a batch at once (layer-major, `layermajor.py`).
+
+`certified.py` runs a layer one step at a time: the membranes of the whole batch go through
+memory every step, and a flagged neuron is replayed from step 0. Here the layer's float32 sums
+of all T steps are known before its first update (its inputs do not depend on its own state),
+so one kernel takes each row through all T steps while its membranes, error bounds and spike
+history stay in cache, pools each step's spikes as it goes, and repairs a flagged neuron in
+place, replaying it in float64 only from its last exact anchor: step 0, the step after its last
+spike (a reset to zero before the leak makes keep U - keep U = +0 on both paths, whatever U
+was) or the step after its last repair. The update and its error bound are `certified`'s
+(`_neuron`), so the spikes are the same as there: the exact path's.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from primec.backends.simulator.certified import REL, _neuron
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
+    """Every step of a certified layer, a row at a time.
+
+    sums: (chunks, width): the approximate sums (float32, or float64 when exact), a list of
+    [k, B, C, P] arrays for steps 0..k-1, k..2k-1, ..., and the width Wo of the output map;
+    bounds: (largest [T, B] input level per row and step, norms [C]: the sum bound per unit
+    level, the quantum included); scaling: (quantum, factors, gain = prod |factors|); neuron:
+    (keep, threshold, slope, strict); replay: (levels [T x B, Cin, Hp, Wp] float64, weights [C,
+    Cin, kh, kw] float64, stride); outputs: (pooled [T, B, C, Ho/kh, Wo/kw], pool kernel (kh,
+    kw), a layer without a pool passes (1, 1) and gets its spikes; spikes [T, B, C x P] when
+    traced, else empty). Returns the flagged (repaired) neuron-steps."""
+    chunks, width = sums
+    largest, norms = bounds
+    quantum, factors, gain = scaling
+    threshold = neuron[1]
+    pooled, kernel, traced = outputs
+    steps, k = largest.shape[0], chunks[0].shape[0]
+    rows, channels, positions = chunks[0].shape[1:]
+    size = channels * positions
+    params = (neuron[0], threshold, neuron[2])
+    u, e, current = np.empty(size), np.empty(size), np.empty(size)
+    # spikes[t + 1]: after step t; spikes[0]: the zero state before step 0.
+    spikes = np.empty((steps + 1, size))
+    near = np.empty(channels, dtype=np.int64)
+    field = _field(replay)
+    # Per neuron, its last repair: the step after it, and the exact membrane and spike then.
+    exact = (np.empty(size, dtype=np.int64), np.empty(size), np.empty(size))
+    repaired = 0
+    for b in range(rows):
+        u[:], e[:], spikes[0], exact[0][:] = 0.0, 0.0, 0.0, 0
+        for t in range(steps):
+            acc = chunks[t // k][t % k, b].ravel()
+            s = spikes[t + 1]
+            state, bounds_t = (u, spikes[t], s, e), (gain, largest[t, b], norms)
+            if len(factors) == 1:
+                # The scaling in the update's loop (x 1.0 is exact: an unused quantum is free).
+                scale = (quantum, factors[0])
+                flagged = _row_step(state, acc, scale, bounds_t, params, neuron[3], near)
+            else:
+                _scaled(acc, quantum, factors, current)
+                flagged = _row_step(state, current, (1.0, 1.0), bounds_t, params, neuron[3], near)
+            if flagged:
+                for c in np.flatnonzero(near):
+                    for j in range(c * positions, (c + 1) * positions):
+                        if abs(u[j] - threshold) <= e[j]:
+                            repaired += 1
+                            where = (t, b, c, j, j - c * positions, width)
+                            u[j], s[j] = _replay(field, where, (spikes, exact), scaling, neuron)
+                            e[j] = 0.0
+                            exact[0][j], exact[1][j], exact[2][j] = t + 1, u[j], s[j]
+            _pool_row(s, width, pooled[t, b], kernel[0], kernel[1])
+        if traced.size:
+            traced[:, b] = spikes[1:]
+    return repaired
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _row_step(state, sums, scale, bounds, params, strict, near):
+    """One row's step, a channel at a time: `certified._channel` on the sums times the scale
+    (quantum, factor), with the spikes before and after the step in two arrays (the row's
+    spike history) and the channel's sum bound (gain x (the row's largest level x its norm),
+    with `certified`'s margin, as there). Writes each channel's count of membranes within e
+    of the threshold into `near`; returns the total."""
+    u, before, after, e = state
+    gain, largest, norms = bounds
+    positions = len(u) // len(norms)
+    total = 0
+    for c in range(len(norms)):
+        bound = (gain * (largest * norms[c])) * (1.0 + REL)
+        a, z = c * positions, (c + 1) * positions
+        plane = (u[a:z], before[a:z], after[a:z], e[a:z])
+        near[c] = _plane_step(plane, sums[a:z], scale, bound, params, strict)
+        total += near[c]
+    return total
+
+
+@numba.njit(inline="always", error_model="numpy", boundscheck=False)
+def _plane_step(plane, sums, scale, bound, params, strict):
+    """`certified._channel` on one channel: the current is the sum in float64 times the
+    quantum, then the factor (a rounding after each, as `CrossbarReads.read` and
+    `DigitalPeriphery.scale` round); returns how many membranes lie within e of the
+    threshold."""
+    u, before, after, e = plane
+    quantum, factor = scale
+    near = 0
+    for j in range(len(u)):
+        current = (np.float64(sums[j]) * quantum) * factor
+        u[j], after[j], e[j], close = _neuron(u[j], before[j], e[j], current, bound, params, strict)
+        near += close
+    return near
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _scaled(acc, quantum, factors, out):
+    """The layer's current: the sums in float64, times the read's quantum (when not 1) and the
+    scale factors in order, a rounding after each, as `CrossbarReads.read` and
+    `DigitalPeriphery.scale` do."""
+    for j in range(len(out)):
+        out[j] = np.float64(acc[j])
+    if quantum != 1.0:
+        for j in range(len(out)):
+            out[j] = out[j] * quantum
+    for f in factors:
+        for j in range(len(out)):
+            out[j] = out[j] * f
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _replay(field, where, history, scaling, neuron):
+    """The exact membrane and spike of neuron j (the `local`-th of channel c), row b, after
+    step t: from its last anchor to t, each step's exact sum (its receptive field times the
+    float64 weights) through the scaling and `fused._update`'s operations in order. The anchor
+    is the latest of: step 0 (zero state), the step after its last spike (keep U - keep U is +0
+    on both paths, whatever U was) and the step after its last repair (its exact state then)."""
+    levels, weights, offsets, stride, columns = field
+    t, b, c, j, local, width = where
+    y, x = local // width, local % width
+    quantum, factors, _ = scaling
+    keep, threshold, slope, strict = neuron
+    spikes, (repaired, exact_u, exact_s) = history
+    rows = levels.shape[0] // (spikes.shape[0] - 1)
+    start, u, s = repaired[j], 0.0, 0.0
+    if start:
+        u, s = exact_u[j], exact_s[j]
+    for k in range(t - 1, start - 1, -1):
+        if spikes[k + 1, j]:
+            start, u, s = k + 1, 0.0, 1.0
+            break
+    for k in range(start, t + 1):
+        top_left = y * stride[0] * columns + x * stride[1]
+        current = _field_sum(levels[k * rows + b], weights[c], offsets, top_left)
+        if quantum != 1.0:
+            current = current * quantum
+        for f in factors:
+            current = current * f
+        kept = u * keep
+        value = kept + (-1.0 * kept) * s + current
+        if slope != 1.0:
+            value = value if value > 0.0 else value * slope
+        u = value
+        fired = value > threshold if strict else value >= threshold
+        s = 1.0 if fired else 0.0
+    return u, s
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _field(replay):
+    """The replay's levels [T x B, Cin x Hp x Wp] and weights [C, Cin x kh x kw] flat, and each
+    weight's offset in a row's levels from its receptive field's top left corner."""
+    levels, weights, stride = replay
+    inputs, height, columns = levels.shape[1:]
+    kh, kw = weights.shape[2:]
+    offsets = np.empty(inputs * kh * kw, dtype=np.int64)
+    for c in range(inputs):
+        for p in range(kh):
+            for q in range(kw):
+                offsets[(c * kh + p) * kw + q] = (c * height + p) * columns + q
+    flat = levels.reshape(levels.shape[0], inputs * height * columns)
+    return flat, weights.reshape(weights.shape[0], offsets.size), offsets, stride, columns
+
+
+# Reassociation and contraction are safe here: every product and partial sum is exact.
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, boundscheck=False)
+def _field_sum(levels, weights, offsets, top_left):
+    """One receptive field of a row's flat levels times a channel's flat weights: exact
+    products and sums (`certified._exact_sums`), so any order (one loop, which vectorises)."""
+    total = 0.0
+    for i in range(len(offsets)):
+        total += levels[top_left + offsets[i]] * weights[i]
+    return total
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _pool_row(s, width, out, kh, kw):
+    """Window sums of one row's spikes (flat [C x H x width], 0 or 1: exact in any order) into
+    out [C, H/kh, width/kw]; 2 x 2 windows written out (LLVM vectorises them)."""
+    channels, height, columns = out.shape
+    plane = len(s) // channels
+    for c in range(channels):
+        for y in range(height):
+            top = c * plane + y * kh * width
+            if kh == 2 and kw == 2:
+                for x in range(columns):
+                    left = top + 2 * x
+                    out[c, y, x] = (s[left] + s[left + 1]) + (s[left + width] + s[left + width + 1])
+                continue
+            for x in range(columns):
+                total = 0.0
+                for p in range(kh):
+                    for q in range(kw):
+                        total += s[top + p * width + x * kw + q]
+                out[c, y, x] = total

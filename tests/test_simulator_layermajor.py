@@ -1,0 +1,202 @@
+"""Layer-major ideal runs (`backends/simulator/layermajor.py`, `lifkernels.py`) give the exact
+path's results: every hidden spike, readout, prediction, exit step and count, on the whole
+N-Digits test split and in batches of 1, 7 and 64; the kernel's repairs (replayed from the
+neuron's last spike) against a float64 reference written out in torch, with bounds loosened so
+that most neurons are replayed; and the fallbacks: what the path does not cover runs
+step-major.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numba
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from primec.backends.isa import Integrate
+from primec.backends.program import Program
+from primec.backends.simulator import Noise, Simulator, certified, layermajor
+from primec.backends.simulator.certified import float32_weights
+from primec.backends.simulator.lifkernels import lif_over_time
+from released import released_program, single_thread
+from simresults import assert_same
+from test_simulator_fused import spike_outs
+
+from primec.datasets import load_split
+from primec.hardware.earlyexit import PRIME_RULE
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    yield from single_thread()
+
+
+@pytest.fixture(scope="module")
+def program() -> Program:
+    """The released classifier, no early-exit table (every row runs every step)."""
+    return replace(released_program(), exit_table=None)
+
+
+def pair(program: Program, **kwargs) -> tuple[Simulator, Simulator]:
+    """The layer-major simulator (hidden spikes traced) and the exact one."""
+    trace = spike_outs(program)
+    fast = Simulator(program, trace=trace, **kwargs)
+    exact = Simulator(program, trace=trace, certify=False, **kwargs)
+    assert fast.layer_major_schedule is not None and exact.layer_major_schedule is None
+    return fast, exact
+
+
+@pytest.mark.slow
+def test_layer_major_equals_exact_on_the_whole_test_split(program: Program) -> None:
+    """Every hidden layer's spikes at every step (traced), readouts, predictions, counts."""
+    x = load_split("test")[0]
+    fast, exact = pair(program)
+    assert_same(fast.run(x, 64), exact.run(x, 64))
+    assert fast.repairs > 0
+
+
+@pytest.mark.slow
+def test_layer_major_results_do_not_depend_on_the_batch_size(program: Program) -> None:
+    x = load_split("test")[0][:64]
+    fast, exact = pair(program)
+    expected = exact.run(x, 64)
+    for batch in (1, 7, 64):
+        assert_same(fast.run(x, batch), expected)
+
+
+@pytest.mark.parametrize("exits", [0.0, 0.7, 2.0], ids=["always", "policy", "never"])
+def test_an_exit_table_gives_the_step_major_results(program, monkeypatch, exits) -> None:
+    """With PRIME's exit rule (rows leave at different steps): layer-major batches (every step
+    computed, the controller applied afterwards), step-major ones, and the policy that
+    switches between them from batch to batch give the same results."""
+    x = load_split("test")[0][:40]
+    fast, exact = pair(replace(program, exit_table=PRIME_RULE))
+    monkeypatch.setattr(layermajor, "LAYER_MAJOR_EXITS", exits)
+    got = fast.run(x, 7)
+    assert_same(got, exact.run(x, 7))
+    assert 1 <= got.exit_step.min() < got.exit_step.max() <= x.shape[1]
+
+
+def test_a_batch_too_large_for_one_pass_runs_in_parts(program: Program, monkeypatch) -> None:
+    x = load_split("test")[0][:9]
+    fast, exact = pair(program)
+    monkeypatch.setattr(layermajor, "LAYER_MAJOR_BYTES", 1)
+    assert fast.layer_major_part(x.shape[1]) == 1
+    assert_same(fast.run(x, 9), exact.run(x, 9))
+
+
+def test_sums_near_float32_range_are_summed_in_float64(program: Program, monkeypatch) -> None:
+    """A batch whose sums could approach float32's range takes float64 sums (bound zero)."""
+    x = load_split("test")[0][:5]
+    fast, exact = pair(program)
+    monkeypatch.setattr(certified, "HUGE", 0.0)
+    assert_same(fast.run(x, 5), exact.run(x, 5))
+
+
+def test_what_the_path_does_not_cover_runs_step_major(program: Program) -> None:
+    """Noise, several chips, plane-by-plane reads, certify=False, a traced state: the
+    step-major loop (`_layer_major_ready` false or no layer-major schedule)."""
+    sim = Simulator(program)
+    assert sim._layer_major_ready(None, 10)
+    assert Simulator(program, Noise(read=0.02, seed=1)).layer_major_schedule is None
+    assert Simulator(program, certify=False).layer_major_schedule is None
+    assert not Simulator(program, chips=(0, 1))._layer_major_ready(None, 10)
+    sim.plane_hook = lambda i, current: None
+    assert not sim._layer_major_ready(None, 10)
+    states = tuple(state for state, _ in program.states)
+    assert Simulator(program, trace=states[:1]).layer_major_schedule is None
+
+
+def test_a_recurrent_state_runs_step_major(program: Program) -> None:
+    """A state read by an instruction other than its own (here: the integrator's membrane
+    also added into the readout's input) cannot run layer-major."""
+    integrate = next(ins for ins in program.instrs if isinstance(ins, Integrate))
+    instrs = [
+        replace(ins, x=integrate.membrane) if hasattr(ins, "x") else ins for ins in program.instrs
+    ]
+    assert Simulator(replace(program, instrs=tuple(instrs))).layer_major_schedule is None
+
+
+# The kernel on a small random layer, against the layer written out in torch float64.
+STEPS, ROWS, KEEP, SCALE = 12, 5, 0.5, 0.01
+
+
+def reference(levels, weight64, threshold, slope, strict):
+    """levels [T, B, Cin, Hp, Wp]: the exact layer, step by step (conv, scale, reset, leak,
+    LeakyReLU, threshold, 2x2 sum pool): (spikes [T, B, C, H, W], pooled)."""
+    u = s = None
+    spikes, pooled = [], []
+    for step in levels:
+        current = F.conv2d(step, weight64) * SCALE
+        u = current if u is None else (u * KEEP) * (1 - s) + current
+        u = torch.where(u > 0, u, u * slope)
+        s = (u > threshold if strict else u >= threshold).double()
+        spikes.append(s)
+        pooled.append(F.avg_pool2d(s, 2) * 4)
+    return torch.stack(spikes), torch.stack(pooled)
+
+
+def run_kernel(levels, weight64, threshold, slope, strict, loosen):
+    """The kernel on the same layer with its sum bounds times `loosen` (still rigorous, so
+    more neurons are flagged and replayed): (spikes, pooled, repairs)."""
+    weight32, norms = float32_weights(weight64, 1.0)
+    steps, rows = levels.shape[:2]
+    flat = levels.reshape(steps * rows, *levels.shape[2:])
+    sums = F.conv2d(flat.float(), weight32)
+    channels, height, width = sums.shape[1:]
+    chunks = numba.typed.List([sums.numpy().reshape(steps, rows, channels, height * width)])
+    largest = flat.amax((1, 2, 3)).reshape(steps, rows).numpy()
+    pooled = np.empty((steps, rows, channels, height // 2, width // 2))
+    spikes = np.empty((steps, rows, channels * height * width))
+    factors = np.array([SCALE])
+    repairs = lif_over_time(
+        (chunks, width),
+        (largest, (norms * loosen).numpy()),
+        (1.0, factors, SCALE),
+        (KEEP, threshold, slope, strict),
+        (flat.numpy(), weight64.numpy(), (1, 1)),
+        (pooled, (2, 2), spikes),
+    )
+    return torch.from_numpy(spikes).view(steps, rows, channels, height, width), pooled, repairs
+
+
+@pytest.mark.parametrize(
+    ("slope", "strict", "loosen"),
+    [(1.0, False, 1.0), (0.1, True, 1e5), (0.1, False, 1e9), (1.0, True, 1e300)],
+)
+def test_kernel_equals_the_float64_layer_with_repairs(slope, strict, loosen) -> None:
+    """Random weights with all 24 bits, random levels 0..3, a threshold in the thick of the
+    membranes: spikes and pooled spikes at every step equal the float64 layer. Loosened
+    bounds flag most neurons, which are then replayed from their last spike (a wrong anchor
+    or replay would show here); 1e300 flags every neuron at every step."""
+    generator = torch.Generator().manual_seed(7)
+    weight64 = torch.randn(4, 2, 3, 3, generator=generator).float().double()
+    levels = torch.randint(0, 4, (STEPS, ROWS, 2, 8, 10), generator=generator).double()
+    threshold = 0.04
+    want_spikes, want_pooled = reference(levels, weight64, threshold, slope, strict)
+    assert 0.05 < want_spikes.mean() < 0.9, "the threshold sits among the membranes"
+    spikes, pooled, repairs = run_kernel(levels, weight64, threshold, slope, strict, loosen)
+    assert torch.equal(spikes, want_spikes)
+    np.testing.assert_array_equal(pooled, want_pooled.numpy())
+    if loosen >= 1e5:
+        assert repairs > 0.2 * want_spikes.numel()
+    if loosen == 1e300:
+        assert repairs == want_spikes.numel()
+
+
+def test_kernel_repairs_a_float32_sum_rounded_across_the_threshold() -> None:
+    """One channel, weights 1, 2^-30, 2^-30: the exact sums of row 0 are 1 + 2^-29 and
+    1 + 2^-30, their float32 sums 1. The threshold 0.01 x (1 + 2^-30): the exact layer spikes
+    at every neuron of row 0, the float32 sums alone would not; the kernel flags, repairs and
+    spikes."""
+    weight64 = torch.tensor([1.0, 2.0**-30, 2.0**-30], dtype=torch.float64).view(1, 1, 1, 3)
+    levels = torch.zeros(3, 2, 1, 2, 4, dtype=torch.float64)
+    levels[:, 0, 0, :, :3] = 1.0
+    threshold = SCALE * (1 + 2.0**-30)
+    want_spikes, _ = reference(levels, weight64, threshold, 1.0, False)
+    assert want_spikes[0, 0].sum() == 4 and float(SCALE * np.float32(1.0)) < threshold
+    spikes, _, repairs = run_kernel(levels, weight64, threshold, 1.0, False, 1.0)
+    assert repairs > 0
+    assert torch.equal(spikes, want_spikes)
