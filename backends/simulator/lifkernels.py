@@ -211,3 +211,30 @@ def _pool_row(s, width, out, kh, kw):
                     for q in range(kw):
                         total += s[top + p * width + x * kw + q]
                 out[c, y, x] = total
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def padded_rows(x, corner, out64, out32, largest):
+    """A batch's input x [B, T, C, H, W] time-major and zero-padded in one pass: out64 [T x B,
+    C, Hp, Wp] (row t x B + b is sample b at step t; x at rows top.., columns left..), out32
+    its float32 cast (rounded to nearest, as torch casts), and each row's largest level (of
+    out64, its padding included, NaN if any is: torch.amax's)."""
+    rows, steps = x.shape[:2]
+    top, left = corner
+    height, width = x.shape[3:]
+    padded = out64.shape[2] != height or out64.shape[3] != width
+    for t in range(steps):
+        for b in range(rows):
+            r = t * rows + b
+            if padded:
+                out64[r], out32[r] = 0.0, 0.0
+            peak, nan = 0.0 if padded else -np.inf, False
+            for c in range(x.shape[2]):
+                for y in range(height):
+                    source, wide, narrow = x[b, t, c, y], out64[r, c, top + y], out32[r, c, top + y]
+                    for j in range(width):
+                        v = np.float64(source[j])
+                        wide[left + j], narrow[left + j] = v, np.float32(v)
+                        nan |= v != v
+                        peak = v if v > peak else peak
+            largest[r] = np.nan if nan else peak
