@@ -236,8 +236,9 @@ class LayerMajor:
         if prepared is not None and prepared[0] is x:  # `gather_input`'s rows, as they are
             _, cast, largest = prepared
         chunks, norms = self._chunk_sums(layer, (x, cast), largest, False), layer.norms
-        if chunks is None:
-            chunks, norms = self._chunk_sums(layer, (x, None), largest, True), torch.zeros_like(norms)
+        if chunks is None:  # exact: a bound of zero
+            chunks = self._chunk_sums(layer, (x, None), largest, True)
+            norms = torch.zeros_like(norms)
         self._lm_stash[layer.read] = (chunks, x, largest, norms)
         return x.new_empty(0)
 
