@@ -221,6 +221,9 @@ class LayerMajor:
         largest = torch.empty(steps * n, dtype=torch.float64)
         padded_rows(x, (top, left), padded.numpy(), cast.numpy(), largest.numpy())
         self.step.sources[ins.dst] = (padded, ins)  # type: ignore[attr-defined]
+        # The input rows themselves: padded's inside (the same values, no second pass).
+        env.lazy.pop(ins.src, None)
+        env[ins.src] = padded[:, :, top : top + height, left : left + width]
         env.lazy[ins.dst] = lambda: _im2col(padded, ins)
         self._lm_stash[("float32", ins.dst)] = (padded, cast, largest)
 
