@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from primec.backends.isa import Integrate
 from primec.backends.program import Program
-from primec.backends.simulator import Noise, Simulator, certified, layermajor
+from primec.backends.simulator import Noise, Simulator, certified, crossbar, layermajor
 from primec.backends.simulator.certified import float32_weights
+from primec.backends.simulator.fused import row_drives
 from primec.backends.simulator.lifkernels import lif_over_time, padded_rows
 from released import released_program, single_thread
 from simresults import assert_same
@@ -151,14 +152,19 @@ def run_kernel(levels, weight64, threshold, slope, strict, loosen):
     pooled = np.empty((steps, rows, channels, height // 2, width // 2))
     spikes = np.empty((steps, rows, channels * height * width))
     factors = np.array([SCALE])
+    coverage = torch.arange(pooled[0, 0].size, dtype=torch.float64) % 7
+    drives = np.empty((steps, rows), dtype=np.int64)
     repairs = lif_over_time(
         (chunks, width),
         (largest, (norms * loosen).numpy()),
         (1.0, factors, SCALE),
         (KEEP, threshold, slope, strict),
         (flat.numpy(), weight64.numpy(), (1, 1)),
-        (pooled, (2, 2), spikes),
+        (pooled, (2, 2), spikes, (coverage.numpy(), False, drives)),
     )
+    # The next read's row drives, counted as the kernel pools: `row_drives` on its output.
+    expected = row_drives(torch.from_numpy(pooled).flatten(0, 1), coverage, False)
+    assert torch.equal(torch.from_numpy(drives).flatten(), expected)
     return torch.from_numpy(spikes).view(steps, rows, channels, height, width), pooled, repairs
 
 
@@ -228,13 +234,20 @@ def test_padded_rows_equal_torch_transpose_pad_cast_and_amax(dtype, padding) -> 
     assert torch.equal(largest.nan_to_num(-1.0), torch.amax(expected, (1, 2, 3)).nan_to_num(-1.0))
 
 
-def test_the_input_gather_runs_in_one_pass(program: Program, monkeypatch) -> None:
+def test_the_input_gather_and_the_row_drives_fuse_into_the_kernels(program, monkeypatch) -> None:
     """The layer-major run gathers the input with `padded_rows` (its float32 rows feed the
-    first convolution), and its results are the exact path's."""
-    calls = []
-    kernel = layermajor.padded_rows
+    first convolution), the first layer's kernel counts the second layer's row drives as it
+    writes its pooled spikes (no `row_drives` pass over them), and the results, counts
+    included, are the exact path's."""
+    calls, passes = [], []
+    kernel, drives = layermajor.padded_rows, crossbar.row_drives
     monkeypatch.setattr(layermajor, "padded_rows", lambda *a: calls.append(1) or kernel(*a))
+    monkeypatch.setattr(
+        crossbar, "row_drives", lambda v, *a: passes.append(v.shape) or drives(v, *a)
+    )
     x = load_split("test")[0][:9]
     fast, exact = pair(program)
     assert_same(fast.run(x, 9), exact.run(x, 9))
     assert calls == [1]
+    pooled = [shape[0] for shape in passes if shape[1:] == (12, 16, 16)]
+    assert pooled == [9] * 10  # the exact path's, a step at a time; none over all 90 rows

@@ -227,6 +227,14 @@ class LayerMajor:
         env.lazy[ins.dst] = lambda: _im2col(padded, ins)
         self._lm_stash[("float32", ins.dst)] = (padded, cast, largest)
 
+    def _driven(self, ins: Any, tile: Any, levels: torch.Tensor) -> torch.Tensor:
+        """`CrossbarReads._driven`, counted by the layer kernel that wrote the levels where it
+        did (`certified_over_time`)."""
+        counted = self._lm_stash.pop(("drives", id(tile)), None) if self.layer_major else None
+        if counted is not None and counted[0] is levels:
+            return torch.from_numpy(counted[2])
+        return super()._driven(ins, tile, levels)  # type: ignore[misc]
+
     def _stacked_sums(self, layer: CertifiedLayer, x: torch.Tensor) -> torch.Tensor:
         """A certified tile's float32 sums over every row (`CertifiedReads._product`), kept
         aside for its layer's kernel in chunks of whole steps (each convolution's output as it
@@ -287,18 +295,38 @@ class LayerMajor:
         if f.lif.spike_out in self.trace:
             traced = np.empty((steps, n, channels * height * width))
         gain = float(np.prod(np.abs(f.factors)))
+        coverage, binary, tile = _next_drives(self, f.pool.dst if f.pool else f.lif.spike_out)
+        drives = np.empty((steps, n), dtype=np.int64)
+        counting = (coverage, binary, drives)
         self.repairs += lif_over_time(
             (chunks, width),
             (largest.reshape(steps, n).numpy(), norms.numpy()),
             (layer.quantum, f.factors, gain),
             (f.keep, f.threshold, f.slope, f.strict),
             (levels.contiguous().numpy(), layer.weight64.numpy(), layer.stride),
-            (pooled.numpy().reshape(steps, n, *pooled.shape[1:]), window, traced),
+            (pooled.numpy().reshape(steps, n, *pooled.shape[1:]), window, traced, counting),
         )
+        if coverage.size:
+            self._lm_stash[("drives", id(tile))] = (pooled, binary, drives.reshape(-1))
         env[f.pool.dst if f.pool else f.lif.spike_out] = pooled
         if traced.size:
             env[f.lif.spike_out] = torch.from_numpy(traced).view(-1, channels, height, width)
         fused_counts(f, (channels, height, width), counts)
+
+
+def _next_drives(self: Any, buffer: int) -> tuple[np.ndarray, bool, Any]:
+    """The coverage (flat, float64) and binary flag of the first tile whose gather reads buffer
+    as it is (no padding, no input dilation, levels of quantum 1), with the tile; an empty
+    coverage where there is none."""
+    for i, ins in self.reads_in_order():
+        tile = self.reads[i]
+        gather, plain = tile.gather, ins.quantum == 1.0 and not self.noise.input and self.fuse
+        if plain and gather is not None and gather.src == buffer and not any(gather.padding):
+            if tuple(gather.input_dilation) == (1, 1):
+                size = math.prod(self.program.buffers[buffer])
+                cover = np.ones(size) if tile.coverage is None else tile.coverage.numpy()
+                return cover.astype(np.float64), ins.planes == 1, tile
+    return np.empty(0), False, None
 
 
 def _rows(count: Any, rows: slice) -> Any:
