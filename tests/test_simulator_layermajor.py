@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from primec.backends.isa import Integrate
 from primec.backends.program import Program
-from primec.backends.simulator import Noise, Simulator, certified, layermajor
+from primec.backends.simulator import Noise, Simulator, certified, crossbar, layermajor
 from primec.backends.simulator.certified import float32_weights
-from primec.backends.simulator.lifkernels import lif_over_time
+from primec.backends.simulator.fused import row_drives
+from primec.backends.simulator.lifkernels import lif_over_time, padded_rows
 from released import released_program, single_thread
 from simresults import assert_same
 from test_simulator_fused import spike_outs
@@ -151,14 +152,19 @@ def run_kernel(levels, weight64, threshold, slope, strict, loosen):
     pooled = np.empty((steps, rows, channels, height // 2, width // 2))
     spikes = np.empty((steps, rows, channels * height * width))
     factors = np.array([SCALE])
+    coverage = torch.arange(pooled[0, 0].size, dtype=torch.float64) % 7
+    drives = np.empty((steps, rows), dtype=np.int64)
     repairs = lif_over_time(
         (chunks, width),
         (largest, (norms * loosen).numpy()),
         (1.0, factors, SCALE),
         (KEEP, threshold, slope, strict),
         (flat.numpy(), weight64.numpy(), (1, 1)),
-        (pooled, (2, 2), spikes),
+        (pooled, (2, 2), spikes, (coverage.numpy(), False, drives)),
     )
+    # The next read's row drives, counted as the kernel pools: `row_drives` on its output.
+    expected = row_drives(torch.from_numpy(pooled).flatten(0, 1), coverage, False)
+    assert torch.equal(torch.from_numpy(drives).flatten(), expected)
     return torch.from_numpy(spikes).view(steps, rows, channels, height, width), pooled, repairs
 
 
@@ -200,3 +206,48 @@ def test_kernel_repairs_a_float32_sum_rounded_across_the_threshold() -> None:
     spikes, _, repairs = run_kernel(levels, weight64, threshold, 1.0, False, 1.0)
     assert repairs > 0
     assert torch.equal(spikes, want_spikes)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "padding"),
+    [(np.float32, (1, 1, 1, 1)), (np.float64, (0, 2, 1, 0)), (np.uint8, (0, 0, 0, 0))],
+    ids=["float32", "float64-uneven", "uint8-unpadded"],
+)
+def test_padded_rows_equal_torch_transpose_pad_cast_and_amax(dtype, padding) -> None:
+    """`padded_rows` (the input gather's one pass) against torch: the time-major float64 rows
+    padded as F.pad pads them, their float32 cast and each row's torch.amax, NaN included."""
+    rng = np.random.default_rng(3)
+    x = (rng.random((3, 4, 2, 5, 6)) * (-40 if dtype is np.float64 else 200)).astype(dtype)
+    if dtype is np.float64:
+        x[1, 2, 0, 3, 4] = np.nan  # a NaN row's largest level is NaN (torch.amax's)
+    top, left, bottom, right = padding
+    rows = torch.from_numpy(x.swapaxes(0, 1).astype(np.float64)).reshape(12, 2, 5, 6)
+    expected = F.pad(rows, (left, right, top, bottom))
+    shape = expected.shape
+    out64, out32 = torch.full(shape, 7.0, dtype=torch.float64), torch.full(shape, 7.0)
+    largest = torch.empty(12, dtype=torch.float64)
+    padded_rows(x, (top, left), out64.numpy(), out32.numpy(), largest.numpy())
+    assert torch.equal(out64.isnan(), expected.isnan())
+    assert int(out64.isnan().sum()) == (dtype is np.float64)
+    assert torch.equal(out64.nan_to_num(), expected.nan_to_num())
+    assert torch.equal(out32.nan_to_num(), expected.float().nan_to_num())
+    assert torch.equal(largest.nan_to_num(-1.0), torch.amax(expected, (1, 2, 3)).nan_to_num(-1.0))
+
+
+def test_the_input_gather_and_the_row_drives_fuse_into_the_kernels(program, monkeypatch) -> None:
+    """The layer-major run gathers the input with `padded_rows` (its float32 rows feed the
+    first convolution), the first layer's kernel counts the second layer's row drives as it
+    writes its pooled spikes (no `row_drives` pass over them), and the results, counts
+    included, are the exact path's."""
+    calls, passes = [], []
+    kernel, drives = layermajor.padded_rows, crossbar.row_drives
+    monkeypatch.setattr(layermajor, "padded_rows", lambda *a: calls.append(1) or kernel(*a))
+    monkeypatch.setattr(
+        crossbar, "row_drives", lambda v, *a: passes.append(v.shape) or drives(v, *a)
+    )
+    x = load_split("test")[0][:9]
+    fast, exact = pair(program)
+    assert_same(fast.run(x, 9), exact.run(x, 9))
+    assert calls == [1]
+    pooled = [shape[0] for shape in passes if shape[1:] == (12, 16, 16)]
+    assert pooled == [9] * 10  # the exact path's, a step at a time; none over all 90 rows

@@ -232,20 +232,26 @@ def row_drives(levels: torch.Tensor, coverage: torch.Tensor | None, binary: bool
     return torch.from_numpy(out)
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _row_drives(levels, coverage, binary, out):
+    """`row_drive` on every row of levels [b, n]."""
+    for n in range(levels.shape[0]):
+        out[n] = row_drive(levels[n], coverage, binary)
+
+
 # Reassociation is safe: the sums are of whole numbers below 2^53, exact in any order.
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
-def _row_drives(levels, coverage, binary, out):
-    """Branch-free (LLVM vectorises it): zero levels add zero, as skipping them did."""
-    for n in range(levels.shape[0]):
-        total = 0.0
-        row = levels[n]
-        if binary:
-            for j in range(len(row)):
-                total += row[j] * coverage[j]
-        else:
-            for j in range(len(row)):
-                total += _set_bits(row[j]) * coverage[j]
-        out[n] = np.int64(total)
+def row_drive(row, coverage, binary):
+    """One row's read pulses; branch-free (LLVM vectorises it): zero levels add zero, as
+    skipping them did."""
+    total = 0.0
+    if binary:
+        for j in range(len(row)):
+            total += row[j] * coverage[j]
+    else:
+        for j in range(len(row)):
+            total += _set_bits(row[j]) * coverage[j]
+    return np.int64(total)
 
 
 @numba.njit(inline="always")

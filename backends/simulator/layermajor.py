@@ -43,8 +43,9 @@ from primec.backends.isa import (
 )
 from primec.backends.simulator import certified
 from primec.backends.simulator.certified import CertifiedLayer, CertifiedReads
+from primec.backends.simulator.crossbar import _im2col
 from primec.backends.simulator.fused import fused_counts
-from primec.backends.simulator.lifkernels import lif_over_time
+from primec.backends.simulator.lifkernels import lif_over_time, padded_rows
 
 from primec.hardware.earlyexit import ExitController
 
@@ -88,12 +89,19 @@ class LayerMajor:
                 entries.append((i, ins, LayerMajor.certified_over_time))
             elif isinstance(ins, OVER_TIME):
                 entries.append((i, ins, _over_time(execute)))
+            elif self._input_gather(ins):
+                entries.append((i, ins, LayerMajor.gather_input))
             elif isinstance(ins, STATELESS):
                 entries.append((i, ins, execute))
             else:
                 break
         whole = bool(entries) and len(entries) == len(self.fast_schedule)
         self.layer_major_schedule = entries if whole and self._local_states() else None
+
+    def _input_gather(self, ins: Any) -> bool:
+        """A gather of the program's input map without input dilation (`gather_input`)."""
+        plain = isinstance(ins, Gather) and tuple(ins.input_dilation) == (1, 1)
+        return plain and ins.src == self.program.inputs[0]
 
     def _local_states(self) -> bool:
         """Every state is read by one instruction alone, the one that writes its next value (a
@@ -187,14 +195,45 @@ class LayerMajor:
         """Run the schedule on x [samples, T, ...] (its rows already in `env` are ignored): env
         then holds every buffer over T x samples rows, time-major."""
         n, steps = x.shape[:2]
-        rows = torch.from_numpy(np.ascontiguousarray(x.swapaxes(0, 1), dtype=np.float64))
-        env[self.program.inputs[0]] = rows.reshape(steps * n, *x.shape[2:])
+
+        def rows() -> torch.Tensor:
+            time_major = np.ascontiguousarray(x.swapaxes(0, 1), dtype=np.float64)
+            return torch.from_numpy(time_major).reshape(steps * n, *x.shape[2:])
+
+        env.lazy[self.program.inputs[0]] = rows  # made where read (`gather_input` reads x)
         self._lm_shape, self._lm_stash, self.layer_major = (steps, n), {}, True
+        self._lm_input = x
         try:
             for i, ins, execute in self.layer_major_schedule:
                 execute(self, i, ins, env, counts)
         finally:
             self.layer_major, self._lm_stash = False, {}
+
+    def gather_input(self, i: int, ins: Gather, env: Any, counts: dict) -> None:
+        """`CrossbarReads.gather` of the input map over every step: the time-major, float64,
+        padded rows (`lifkernels.padded_rows`) in one pass, with their float32 cast and row
+        maxima kept aside for a certified layer's convolutions (`_chunk_sums`)."""
+        x, (steps, n) = self._lm_input, self._lm_shape
+        top, left, bottom, right = ins.padding
+        channels, height, width = x.shape[2:]
+        shape = (steps * n, channels, height + top + bottom, width + left + right)
+        padded, cast = torch.empty(shape, dtype=torch.float64), torch.empty(shape)
+        largest = torch.empty(steps * n, dtype=torch.float64)
+        padded_rows(x, (top, left), padded.numpy(), cast.numpy(), largest.numpy())
+        self.step.sources[ins.dst] = (padded, ins)  # type: ignore[attr-defined]
+        # The input rows themselves: padded's inside (the same values, no second pass).
+        env.lazy.pop(ins.src, None)
+        env[ins.src] = padded[:, :, top : top + height, left : left + width]
+        env.lazy[ins.dst] = lambda: _im2col(padded, ins)
+        self._lm_stash[("float32", ins.dst)] = (padded, cast, largest)
+
+    def _driven(self, ins: Any, tile: Any, levels: torch.Tensor) -> torch.Tensor:
+        """`CrossbarReads._driven`, counted by the layer kernel that wrote the levels where it
+        did (`certified_over_time`)."""
+        counted = self._lm_stash.pop(("drives", id(tile)), None) if self.layer_major else None
+        if counted is not None and counted[0] is levels:
+            return torch.from_numpy(counted[2])
+        return super()._driven(ins, tile, levels)  # type: ignore[misc]
 
     def _stacked_sums(self, layer: CertifiedLayer, x: torch.Tensor) -> torch.Tensor:
         """A certified tile's float32 sums over every row (`CertifiedReads._product`), kept
@@ -203,31 +242,42 @@ class LayerMajor:
         level. A batch whose sums could approach float32's range sums in float64 (exact: a bound
         of zero). Returns an empty accumulator: the layer's Scale, which alone reads it (a fused
         chain's buffers are private), runs in the kernel on the kept sums."""
-        largest = x.new_empty(len(x))
-        chunks, norms = self._chunk_sums(layer, x, largest, False), layer.norms
-        if chunks is None:
-            chunks, norms = self._chunk_sums(layer, x, largest, True), torch.zeros_like(norms)
+        largest, cast = x.new_empty(len(x)), None
+        prepared = self._lm_stash.get(("float32", self.program.instrs[layer.read].src))
+        if prepared is not None and prepared[0] is x:  # `gather_input`'s rows, as they are
+            _, cast, largest = prepared
+        chunks, norms = self._chunk_sums(layer, (x, cast), largest, False), layer.norms
+        if chunks is None:  # exact: a bound of zero
+            chunks = self._chunk_sums(layer, (x, None), largest, True)
+            norms = torch.zeros_like(norms)
         self._lm_stash[layer.read] = (chunks, x, largest, norms)
         return x.new_empty(0)
 
     def _chunk_sums(
-        self, layer: CertifiedLayer, x: torch.Tensor, largest: torch.Tensor, exact: bool
+        self, layer: CertifiedLayer, levels: tuple, largest: torch.Tensor, exact: bool
     ) -> numba.typed.List | None:
-        """The sums of x's rows in chunks of whole steps, each chunk's largest levels written
-        into `largest` on the way (a chunk at a time: its levels are still in cache for the
-        cast and the convolution). float32 sums, or None as soon as a chunk's could approach
-        float32's range; float64 ones when `exact`."""
+        """The sums of x's rows (levels: x and its float32 cast, or None) in chunks of whole
+        steps, each chunk's largest levels written into `largest` on the way (a chunk at a time:
+        its levels are still in cache for the cast and the convolution) unless the cast came
+        with them. float32 sums, or None as soon as a chunk's could approach float32's range;
+        float64 ones when `exact`."""
+        x, cast = levels
         steps, n = self._lm_shape
         widest = float(layer.weight64.abs().sum((1, 2, 3)).max())
         rows = max(1, -(-CONV_ROWS // n)) * n
         chunks = numba.typed.List()
         for first in range(0, steps * n, rows):
             part = x[first : first + rows]
-            peak = torch.amax(part, (1, 2, 3), out=largest[first : first + rows])
+            if cast is None:
+                peak = torch.amax(part, (1, 2, 3), out=largest[first : first + rows])
+            else:
+                peak = largest[first : first + rows]
             if not exact and float(peak.max()) * widest >= certified.HUGE:
                 return None
+            if not exact:
+                part = part.float() if cast is None else cast[first : first + rows]
             weight = layer.weight64 if exact else layer.weight32
-            sums = F.conv2d(part if exact else part.float(), weight, stride=layer.stride)
+            sums = F.conv2d(part, weight, stride=layer.stride)
             chunks.append(sums.numpy().reshape(-1, n, sums.shape[1], sums.shape[2] * sums.shape[3]))
         return chunks
 
@@ -245,18 +295,38 @@ class LayerMajor:
         if f.lif.spike_out in self.trace:
             traced = np.empty((steps, n, channels * height * width))
         gain = float(np.prod(np.abs(f.factors)))
+        coverage, binary, tile = _next_drives(self, f.pool.dst if f.pool else f.lif.spike_out)
+        drives = np.empty((steps, n), dtype=np.int64)
+        counting = (coverage, binary, drives)
         self.repairs += lif_over_time(
             (chunks, width),
             (largest.reshape(steps, n).numpy(), norms.numpy()),
             (layer.quantum, f.factors, gain),
             (f.keep, f.threshold, f.slope, f.strict),
             (levels.contiguous().numpy(), layer.weight64.numpy(), layer.stride),
-            (pooled.numpy().reshape(steps, n, *pooled.shape[1:]), window, traced),
+            (pooled.numpy().reshape(steps, n, *pooled.shape[1:]), window, traced, counting),
         )
+        if coverage.size:
+            self._lm_stash[("drives", id(tile))] = (pooled, binary, drives.reshape(-1))
         env[f.pool.dst if f.pool else f.lif.spike_out] = pooled
         if traced.size:
             env[f.lif.spike_out] = torch.from_numpy(traced).view(-1, channels, height, width)
         fused_counts(f, (channels, height, width), counts)
+
+
+def _next_drives(self: Any, buffer: int) -> tuple[np.ndarray, bool, Any]:
+    """The coverage (flat, float64) and binary flag of the first tile whose gather reads buffer
+    as it is (no padding, no input dilation, levels of quantum 1), with the tile; an empty
+    coverage where there is none."""
+    for i, ins in self.reads_in_order():
+        tile = self.reads[i]
+        gather, plain = tile.gather, ins.quantum == 1.0 and not self.noise.input and self.fuse
+        if plain and gather is not None and gather.src == buffer and not any(gather.padding):
+            if tuple(gather.input_dilation) == (1, 1):
+                size = math.prod(self.program.buffers[buffer])
+                cover = np.ones(size) if tile.coverage is None else tile.coverage.numpy()
+                return cover.astype(np.float64), ins.planes == 1, tile
+    return np.empty(0), False, None
 
 
 def _rows(count: Any, rows: slice) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 from primec.backends.simulator.certified import REL, _neuron
+from primec.backends.simulator.fused import row_drive
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
@@ -29,12 +30,14 @@ def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
     (keep, threshold, slope, strict); replay: (levels [T x B, Cin, Hp, Wp] float64, weights [C,
     Cin, kh, kw] float64, stride); outputs: (pooled [T, B, C, Ho/kh, Wo/kw], pool kernel (kh,
     kw), a layer without a pool passes (1, 1) and gets its spikes; spikes [T, B, C x P] when
-    traced, else empty). Returns the flagged (repaired) neuron-steps."""
+    traced, else empty; drives: (coverage, binary, counts [T, B] int64): the next read's row
+    drives of each pooled row, `fused.row_drives`'s sums, counted as it is written; an empty
+    coverage counts none). Returns the flagged (repaired) neuron-steps."""
     chunks, width = sums
     largest, norms = bounds
     quantum, factors, gain = scaling
     threshold = neuron[1]
-    pooled, kernel, traced = outputs
+    pooled, kernel, traced, drives = outputs
     steps, k = largest.shape[0], chunks[0].shape[0]
     rows, channels, positions = chunks[0].shape[1:]
     size = channels * positions
@@ -70,6 +73,8 @@ def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
                             e[j] = 0.0
                             exact[0][j], exact[1][j], exact[2][j] = t + 1, u[j], s[j]
             _pool_row(s, width, pooled[t, b], kernel[0], kernel[1])
+            if drives[0].size:
+                drives[2][t, b] = row_drive(pooled[t, b].ravel(), drives[0], drives[1])
         if traced.size:
             traced[:, b] = spikes[1:]
     return repaired
@@ -211,3 +216,30 @@ def _pool_row(s, width, out, kh, kw):
                     for q in range(kw):
                         total += s[top + p * width + x * kw + q]
                 out[c, y, x] = total
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def padded_rows(x, corner, out64, out32, largest):
+    """A batch's input x [B, T, C, H, W] time-major and zero-padded in one pass: out64 [T x B,
+    C, Hp, Wp] (row t x B + b is sample b at step t; x at rows top.., columns left..), out32
+    its float32 cast (rounded to nearest, as torch casts), and each row's largest level (of
+    out64, its padding included, NaN if any is: torch.amax's)."""
+    rows, steps = x.shape[:2]
+    top, left = corner
+    height, width = x.shape[3:]
+    padded = out64.shape[2] != height or out64.shape[3] != width
+    for t in range(steps):
+        for b in range(rows):
+            r = t * rows + b
+            if padded:
+                out64[r], out32[r] = 0.0, 0.0
+            peak, nan = 0.0 if padded else -np.inf, False
+            for c in range(x.shape[2]):
+                for y in range(height):
+                    source, wide, narrow = x[b, t, c, y], out64[r, c, top + y], out32[r, c, top + y]
+                    for j in range(width):
+                        v = np.float64(source[j])
+                        wide[left + j], narrow[left + j] = v, np.float32(v)
+                        nan |= v != v
+                        peak = v if v > peak else peak
+            largest[r] = np.nan if nan else peak
