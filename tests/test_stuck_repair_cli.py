@@ -89,3 +89,31 @@ def test_an_aged_chip_is_refused(files) -> None:
     assert result.exit_code == 2
     assert "stuck-cell repair is modelled right after programming only" in result.output
     assert not report.exists() and not out.exists()
+
+
+def test_the_statistical_energy_sees_the_repaired_chip(files) -> None:
+    """With early exit the statistical estimate comes from an extra traced run: it runs on the
+    same repaired chip (its activity, not the raw chip's, gives the estimate)."""
+    from primec.runtime.activity import SAMPLES as TRACED
+    from primec.runtime.activity import activity_report, from_trace, traced_buffers
+    from primec.runtime.simulation import artefact_inputs, simulate
+
+    exiting = files["folder"] / "exit.pbc"
+    args = ["compile", str(RELEASED), "--arch", "prime-nmnist", "--emit", "bytecode"]
+    args += ["--exit-threshold", "0.8", "--exit-temperature", "2", "-o", str(exiting)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    program = read_artefact(exiting)
+    data = artefact_inputs(program, files["data"])
+    noise = Noise.parse(NOISE)
+    result, summary = simulate(program, data, noise, stuck_repair="cancel")
+    estimates = {}
+    for name, kind in (("repaired", VerifiedSimulator), ("raw", Simulator)):
+        extra = {"repair": "cancel"} if kind is VerifiedSimulator else {}
+        traced = kind(program, noise, trace=traced_buffers(program), **extra)
+        activity = from_trace(program, traced.run(data.x[:TRACED], 64, False).spikes)
+        counted = summary["energy_per_inference_j"]
+        report = activity_report(
+            program, data.x, result.exit_step, result.counts, counted, noise, None, activity
+        )
+        estimates[name] = report["energy_statistical_j"]
+    assert summary["energy_statistical_j"] == estimates["repaired"] != estimates["raw"]

@@ -78,6 +78,12 @@ def simulate(
         return result, summary
     counted = summary["energy_per_inference_j"]
     activity = from_trace(program, result.spikes) if reuse else None
+    if activity is None and stuck_repair != "none":
+        # The extra traced run sees the same repaired chip as the main run.
+        traced = VerifiedSimulator(
+            program, noise, trace=traced_buffers(program), drift=drift, repair=stuck_repair
+        )
+        activity = from_trace(program, traced.run(data.x[:SAMPLES], 64, False).spikes)
     statistics = activity_report(
         program, data.x, result.exit_step, result.counts, counted, noise, drift, activity
     )
