@@ -24,6 +24,7 @@ membrane updates, footprint and connection sparsity.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,9 +88,11 @@ def measure(
     noise: Noise | None = None,
     samples: int = SAMPLES,
     drift: DriftSpec | None = None,
+    chip: Callable[..., Simulator] = Simulator,
 ) -> Activity:
-    """Activity statistics of the first `samples` samples of x, every step (no early exit)."""
-    traced = Simulator(program, noise, trace=traced_buffers(program), drift=drift)
+    """Activity statistics of the first `samples` samples of x, every step (no early exit), on
+    the chip `chip` builds (a `Simulator` class or factory: the main run's, so both see one chip)."""
+    traced = chip(program, noise, trace=traced_buffers(program), drift=drift)
     return from_trace(program, traced.run(x[:samples], 64, False).spikes)
 
 
@@ -258,10 +261,11 @@ def activity_report(
     noise: Noise | None = None,
     drift: DriftSpec | None = None,
     activity: Activity | None = None,
+    chip: Callable[..., Simulator] = Simulator,
 ) -> dict[str, Any]:
     """The statistical estimate beside the counted one, and NeuroBench's metrics; the activity
     is measured by a traced run unless given (`from_trace` of a run that traced every step)."""
-    activity = activity or measure(program, x, noise, drift=drift)
+    activity = activity or measure(program, x, noise, drift=drift, chip=chip)
     adc_bits = noise.adc if noise and noise.adc else None
     by_class = statistical_energy(program, activity, exit_steps, adc_bits)
     total = sum(by_class.values())

@@ -6,6 +6,7 @@ import dataclasses
 import os
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,8 @@ def simulate(
     # Every step of every sample runs anyway: the main run traces what the statistics need.
     reuse = statistical and not (early_exit and program.exit_table)
     trace = traced_buffers(program) if reuse else ()
-    if stuck_repair == "none":
-        simulator = Simulator(program, noise, device, trace=trace, drift=drift)
-    else:
-        simulator = VerifiedSimulator(
-            program, noise, device, trace=trace, drift=drift, repair=stuck_repair
-        )
+    chip = Simulator if stuck_repair == "none" else partial(VerifiedSimulator, repair=stuck_repair)
+    simulator = chip(program, noise, device, trace=trace, drift=drift)
     result = simulator.run(data.x, batch_size, early_exit, progress, trace_samples=SAMPLES)
     summary = report(program, data, result, noise, early_exit)
     summary["noise_source"] = noise_source or "given by the caller"
@@ -78,14 +75,8 @@ def simulate(
         return result, summary
     counted = summary["energy_per_inference_j"]
     activity = from_trace(program, result.spikes) if reuse else None
-    if activity is None and stuck_repair != "none":
-        # The extra traced run sees the same repaired chip as the main run.
-        traced = VerifiedSimulator(
-            program, noise, trace=traced_buffers(program), drift=drift, repair=stuck_repair
-        )
-        activity = from_trace(program, traced.run(data.x[:SAMPLES], 64, False).spikes)
     statistics = activity_report(
-        program, data.x, result.exit_step, result.counts, counted, noise, drift, activity
+        program, data.x, result.exit_step, result.counts, counted, noise, drift, activity, chip
     )
     return result, summary | statistics
 
