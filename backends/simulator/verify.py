@@ -85,6 +85,7 @@ class VerifiedSimulator(Simulator):
             )
         self.repair = repair
         self.repaired = 0
+        self.repaired_per_chip: dict[int, int] = {}  # chip -> its pairs rewritten
         super().__init__(*args, **kwargs)
 
     def _chip_arrays(self, params: dict, drift: DriftSpec | None) -> tuple[list[dict], list[dict]]:
@@ -104,6 +105,7 @@ class VerifiedSimulator(Simulator):
                 compiled = values if self.repair == "restore" else np.zeros_like(values)
                 arrays[key], count = repair_stuck(arrays[key], stuck, compiled, bounds, rng)
                 self.repaired += count
+                self.repaired_per_chip[chip] = self.repaired_per_chip.get(chip, 0) + count
         return cells, cells
 
 

@@ -25,7 +25,9 @@ OUTPUTS = ("sweep.csv", "sweep-chips.csv", "sweep.json")
     multiple=True,
     metavar="PARAM=LEVELS",
     help="One swept parameter and its comma-separated levels, e.g. program=0,0.02,0.05,0.1 "
-    "(repeat for more axes). Parameters: program, read, stuck, adc, input, adc_cal, age, drift_comp.",
+    "(repeat for more axes). Parameters: program, read, stuck, adc, input, adc_cal, age, "
+    "drift_comp, stuck_repair (stuck-cell repair as in simulate: 0 none, 1 cancel, 2 restore; "
+    "not with an age).",
 )
 @click.option(
     "--ages",
@@ -92,6 +94,7 @@ def sweep(
     Examples:
       primec sweep model.pbc --input test.npz --noise ideal --grid program=0,0.02,0.05,0.1 --out sw
       primec sweep model.pbc --input test.npz --grid read=0,0.02 --grid adc=4,6,8 --chips 16 --out sw
+      primec sweep model.pbc --input test.npz --noise ideal --grid stuck=0.002,0.01 --grid stuck_repair=0,1,2 --out sw
       primec sweep model.pbc --input test.npz --grid program=0,0.05 --ray-address 10.0.0.5:6379 --out sw
     """
     from primec.apps.sweepplots import plot_sweep
@@ -129,7 +132,7 @@ def _job(
     from primec.backends import read_artefact
     from primec.backends.simulator import Noise
     from primec.runtime.simulation import artefact_inputs, drift_model
-    from primec.runtime.sweep import Grid, Job, check_adc_levels
+    from primec.runtime.sweep import Grid, Job, check_adc_levels, check_repair_ages
 
     ages = [f"age={options['ages']}"] if options["ages"] else []
     grid = Grid.parse([*grid_specs, *ages], options["chips"])
@@ -138,6 +141,7 @@ def _job(
     data = artefact_inputs(program, input_path)
     params = program.meta["target_parameters"]
     base, source = Noise.choose(options["noise"], params, options["seed"])
+    check_repair_ages(grid, base)
     points = grid.points()
     aged = base.age or any(p.get("age") for p in points)
     job = Job(
@@ -187,6 +191,8 @@ def sweep_summary(report: dict[str, Any], paths: list[Path]) -> str:
             if p["ci95_low"] is not None:
                 text += f" (95% CI {p['ci95_low'] * 100:.2f}-{p['ci95_high'] * 100:.2f}%)"
         text += f", {p['avg_timesteps']:.2f} steps, {p['energy_per_inference_j'] * 1e9:.1f} nJ"
+        if p.get("pairs_repaired_mean") is not None:
+            text += f", {p['pairs_repaired_mean']:.1f} pairs repaired per chip"
         lines.append(text)
     lines += [f"wrote {path}" for path in paths]
     return "\n".join(lines)

@@ -6,7 +6,9 @@ random streams at every point (keyed by (seed, chip, ...)), so the points compar
 chips. The rows are sorted by (point, chip) before anything is written, so the table does not
 depend on how many workers ran the shards or in which order they finished (`sweepray`).
 Per point: accuracy mean, standard deviation over chips and a 95% confidence interval of the
-mean (Student's t), average timesteps, energy per inference (counted).
+mean (Student's t), average timesteps, energy per inference (counted). The stuck-cell repair
+(`stuck_repair`) is an axis like the noise parameters, though not part of `Noise`: a point that
+asks for it runs the chips on `VerifiedSimulator` and its rows count the pairs it rewrote.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator
 from primec.backends.simulator.adc import CALIBRATIONS, calibration_levels
 from primec.backends.simulator.drift import seconds
+from primec.backends.simulator.verify import VerifiedSimulator
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_text
 from primec.hardware.energy import energy_report
@@ -46,7 +49,15 @@ PARAMETERS: dict[str, tuple[type, float, float | None, str]] = {
     ),
     "age": (float, 0.0, None, "seconds since programming (60s, 1h, 1d, 30d, 1y; 0: no drift)"),
     "drift_comp": (int, 0, 2, "drift compensation: 0 none, 1 global, 2 per column"),
+    "stuck_repair": (
+        int,
+        0,
+        2,
+        "stuck-cell repair after programming (`simulate --stuck-repair`): 0 none, 1 cancel, "
+        "2 restore",
+    ),
 }
+REPAIRS = ("none", "cancel", "restore")  # stuck_repair level -> `VerifiedSimulator` mode
 CHIPS_PER_SHARD = 8
 
 
@@ -116,6 +127,22 @@ def check_adc_levels(program: Program, grid: Grid) -> None:
             )
 
 
+def check_repair_ages(grid: Grid, base: Noise) -> None:
+    """Refuse a grid with a point that repairs stuck cells on an aged chip: the repair is
+    modelled right after programming only (`VerifiedSimulator` refuses it too, but a sweep
+    should stop before any work, not at its first such shard)."""
+    for point in grid.points():
+        repair, age = int(point.get("stuck_repair", 0)), point.get("age", base.age)
+        if repair and age:
+            where = "the grid's age axis (--ages or --grid age)" if "age" in point else "--noise"
+            raise PrimecError(
+                f"the sweep combines stuck_repair={repair} ({REPAIRS[repair]}) with age={age:g} s "
+                f"from {where}: the stuck-cell repair is modelled right after programming only",
+                hint="sweep the repair with no age (--grid stuck_repair=... without --ages), "
+                "or the ages with --grid stuck_repair=0",
+            )
+
+
 @dataclass(frozen=True)
 class Shard:
     """One unit of work: a point of the grid and a block of its chips."""
@@ -151,17 +178,36 @@ class Job:
     device: str = "cpu"
 
     def noise(self, point: int) -> Noise:
+        """The point's noise: the base with the point's noise parameters (not the repair)."""
         values = {
-            k: (int(v) if PARAMETERS[k][0] is int else v) for k, v in self.points[point].items()
+            k: (int(v) if PARAMETERS[k][0] is int else v)
+            for k, v in self.points[point].items()
+            if k != "stuck_repair"
         }
         return replace(self.base, **values)
 
+    def repair(self, point: int) -> str:
+        """The point's stuck-cell repair: none, cancel or restore."""
+        return REPAIRS[int(self.points[point].get("stuck_repair", 0))]
+
+
+def chip_simulator(job: Job, shard: Shard) -> Simulator:
+    """The shard's chips: the plain simulator, or the repairing one where the point asks."""
+    noise, repair = job.noise(shard.point), job.repair(shard.point)
+    if repair == "none":
+        return Simulator(job.program, noise, job.device, chips=shard.chips, drift=job.drift)
+    return VerifiedSimulator(
+        job.program, noise, job.device, chips=shard.chips, drift=job.drift, repair=repair
+    )
+
 
 def run_shard(job: Job, shard: Shard) -> list[dict[str, Any]]:
-    """The shard's rows: one per chip, with the point's parameters."""
+    """The shard's rows: one per chip, with the point's parameters (and, on a sweep of the
+    repair, `pairs_repaired`: the chip's rewritten pairs, empty where the point repairs none)."""
     noise = job.noise(shard.point)
-    simulator = Simulator(job.program, noise, job.device, chips=shard.chips, drift=job.drift)
+    simulator = chip_simulator(job, shard)
     results = simulator.run_chips(job.data.x, job.batch_size, job.early_exit)
+    repaired = getattr(simulator, "repaired_per_chip", None)
     rows = []
     for chip, result in zip(shard.chips, results, strict=True):
         energy = energy_report(
@@ -176,6 +222,8 @@ def run_shard(job: Job, shard: Shard) -> list[dict[str, Any]]:
             row["accuracy"] = float((result.pred == job.data.y).mean())
         row["avg_timesteps"] = float(result.exit_step.mean())
         row["energy_per_inference_j"] = energy["energy_per_inference_j"]
+        if "stuck_repair" in job.points[shard.point]:
+            row["pairs_repaired"] = None if repaired is None else repaired.get(chip, 0)
         rows.append(row)
     return rows
 
@@ -190,6 +238,9 @@ def summarise(points: list[dict[str, float]], rows: list[dict[str, Any]]) -> lis
             entry |= _mean_ci(np.array([row["accuracy"] for row in mine]), "accuracy")
         entry["avg_timesteps"] = _mean(mine, "avg_timesteps")
         entry["energy_per_inference_j"] = _mean(mine, "energy_per_inference_j")
+        if mine and "pairs_repaired" in mine[0]:
+            counts = [row["pairs_repaired"] for row in mine]
+            entry["pairs_repaired_mean"] = None if None in counts else float(np.mean(counts))
         table.append(entry)
     return table
 
