@@ -4,7 +4,7 @@
 o, draw o x positions + j. This times that call pattern for the PRIME classifier's two shapes
 (layer 2: 64 outputs x 144 positions, about 15.9 M draws a batch; layer 1: 12 outputs x 1024
 positions, about 6 M), the current kernel against `previous_draw_normals` (the loop as it was
-before it was made branch-free, kept here verbatim), interleaved in one process, median CPU
+before it was made branch-free, kept here verbatim, with the rejected draws' old path), interleaved in one process, median CPU
 time of `--repeats` rounds; it first checks that both give the same bytes. Each draw's time
 includes its share of the call and of adding the normals into a result (about 0.7 ns).
 
@@ -25,7 +25,7 @@ from primec.backends.simulator.gauss import (
     KI,
     MANTISSA,
     WI,
-    _rejected,
+    _longer_run,
     block_key,
     draw_normals,
     first_word,
@@ -37,7 +37,8 @@ ROWS = 64  # (row, plane) blocks per timed call
 
 @numba.njit(cache=True, nogil=True)
 def previous_draw_normals(key, block, read, plane, j, positions, out, work):
-    """`gauss.draw_normals` before it was made branch-free (the reference for its speed)."""
+    """`gauss.draw_normals` before it was made branch-free, with `_rejected` as it was then
+    (`gauss._longer_run`, now the fallback of the fast `_rejected`): the reference for speed."""
     rejects, scratch = work
     count = 0
     for o in range(len(out)):
@@ -50,7 +51,7 @@ def previous_draw_normals(key, block, read, plane, j, positions, out, work):
         count += rabs >= KI[idx]
     for t in range(count):
         draw = rejects[t] * positions + j
-        out[rejects[t]] = _rejected(key, draw, read, plane, first_word(block, draw), scratch)
+        out[rejects[t]] = _longer_run(key, draw, read, plane, first_word(block, draw), scratch)
 
 
 @numba.njit(cache=True, nogil=True)

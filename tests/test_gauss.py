@@ -1,8 +1,8 @@
 """The bulk read-noise normals (`gauss.draw_normals`, the branch-free fast path `sparse.py`
-calls) against their scalar definition (`gauss.keyed_normal`, one draw at a time, which
-`test_planes.py` pins against numpy's ziggurat): the same float64 bits for every draw,
-rejected first tries and the signs of zeros included, on the classifier's shapes and on odd
-ones."""
+calls) and the scalar `gauss.keyed_normal` against their definition (`ziggurat`, which
+`test_planes.py` pins against numpy's, on the draw's first word and its Philox words): the
+same float64 bits for every draw, rejected first tries (the wedges, the tail, a second try)
+and the signs of zeros included, on the classifier's shapes and on odd ones."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from primec.backends.simulator.gauss import (
     draw_normals,
     first_word,
     keyed_normal,
+    philox,
+    ziggurat,
 )
 
 
@@ -41,14 +43,37 @@ def _bulk(keys, read, plane, outputs, positions):
 
 
 @numba.njit
+def _defined(key, block, draw, read, plane):
+    """Draw `draw` by its definition: `ziggurat` (numpy's, `test_planes.py`) on the draw's
+    first word and then Philox's words for attempts 1, 2, ... (far more than it takes)."""
+    words = np.empty(81, dtype=np.uint64)
+    words[0] = first_word(block, draw)
+    for attempt in range(1, 41):
+        a, b, c, d = philox(
+            np.uint64(draw),
+            np.uint64(read),
+            np.uint64(plane),
+            np.uint64(attempt),
+            key & np.uint64(0xFFFFFFFF),
+            key >> np.uint64(32),
+        )
+        words[2 * attempt - 1] = (a << np.uint64(32)) | b
+        words[2 * attempt] = (c << np.uint64(32)) | d
+    x, used = ziggurat(words, 81)
+    return x if used > 0 else np.nan  # (no equality then)
+
+
+@numba.njit
 def _scalar(keys, read, plane, outputs, positions):
-    """The same draws one at a time by their definition."""
-    out = np.empty((len(keys), positions, outputs))
+    """The same draws one at a time by their definition, and by `keyed_normal`."""
+    out = np.empty((2, len(keys), positions, outputs))
     for row in range(len(keys)):
         block = block_key(keys[row], read, plane)
         for j in range(positions):
             for o in range(outputs):
-                out[row, j, o] = keyed_normal(keys[row], block, o * positions + j, read, plane)
+                draw = o * positions + j
+                out[0, row, j, o] = _defined(keys[row], block, draw, read, plane)
+                out[1, row, j, o] = keyed_normal(keys[row], block, draw, read, plane)
     return out
 
 
@@ -59,8 +84,8 @@ def _scalar(keys, read, plane, outputs, positions):
 def test_bulk_draws_are_the_scalar_definitions_bit_for_bit(outputs, positions, read, plane):
     keys = np.random.default_rng(outputs).integers(0, 2**64, 24, dtype=np.uint64)
     bulk, rejected = _bulk(keys, read, plane, outputs, positions)
-    scalar = _scalar(keys, read, plane, outputs, positions)
-    assert bulk.tobytes() == scalar.tobytes()
+    defined, scalar = _scalar(keys, read, plane, outputs, positions)
+    assert bulk.tobytes() == defined.tobytes() == scalar.tobytes()
     # The slow path ran (about 1.5% of first words), and values of both signs came out.
     draws = keys.size * outputs * positions
     assert rejected >= 0.005 * draws
@@ -90,8 +115,9 @@ def test_first_words_at_the_edges_draw_as_defined(word) -> None:
     out = np.full(1, np.nan)
     work = (np.empty(1, dtype=np.int64), np.empty(64, dtype=np.uint64))
     draw_normals(np.uint64(1), block, 0, 0, 0, 1, out, work)
-    expected = keyed_normal(np.uint64(1), block, 0, 0, 0)
+    expected = _defined(np.uint64(1), block, 0, 0, 0)
     assert out.tobytes() == np.float64(expected).tobytes()
+    assert keyed_normal(np.uint64(1), block, 0, 0, 0) == expected
     if word >> np.uint64(9) == 0:
         assert out[0] == 0.0 and np.signbit(out[0]) == bool(word >> np.uint64(8))
 

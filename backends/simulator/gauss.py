@@ -215,8 +215,43 @@ def _redraw(key, block, read, plane, j, positions, out, flags, scratch):
 def _rejected(key, draw, read, plane, first, scratch):
     """The rare draw whose first word the fast strip test rejects (about 1.5%), out of line:
     its words after the first come two per Philox call with counter (draw, read, plane,
-    attempt >= 1), as many as a run of rejections takes (in `scratch` while it is long
-    enough)."""
+    attempt >= 1). The first call's two nearly always decide it, as `ziggurat` takes them
+    (written out here for speed: a wedge's uniform and, failing it, the next try's first
+    word, or the tail's two uniforms); a longer run goes through `_longer_run`."""
+    a, b, c, d = philox(
+        np.uint64(draw),
+        np.uint64(read),
+        np.uint64(plane),
+        np.uint64(1),
+        key & np.uint64(LOW32),
+        key >> np.uint64(32),
+    )
+    second, third = (a << np.uint64(32)) | b, (c << np.uint64(32)) | d
+    idx = np.int64(first & np.uint64(0xFF))
+    rabs = np.int64((first >> np.uint64(9)) & np.uint64(MANTISSA))
+    if idx == 0:
+        xx = -(1.0 / ZIGGURAT_R) * np.log1p(-_uniform(second))
+        yy = -np.log1p(-_uniform(third))
+        if yy + yy > xx * xx:
+            return -(ZIGGURAT_R + xx) if (rabs >> 8) & 1 else ZIGGURAT_R + xx
+        return _longer_run(key, draw, read, plane, first, scratch)
+    x = np.float64(rabs) * WI[idx]
+    if (first >> np.uint64(8)) & np.uint64(1):
+        x = -x
+    if (FI[idx - 1] - FI[idx]) * _uniform(second) + FI[idx] < np.exp(-0.5 * x * x):
+        return x
+    idx = np.int64(third & np.uint64(0xFF))
+    rabs = np.int64((third >> np.uint64(9)) & np.uint64(MANTISSA))
+    if rabs < KI[idx]:
+        x = np.float64(rabs) * WI[idx]
+        return -x if (third >> np.uint64(8)) & np.uint64(1) else x
+    return _longer_run(key, draw, read, plane, first, scratch)
+
+
+@numba.njit(cache=True, nogil=True)
+def _longer_run(key, draw, read, plane, first, scratch):
+    """`_rejected`'s draw by `ziggurat` on as many words as its run of rejections takes (in
+    `scratch` while it is long enough)."""
     size = 3
     while True:
         words = scratch if size <= len(scratch) else np.empty(size, dtype=np.uint64)
