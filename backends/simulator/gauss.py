@@ -180,9 +180,9 @@ def keyed_normal(key, block, draw, read, plane):
 def draw_normals(key, block, read, plane, j, positions, out, work):
     """out[o] = draw o x positions + j of (read, plane), for every o, as `keyed_normal` draws
     them (work: an int64 array as long as out, and uint64 words for `_rejected`). Inlined
-    into its caller (no call, no reference counts): the first words in one pass, their first
-    tries in another, both free of branches so that they run four draws at a time (AVX2),
-    then the few rejected ones."""
+    into its caller (no call per position): the first words in one pass, their first tries in
+    another, both free of branches so that they run four draws at a time (AVX2), then the few
+    rejected ones ((2^52 + m) - 2^52 is the mantissa m exactly, and m x -w is -(m x w))"""
     flags, scratch = work
     state = block + np.uint64(j + 1) * GAMMA  # SplitMix64's state at draw j
     step = np.uint64(positions) * GAMMA  # and from draw o x positions + j to the next
