@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import math
 
+import llvmlite.ir
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import intrinsic
 
 LOW32 = 0xFFFFFFFF
 MANTISSA = 0x000FFFFFFFFFFFFF
@@ -51,6 +54,11 @@ def ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 KI, WI, FI = ziggurat_tables()
+# The first try's tables indexed by a word's low 9 bits (strip and sign): -x is x x -1 exactly.
+SIGNED_WI = np.concatenate([WI, -WI])
+SIGNED_KI = np.concatenate([KI, KI])
+GAMMA = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment
+TWO52_BITS = np.uint64(0x4330000000000000)  # 2^52's bits: OR a 52-bit m in, get 2^52 + m
 
 
 @numba.njit(cache=True, nogil=True)
@@ -87,10 +95,25 @@ def block_key(key, read, plane):
 @numba.njit(cache=True, nogil=True)
 def first_word(block, draw):
     """SplitMix64's output at position draw + 1 of the stream seeded `block`."""
-    z = block + np.uint64(draw + 1) * np.uint64(0x9E3779B97F4A7C15)
+    return _mix(block + np.uint64(draw + 1) * GAMMA)
+
+
+@numba.njit(cache=True, nogil=True)
+def _mix(z):
+    """SplitMix64's output function of its state z."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
+
+
+@intrinsic
+def _as_float(typingctx, bits):
+    """The float64 whose IEEE bits are the uint64 `bits`."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvmlite.ir.DoubleType())
+
+    return types.float64(types.uint64), codegen
 
 
 @numba.njit(cache=True, nogil=True)
@@ -153,32 +176,82 @@ def keyed_normal(key, block, draw, read, plane):
     return _rejected(key, draw, read, plane, r, np.empty(0, dtype=np.uint64))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def draw_normals(key, block, read, plane, j, positions, out, work):
-    """out[o] = draw o x positions + j of (read, plane), for every o: the first tries in one
-    branch-free pass that notes the rejected ones, then those (work: an int64 array as long
-    as out, and uint64 words for `_rejected`)."""
-    rejects, scratch = work
+    """out[o] = draw o x positions + j of (read, plane), for every o, as `keyed_normal` draws
+    them (work: an int64 array as long as out, and uint64 words for `_rejected`). Inlined
+    into its caller (no call per position): the first words in one pass, their first tries in
+    another, both free of branches so that they run four draws at a time (AVX2), then the few
+    rejected ones ((2^52 + m) - 2^52 is the mantissa m exactly, and m x -w is -(m x w))"""
+    flags, scratch = work
+    state = block + np.uint64(j + 1) * GAMMA  # SplitMix64's state at draw j
+    step = np.uint64(positions) * GAMMA  # and from draw o x positions + j to the next
+    for o in range(len(out)):
+        flags[o] = np.int64(_mix(state))  # the first word, for the next pass
+        state += step
     count = 0
     for o in range(len(out)):
-        r = first_word(block, o * positions + j)
-        idx = np.int64(r & np.uint64(0xFF))
-        rabs = np.int64((r >> np.uint64(9)) & np.uint64(MANTISSA))
-        x = np.float64(rabs) * WI[idx]
-        out[o] = -x if (r >> np.uint64(8)) & np.uint64(1) else x
-        rejects[count] = o
-        count += rabs >= KI[idx]
-    for t in range(count):
-        draw = rejects[t] * positions + j
-        out[rejects[t]] = _rejected(key, draw, read, plane, first_word(block, draw), scratch)
+        r = np.uint64(flags[o])
+        strip = r & np.uint64(0x1FF)  # the layer and the sign
+        rabs = (r >> np.uint64(9)) & np.uint64(MANTISSA)
+        out[o] = (_as_float(rabs | TWO52_BITS) - 2.0**52) * SIGNED_WI[strip]
+        miss = np.int64(rabs) >= SIGNED_KI[strip]
+        flags[o] = miss
+        count += miss
+    if count:
+        _redraw(key, block, read, plane, j, positions, out, flags, scratch)
+
+
+@numba.njit(cache=True, nogil=True)
+def _redraw(key, block, read, plane, j, positions, out, flags, scratch):
+    """out[o] for each o flagged rejected by `draw_normals`'s first try."""
+    for o in range(len(out)):
+        if flags[o]:
+            draw = o * positions + j
+            out[o] = _rejected(key, draw, read, plane, first_word(block, draw), scratch)
 
 
 @numba.njit(cache=True, nogil=True)
 def _rejected(key, draw, read, plane, first, scratch):
     """The rare draw whose first word the fast strip test rejects (about 1.5%), out of line:
     its words after the first come two per Philox call with counter (draw, read, plane,
-    attempt >= 1), as many as a run of rejections takes (in `scratch` while it is long
-    enough)."""
+    attempt >= 1). The first call's two nearly always decide it, as `ziggurat` takes them
+    (written out here for speed: a wedge's uniform and, failing it, the next try's first
+    word, or the tail's two uniforms); a longer run goes through `_longer_run`."""
+    a, b, c, d = philox(
+        np.uint64(draw),
+        np.uint64(read),
+        np.uint64(plane),
+        np.uint64(1),
+        key & np.uint64(LOW32),
+        key >> np.uint64(32),
+    )
+    second, third = (a << np.uint64(32)) | b, (c << np.uint64(32)) | d
+    idx = np.int64(first & np.uint64(0xFF))
+    rabs = np.int64((first >> np.uint64(9)) & np.uint64(MANTISSA))
+    if idx == 0:
+        xx = -(1.0 / ZIGGURAT_R) * np.log1p(-_uniform(second))
+        yy = -np.log1p(-_uniform(third))
+        if yy + yy > xx * xx:
+            return -(ZIGGURAT_R + xx) if (rabs >> 8) & 1 else ZIGGURAT_R + xx
+        return _longer_run(key, draw, read, plane, first, scratch)
+    x = np.float64(rabs) * WI[idx]
+    if (first >> np.uint64(8)) & np.uint64(1):
+        x = -x
+    if (FI[idx - 1] - FI[idx]) * _uniform(second) + FI[idx] < np.exp(-0.5 * x * x):
+        return x
+    idx = np.int64(third & np.uint64(0xFF))
+    rabs = np.int64((third >> np.uint64(9)) & np.uint64(MANTISSA))
+    if rabs < KI[idx]:
+        x = np.float64(rabs) * WI[idx]
+        return -x if (third >> np.uint64(8)) & np.uint64(1) else x
+    return _longer_run(key, draw, read, plane, first, scratch)
+
+
+@numba.njit(cache=True, nogil=True)
+def _longer_run(key, draw, read, plane, first, scratch):
+    """`_rejected`'s draw by `ziggurat` on as many words as its run of rejections takes (in
+    `scratch` while it is long enough)."""
     size = 3
     while True:
         words = scratch if size <= len(scratch) else np.empty(size, dtype=np.uint64)
