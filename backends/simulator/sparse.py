@@ -4,10 +4,12 @@ inputs, about 9% of the window on the PRIME classifier. Per (row, plane, positio
 set inputs (bit masks, sorted by column per output row), sum their rows, draw the normals,
 convert to ADC codes, shift-add.
 
-The sums are float64: the weights and variances sit on a grid on which every partial sum is
-exact (`grid.py`), so any order gives the convolution's bits. (Float32 sums with a per-code
-error bound and exact repair of the codes near a rounding boundary were tried: the sums got
-faster, the bound check per code cost more than they saved.)
+The sums are int32: the weights and variances of a plane read are int32 multiples of a
+power-of-two quantum on which every sum of a window fits (`grid.int32_grid`), so any order gives
+the convolution's bits, and sum x quantum is the float64 sum the torch path makes. (Float64
+weights with quanta 1 run the same code: an ideal read plane by plane, as ADC calibration
+makes.) (Float32 sums with a per-code error bound and exact repair of the codes near a rounding
+boundary were tried: the sums got faster, the bound check per code cost more than they saved.)
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ for _bit in range(64):
 
 @numba.njit(cache=True, nogil=True)
 def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
-    """levels [n, C, H, W] (int64, a gather's padded source map, W < 64); weights [groups,
-    C x kh x kw + 1, outputs'] (G+ - G-, then the variances with read noise; the last row
-    zero); geometry (stride, kernel, output height and width); noise = (the rows' stream keys
+    """levels [n, C, H, W] (int64, a gather's padded source map, W < 64); weights = (multiples
+    [groups, C x kh x kw + 1, outputs'] (int32, or float64), quanta [groups, 2]): G+ - G-,
+    then the variances with read noise (the last row zero), in multiples of each group's current
+    and variance quanta; geometry (stride, kernel, output height and width); noise = (the rows' stream keys
     (empty: no read noise), read); adc = (codes per current unit per output (empty: no ADC),
     2^(B-1)). Row a reads with group a % groups (rows are sample-major, a group per chip).
     total [n, outputs, P] <- the shift-add of the planes' currents through noise and ADC."""
+    multiples, quanta = weights
     channels, height, width = levels.shape[1:]
     masks = np.empty((channels, height), dtype=np.uint64)
     outputs, positions = total.shape[1:]
@@ -41,7 +45,7 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
         np.empty(width + 1, dtype=np.int64),
     )
     work = (
-        np.empty(weights.shape[-1]),  # the window's sums
+        np.empty_like(multiples[0, 0]),  # the window's sums
         np.empty(channels * geometry[2] * geometry[3] + 4, dtype=np.int64),  # its set rows
         np.empty(outputs),  # normals
         np.empty((positions, outputs)),  # the row's shift-add, position-major
@@ -57,8 +61,9 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
                 break  # this and every higher plane of the row is zero: it adds nothing
             _bit_masks(levels[a], k, masks)
             block = block_key(key, read, k) if len(keys) else np.uint64(0)
-            plane = (key, block, read, k, len(keys) > 0)
-            _plane(masks, weights[a % weights.shape[0]], geometry, entries, work, plane, adc)
+            group = a % len(multiples)
+            plane = (key, block, read, k, len(keys) > 0, quanta[group, 0], quanta[group, 1])
+            _plane(masks, multiples[group], geometry, entries, work, plane, adc)
         total[a] = work[3].T
 
 
@@ -145,10 +150,10 @@ def _window_sum(weights, rows, n, acc):
 
 @numba.njit(cache=True, nogil=True)
 def _convert(acc, plane, adc, work, j):
-    """Position j of one plane: acc [outputs'] through noise (sqrt(variance) x normal +
-    current, two roundings, as the torch path) and the ADC (round half to even, clip), then
+    """Position j of one plane: acc [outputs'] in its quanta (exact float64 sums) through noise
+    (sqrt(variance) x normal + current, two roundings, as the torch path) and the ADC (round half to even, clip), then
     the row's shift-add [P, outputs] at j + 2^k x codes."""
-    key, block, read, k, noise = plane
+    key, block, read, k, noise, current, variance = plane
     scales, top = adc
     normals, total = work[2], work[3]
     positions, outputs = total.shape
@@ -156,9 +161,9 @@ def _convert(acc, plane, adc, work, j):
         draw_normals(key, block, read, k, j, positions, normals, work[4])
     weight = np.float64(1 << k)
     for o in range(outputs):
-        value = acc[o]
-        if noise and acc[outputs + o] > 0.0:
-            value = np.sqrt(acc[outputs + o]) * normals[o] + value
+        value = acc[o] * current
+        if noise and acc[outputs + o] > 0:
+            value = np.sqrt(acc[outputs + o] * variance) * normals[o] + value
         if len(scales):
             code = np.rint(value * scales[o])
             value = -top if code < -top else (top - 1 if code > top - 1 else code)
