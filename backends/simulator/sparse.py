@@ -134,7 +134,7 @@ def _row_entries(masks, y, kh, kw, entries):
     return offsets[-1]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _window_sum(weights, rows, n, acc):
     """acc = the sum of weights[rows[:n]] (rows padded with zero rows to a multiple of four),
     four rows per pass over acc."""
@@ -148,7 +148,7 @@ def _window_sum(weights, rows, n, acc):
             acc[o] += (w0[o] + w1[o]) + (w2[o] + w3[o])
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _convert(acc, plane, adc, work, j):
     """Position j of one plane: acc [outputs'] in its quanta (exact float64 sums) through noise
     (sqrt(variance) x normal + current, two roundings, as the torch path) and the ADC (round half to even, clip), then
