@@ -151,8 +151,8 @@ def _window_sum(weights, rows, n, acc):
 @numba.njit(cache=True, nogil=True, inline="always")
 def _convert(acc, plane, adc, work, j):
     """Position j of one plane: acc [outputs'] in its quanta (exact float64 sums) through noise
-    (sqrt(variance) x normal + current, two roundings, as the torch path) and the ADC (round half to even, clip), then
-    the row's shift-add [P, outputs] at j + 2^k x codes."""
+    (sqrt(variance) x normal + current, two roundings, as the torch path) and the ADC (round
+    half to even, clip), then the row's shift-add [P, outputs] at j + 2^k x codes."""
     key, block, read, k, noise, current, variance = plane
     scales, top = adc
     normals, total = work[2], work[3]
