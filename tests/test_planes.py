@@ -226,3 +226,29 @@ def test_chips_with_cells_of_their_own_equal_the_torch_path(program) -> None:
     for mine, theirs in zip(sparse_run, torch_run, strict=True):
         assert_same(mine, theirs)
     assert len({r.readouts.tobytes() for r in sparse_run}) == 3
+
+
+def test_plane_reads_sum_weights_on_the_int32_grid_and_ideal_weights_stay(program) -> None:
+    """With read noise and the ADC, every tile's G+ - G- and variances are multiples of their
+    quanta, G+ - G- within half a quantum of the as-formed value (the ideal tile's); the
+    kernel's int32 weights are those multiples. Ideal runs keep the as-formed weights and no
+    quanta."""
+    ideal = Simulator(program).reads
+    noisy = Simulator(program, Noise(read=0.02, adc=8, seed=1))
+    for i, tile in noisy.reads.items():
+        assert ideal[i].quanta is None
+        outputs = tile.outputs
+        (current_quantum, variance_quantum) = tile.quanta[0]
+        weights = tile.weights.numpy()
+        current, variance = weights[:, :outputs], weights[:, outputs:]
+        assert np.abs(current - ideal[i].weights.numpy()).max() <= current_quantum / 2
+        assert (current / current_quantum == np.rint(current / current_quantum)).all()
+        assert (variance / variance_quantum == np.rint(variance / variance_quantum)).all()
+        assert variance.min() >= 0 and variance.max() > 1e4 * variance_quantum
+        multiples, quanta = noisy._padded_weights(tile)
+        assert multiples.dtype == np.int32 and np.array_equal(quanta, tile.quanta)
+        np.testing.assert_array_equal(multiples[0, :-1, :outputs] * current_quantum, current)
+        np.testing.assert_array_equal(multiples[0, :-1, outputs:] * variance_quantum, variance)
+        assert not multiples[0, -1].any()
+        # The sum of a plane with every row set fits in int32.
+        assert np.abs(multiples.astype(np.int64)).sum(axis=1).max() < 2**31
