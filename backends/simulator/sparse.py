@@ -45,7 +45,7 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
         np.empty(width + 1, dtype=np.int64),
     )
     work = (
-        np.empty_like(multiples[0, 0]),  # the window's sums
+        np.empty_like(multiples[0, : geometry[5]]),  # an output row's window sums
         np.empty(channels * geometry[2] * geometry[3] + 4, dtype=np.int64),  # its set rows
         np.empty(outputs),  # normals
         np.empty((positions, outputs)),  # the row's shift-add, position-major
@@ -84,13 +84,14 @@ def _plane(masks, weights, geometry, entries, work, plane, adc):
     of the window's set inputs, then noise and ADC, into the row's shift-add. A window
     without a set input reads no current and no noise: codes 0, nothing to add."""
     sh, sw, kh, kw, out_h, out_w = geometry
-    acc, rows = work[0], work[1]
+    sums, rows = work[0], work[1]
     xs, bases, offsets, _ = entries
     width = len(offsets) - 1
     zero_row = len(weights) - 1
     for oy in range(out_h):
         if _row_entries(masks, oy * sh, kh, kw, entries) == 0:
             continue
+        read = np.uint64(0)  # bit ox: the window at ox has a set input
         for ox in range(out_w):
             x0 = ox * sw
             first, last = offsets[x0], offsets[min(x0 + kw, width)]
@@ -101,8 +102,10 @@ def _plane(masks, weights, geometry, entries, work, plane, adc):
                 rows[t] = bases[first + t] + xs[first + t] - x0
             for t in range(n, n + 3):
                 rows[t] = zero_row
-            _window_sum(weights, rows, n, acc)
-            _convert(acc, plane, adc, work, oy * out_w + ox)
+            _window_sum(weights, rows, n, sums, ox)
+            read |= np.uint64(1) << np.uint64(ox)
+        # An output row at a time: the conversion's setup once per row, not per position.
+        _convert(sums, read, plane, adc, work, oy * out_w)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -135,36 +138,40 @@ def _row_entries(masks, y, kh, kw, entries):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _window_sum(weights, rows, n, acc):
-    """acc = the sum of weights[rows[:n]] (rows padded with zero rows to a multiple of four),
-    four rows per pass over acc."""
-    w0, w1, w2, w3 = weights[rows[0]], weights[rows[1]], weights[rows[2]], weights[rows[3]]
-    for o in range(len(acc)):
-        acc[o] = (w0[o] + w1[o]) + (w2[o] + w3[o])
+def _window_sum(weights, rows, n, sums, ox):
+    """sums[ox] = the sum of weights[rows[:n]] (rows padded with zero rows to a multiple of
+    four), four rows per pass over sums[ox]."""
+    r0, r1, r2, r3 = rows[0], rows[1], rows[2], rows[3]
+    for o in range(sums.shape[1]):
+        sums[ox, o] = (weights[r0, o] + weights[r1, o]) + (weights[r2, o] + weights[r3, o])
     for t in range(4, n, 4):
-        w0, w1 = weights[rows[t]], weights[rows[t + 1]]
-        w2, w3 = weights[rows[t + 2]], weights[rows[t + 3]]
-        for o in range(len(acc)):
-            acc[o] += (w0[o] + w1[o]) + (w2[o] + w3[o])
+        r0, r1, r2, r3 = rows[t], rows[t + 1], rows[t + 2], rows[t + 3]
+        for o in range(sums.shape[1]):
+            sums[ox, o] += (weights[r0, o] + weights[r1, o]) + (weights[r2, o] + weights[r3, o])
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _convert(acc, plane, adc, work, j):
-    """Position j of one plane: acc [outputs'] in its quanta (exact float64 sums) through noise
-    (sqrt(variance) x normal + current, two roundings, as the torch path) and the ADC (round
-    half to even, clip), then the row's shift-add [P, outputs] at j + 2^k x codes."""
-    key, block, read, k, noise, current, variance = plane
+@numba.njit(cache=True, nogil=True)
+def _convert(sums, read, plane, adc, work, j0):
+    """The positions j0 + ox of one output row whose bit ox is set in `read`: sums[ox]
+    [outputs'] in their quanta (exact float64 sums) through noise (sqrt(variance) x normal +
+    current, two roundings, as the torch path) and the ADC (round half to even, clip), then
+    the row's shift-add [P, outputs] at j0 + ox + 2^k x codes."""
+    key, block, stream_read, k, noise, current, variance = plane
     scales, top = adc
-    normals, total = work[2], work[3]
+    normals, total, normals_work = work[2], work[3], work[4]
     positions, outputs = total.shape
-    if noise:
-        draw_normals(key, block, read, k, j, positions, normals, work[4])
     weight = np.float64(1 << k)
-    for o in range(outputs):
-        value = acc[o] * current
-        if noise and acc[outputs + o] > 0:
-            value = np.sqrt(acc[outputs + o] * variance) * normals[o] + value
-        if len(scales):
-            code = np.rint(value * scales[o])
-            value = -top if code < -top else (top - 1 if code > top - 1 else code)
-        total[j, o] = total[j, o] + value * weight
+    for ox in range(len(sums)):
+        if (read >> np.uint64(ox)) & np.uint64(1) == 0:
+            continue
+        j = j0 + ox
+        if noise:
+            draw_normals(key, block, stream_read, k, j, positions, normals, normals_work)
+        for o in range(outputs):
+            value = sums[ox, o] * current
+            if noise and sums[ox, outputs + o] > 0:
+                value = np.sqrt(sums[ox, outputs + o] * variance) * normals[o] + value
+            if len(scales):
+                code = np.rint(value * scales[o])
+                value = -top if code < -top else (top - 1 if code > top - 1 else code)
+            total[j, o] = total[j, o] + value * weight
