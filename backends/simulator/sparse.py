@@ -1,8 +1,8 @@
 """The sparse bit-plane kernel (`planes.py` runs it): a plane's inputs are 0 or 1, so each
 output position's current (and variance) is the sum of the weight rows of its window's set
-inputs, about 9% of the window on the PRIME classifier. Per (row, plane, position): gather the
-set inputs (bit masks, sorted by column per output row), sum their rows, draw the normals,
-convert to ADC codes, shift-add.
+inputs, about 9% of the window on the PRIME classifier. Per (row, plane, output row): gather
+the set inputs (bit masks, sorted by column), sum each window's rows, then per window with a
+set input draw the normals, convert to ADC codes, shift-add.
 
 The sums are int32: the weights and variances of a plane read are int32 multiples of a
 power-of-two quantum on which every sum of a window fits (`grid.int32_grid`), so any order gives
