@@ -96,6 +96,36 @@ def test_sums_near_float32_range_are_summed_in_float64(program: Program, monkeyp
     assert_same(fast.run(x, 5), exact.run(x, 5))
 
 
+@pytest.mark.parametrize(
+    ("sparse", "channels_last", "forms"),
+    [
+        (0.10, 8, [(True, True), (True, False)]),  # the defaults on PRIME: sparse, then nhwc
+        (0.0, 99, [(False, False), (False, False)]),  # float32 convolutions, channels-first
+        (0.0, 1, [(True, False), (True, False)]),  # channels-last both
+        (1.0, 99, [(True, True), (True, True)]),  # exact sparse sums both
+    ],
+    ids=["defaults", "first", "last", "sparse"],
+)
+def test_every_form_of_the_sums_gives_the_exact_results(
+    program, monkeypatch, sparse, channels_last, forms
+) -> None:
+    """Each layer's sums channels-first, channels-last or sparse (`SPARSE_LEVELS`,
+    `CHANNELS_LAST_INPUTS`), in batches of 1 and 7: every traced spike, readout and count is
+    the exact path's; the kernel saw the forms asked for ((channels-last, sparse) per layer)."""
+    x = load_split("test")[0][:7]
+    fast, exact = pair(program)
+    monkeypatch.setattr(layermajor, "SPARSE_LEVELS", sparse)
+    monkeypatch.setattr(layermajor, "CHANNELS_LAST_INPUTS", channels_last)
+    seen, kernel = [], layermajor.lif_over_time
+    spy = lambda *a: seen.append((a[0][2], a[0][3].size > 0)) or kernel(*a)  # noqa: E731
+    monkeypatch.setattr(layermajor, "lif_over_time", spy)
+    expected = exact.run(x, 7)
+    for batch in (1, 7):
+        seen.clear()
+        assert_same(fast.run(x, batch), expected)
+        assert seen == forms * (7 // batch)
+
+
 def test_what_the_path_does_not_cover_runs_step_major(program: Program) -> None:
     """Noise, several chips, plane-by-plane reads, certify=False, a traced state: the
     step-major loop (`_layer_major_ready` false or no layer-major schedule)."""
