@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from primec.backends.simulator.certified import REL, _neuron
+from primec.backends.simulator.certified import REL, _neuron, lif_step
 from primec.backends.simulator.fused import row_drive
 
 
@@ -60,7 +60,7 @@ def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
             if sparse.size:
                 shape = (height, width, field[4])
                 _sparse_sums(field[0][t * rows + b], sparse, field[3], shape, exact_sums)
-                flagged, group = _update(state, exact_sums, bounds_t, neuron, near)
+                flagged, group = _exact_update(state, exact_sums, scaling, neuron), 1
             else:
                 acc = chunks[t // len(chunks[0])][t % len(chunks[0]), b].ravel()
                 flagged, group = _update(state, acc, bounds_t, neuron, near)
@@ -95,6 +95,25 @@ def _repair(at, row, field, history, scaling, neuron):
             e[j] = 0.0
             exact[0][j], exact[1][j], exact[2][j] = t + 1, u[j], s[j]
     return repaired
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _exact_update(state, sums, scaling, neuron):
+    """`_update` on exact sums (a sparse layer's): the same operations, and no bound (the
+    membranes are the exact ones), so no flag; returns 0."""
+    u, before, after, _ = state
+    quantum, factors, _ = scaling
+    params, strict = (neuron[0], neuron[1], neuron[2]), neuron[3]
+    factor, current = 1.0, sums
+    if len(factors) == 1:
+        factor = factors[0]
+    else:
+        current, quantum = np.empty(len(sums)), 1.0
+        _scaled(sums, scaling[0], factors, current)
+    for j in range(len(u)):
+        u[j], fired = lif_step(u[j], before[j], (current[j] * quantum) * factor, params, strict)
+        after[j] = 1.0 if fired else 0.0
+    return 0
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
