@@ -20,7 +20,8 @@ from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator, certified, crossbar, layermajor
 from primec.backends.simulator.certified import float32_weights
 from primec.backends.simulator.fused import row_drives
-from primec.backends.simulator.lifkernels import lif_over_time, padded_rows
+from primec.backends.simulator.levels import padded_rows
+from primec.backends.simulator.lifkernels import lif_over_time
 from released import released_program, single_thread
 from simresults import assert_same
 from test_simulator_fused import spike_outs

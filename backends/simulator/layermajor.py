@@ -45,7 +45,8 @@ from primec.backends.simulator import certified
 from primec.backends.simulator.certified import CertifiedLayer, CertifiedReads
 from primec.backends.simulator.crossbar import _im2col
 from primec.backends.simulator.fused import fused_counts
-from primec.backends.simulator.lifkernels import lif_over_time, padded_rows
+from primec.backends.simulator.levels import padded_rows
+from primec.backends.simulator.lifkernels import lif_over_time
 
 from primec.hardware.earlyexit import ExitController
 
@@ -218,7 +219,7 @@ class LayerMajor:
 
     def gather_input(self, i: int, ins: Gather, env: Any, counts: dict) -> None:
         """`CrossbarReads.gather` of the input map over every step: the time-major, float64,
-        padded rows (`lifkernels.padded_rows`) in one pass, with their row maxima and count of
+        padded rows (`levels.padded_rows`) in one pass, with their row maxima and count of
         nonzero levels kept aside for a certified layer (`_stacked_sums`)."""
         x, (steps, n) = self._lm_input, self._lm_shape
         top, left, bottom, right = ins.padding
