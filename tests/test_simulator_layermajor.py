@@ -228,8 +228,9 @@ def test_kernel_equals_the_float64_layer_with_repairs(slope, strict, loosen, for
     """Random weights with all 24 bits, random levels 0..3, a threshold in the thick of the
     membranes: spikes and pooled spikes at every step equal the float64 layer, with float32
     sums channels-first or channels-last, or exact sparse sums (no bound, no flag). Loosened
-    bounds flag most neurons, which are then replayed from their last spike (a wrong anchor, replay or
-    channels-last index would show here); 1e300 flags every neuron at every step."""
+    bounds flag most neurons, which are then replayed from their last spike (a wrong anchor,
+    replay or channels-last index would show here); 1e300 flags every neuron at every
+    step."""
     generator = torch.Generator().manual_seed(7)
     weight64 = torch.randn(4, 2, 3, 3, generator=generator).float().double()
     levels = torch.randint(0, 4, (STEPS, ROWS, 2, 8, 10), generator=generator).double()

@@ -278,9 +278,9 @@ class LayerMajor:
         """The sums of x's rows (levels: x, and whether `largest` holds its rows' largest
         levels already) in chunks of whole steps, each chunk's largest levels written into
         `largest` on the way if not (a chunk at a time: its levels are still in cache for the
-        cast and the convolution). float32 sums, or None as soon as a chunk's could approach float32's range;
-        float64 ones when exact (form: (exact, channels-last: [k, B, P, C] chunks, else [k, B,
-        C, P]))."""
+        cast and the convolution). float32 sums, or None as soon as a chunk's could approach
+        float32's range; float64 ones when exact (form: (exact, channels-last: [k, B, P, C]
+        chunks, else [k, B, C, P]))."""
         x, known = levels
         exact, last = form
         steps, n = self._lm_shape

@@ -43,11 +43,11 @@ def padded_rows(x, corner, out64, largest):
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, boundscheck=False)
 def sparse_sums(levels, weights, stride, shape, out):
     """A row's exact sums, channels-last out [Ho x Wo x C], from its flat padded levels [Cin x
-    Hp x Wp] (`lifkernels._field`'s) and the weights [Cin, kh, kw, C], reversed along kw: each nonzero
-    level times the weights it meets, added where they land (with unit column stride, a
-    window row's outputs and its reversed weights are both one run of C x the outputs it
-    reaches, one loop). Exact products and sums (as `lifkernels._field_sum`), so the order does not
-    matter and the zero levels, which add zeros, are skipped."""
+    Hp x Wp] (`lifkernels._field`'s) and the weights [Cin, kh, kw, C], reversed along kw:
+    each nonzero level times the weights it meets, added where they land (with unit column
+    stride, a window row's outputs and its reversed weights are both one run of C x the
+    outputs it reaches, one loop). Exact products and sums (as `lifkernels._field_sum`), so
+    the order does not matter and the zero levels, which add zeros, are skipped."""
     inputs, kh, kw, channels = weights.shape
     flat = weights.reshape(inputs, kh, kw * channels)
     height, width, padded_width = shape

@@ -27,9 +27,10 @@ def lif_over_time(sums, bounds, scaling, neuron, replay, outputs):
     sums: (chunks, (height, width) of the output map, channels_last, sparse): the approximate
     sums (float32, or float64 when exact), a list of [k, B, C, P] arrays (channels-last: [k, B,
     P, C]) for steps 0..k-1, k..2k-1, ...; or, where `sparse` (weights [Cin, kh, kw, C] float64)
-    is not empty, none: each row's exact sums are made here from its levels (`levels.sparse_sums`,
-    channels-last); bounds: (largest [T, B] input level per row and step, norms [C]: the sum
-    bound per unit level, the quantum included); scaling: (quantum, factors, gain = prod
+    is not empty, none: each row's exact sums are made here from its levels
+    (`levels.sparse_sums`, channels-last; no bound, no flag: `_exact_update`); bounds:
+    (largest [T, B] input level per row and step, norms [C]: the sum bound per unit level,
+    the quantum included); scaling: (quantum, factors, gain = prod
     |factors|); neuron: (keep, threshold, slope, strict); replay: (levels [T x B, Cin, Hp, Wp]
     float64, weights [C, Cin, kh, kw] float64, stride); outputs: (pooled [T, B, C, Ho/kh,
     Wo/kw], pool kernel (kh, kw), a layer without a pool passes (1, 1) and gets its spikes;
