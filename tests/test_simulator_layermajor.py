@@ -20,7 +20,8 @@ from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator, certified, crossbar, layermajor
 from primec.backends.simulator.certified import float32_weights
 from primec.backends.simulator.fused import row_drives
-from primec.backends.simulator.lifkernels import lif_over_time, padded_rows
+from primec.backends.simulator.levels import padded_rows
+from primec.backends.simulator.lifkernels import lif_over_time
 from released import released_program, single_thread
 from simresults import assert_same
 from test_simulator_fused import spike_outs
@@ -96,6 +97,36 @@ def test_sums_near_float32_range_are_summed_in_float64(program: Program, monkeyp
     assert_same(fast.run(x, 5), exact.run(x, 5))
 
 
+@pytest.mark.parametrize(
+    ("sparse", "channels_last", "forms"),
+    [
+        (0.10, 8, [(True, True), (True, False)]),  # the defaults on PRIME: sparse, then nhwc
+        (0.0, 99, [(False, False), (False, False)]),  # float32 convolutions, channels-first
+        (0.0, 1, [(True, False), (True, False)]),  # channels-last both
+        (1.0, 99, [(True, True), (True, True)]),  # exact sparse sums both
+    ],
+    ids=["defaults", "first", "last", "sparse"],
+)
+def test_every_form_of_the_sums_gives_the_exact_results(
+    program, monkeypatch, sparse, channels_last, forms
+) -> None:
+    """Each layer's sums channels-first, channels-last or sparse (`SPARSE_LEVELS`,
+    `CHANNELS_LAST_INPUTS`), in batches of 1 and 7: every traced spike, readout and count is
+    the exact path's; the kernel saw the forms asked for ((channels-last, sparse) per layer)."""
+    x = load_split("test")[0][:7]
+    fast, exact = pair(program)
+    monkeypatch.setattr(layermajor, "SPARSE_LEVELS", sparse)
+    monkeypatch.setattr(layermajor, "CHANNELS_LAST_INPUTS", channels_last)
+    seen, kernel = [], layermajor.lif_over_time
+    spy = lambda *a: seen.append((a[0][2], a[0][3].size > 0)) or kernel(*a)  # noqa: E731
+    monkeypatch.setattr(layermajor, "lif_over_time", spy)
+    expected = exact.run(x, 7)
+    for batch in (1, 7):
+        seen.clear()
+        assert_same(fast.run(x, batch), expected)
+        assert seen == forms * (7 // batch)
+
+
 def test_what_the_path_does_not_cover_runs_step_major(program: Program) -> None:
     """Noise, several chips, plane-by-plane reads, certify=False, a traced state: the
     step-major loop (`_layer_major_ready` false or no layer-major schedule)."""
@@ -139,15 +170,35 @@ def reference(levels, weight64, threshold, slope, strict):
     return torch.stack(spikes), torch.stack(pooled)
 
 
-def run_kernel(levels, weight64, threshold, slope, strict, loosen):
+def kernel_sums(flat: torch.Tensor, weight64: torch.Tensor, form: str, steps: int) -> tuple:
+    """The kernel's sums argument for levels `flat` [T x B, Cin, Hp, Wp] in one of its forms:
+    float32 chunks [k, B, C, P] (`first`) or [k, B, P, C] (`last`, two chunks), or none and
+    the reversed weights (`sparse`: the kernel sums the levels itself)."""
+    sums = F.conv2d(flat.float(), weight64.float())
+    channels, height, width = sums.shape[1:]
+    none = np.empty((0, 0, 0, 0))
+    if form == "sparse":
+        reversed_weights = weight64.flip(3).permute(1, 2, 3, 0).contiguous().numpy()
+        return numba.typed.List([np.empty((1, 1, 1, 1))]), (height, width), True, reversed_weights
+    rows = len(flat) // steps
+    if form == "first":
+        chunk = sums.numpy().reshape(steps, rows, channels, height * width)
+        return numba.typed.List([chunk]), (height, width), False, none
+    last = sums.permute(0, 2, 3, 1).contiguous().numpy().reshape(steps, rows, -1, channels)
+    half = -(-steps // 2)
+    chunks = numba.typed.List([last[:half].copy(), last[half:].copy()])
+    return chunks, (height, width), True, none
+
+
+def run_kernel(levels, weight64, threshold, slope, strict, loosen, form="first"):
     """The kernel on the same layer with its sum bounds times `loosen` (still rigorous, so
-    more neurons are flagged and replayed): (spikes, pooled, repairs)."""
-    weight32, norms = float32_weights(weight64, 1.0)
+    more neurons are flagged and replayed), its sums in `form` (`kernel_sums`): (spikes,
+    pooled, repairs)."""
+    _, norms = float32_weights(weight64, 1.0)
     steps, rows = levels.shape[:2]
     flat = levels.reshape(steps * rows, *levels.shape[2:])
-    sums = F.conv2d(flat.float(), weight32)
-    channels, height, width = sums.shape[1:]
-    chunks = numba.typed.List([sums.numpy().reshape(steps, rows, channels, height * width)])
+    sums = kernel_sums(flat, weight64, form, steps)
+    channels, (height, width) = len(weight64), sums[1]
     largest = flat.amax((1, 2, 3)).reshape(steps, rows).numpy()
     pooled = np.empty((steps, rows, channels, height // 2, width // 2))
     spikes = np.empty((steps, rows, channels * height * width))
@@ -155,7 +206,7 @@ def run_kernel(levels, weight64, threshold, slope, strict, loosen):
     coverage = torch.arange(pooled[0, 0].size, dtype=torch.float64) % 7
     drives = np.empty((steps, rows), dtype=np.int64)
     repairs = lif_over_time(
-        (chunks, width),
+        sums,
         (largest, (norms * loosen).numpy()),
         (1.0, factors, SCALE),
         (KEEP, threshold, slope, strict),
@@ -168,31 +219,38 @@ def run_kernel(levels, weight64, threshold, slope, strict, loosen):
     return torch.from_numpy(spikes).view(steps, rows, channels, height, width), pooled, repairs
 
 
+@pytest.mark.parametrize("form", ["first", "last", "sparse"])
 @pytest.mark.parametrize(
     ("slope", "strict", "loosen"),
     [(1.0, False, 1.0), (0.1, True, 1e5), (0.1, False, 1e9), (1.0, True, 1e300)],
 )
-def test_kernel_equals_the_float64_layer_with_repairs(slope, strict, loosen) -> None:
+def test_kernel_equals_the_float64_layer_with_repairs(slope, strict, loosen, form) -> None:
     """Random weights with all 24 bits, random levels 0..3, a threshold in the thick of the
-    membranes: spikes and pooled spikes at every step equal the float64 layer. Loosened
-    bounds flag most neurons, which are then replayed from their last spike (a wrong anchor
-    or replay would show here); 1e300 flags every neuron at every step."""
+    membranes: spikes and pooled spikes at every step equal the float64 layer, with float32
+    sums channels-first or channels-last, or exact sparse sums (no bound, no flag). Loosened
+    bounds flag most neurons, which are then replayed from their last spike (a wrong anchor,
+    replay or channels-last index would show here); 1e300 flags every neuron at every
+    step."""
     generator = torch.Generator().manual_seed(7)
     weight64 = torch.randn(4, 2, 3, 3, generator=generator).float().double()
     levels = torch.randint(0, 4, (STEPS, ROWS, 2, 8, 10), generator=generator).double()
     threshold = 0.04
     want_spikes, want_pooled = reference(levels, weight64, threshold, slope, strict)
     assert 0.05 < want_spikes.mean() < 0.9, "the threshold sits among the membranes"
-    spikes, pooled, repairs = run_kernel(levels, weight64, threshold, slope, strict, loosen)
+    spikes, pooled, repairs = run_kernel(levels, weight64, threshold, slope, strict, loosen, form)
     assert torch.equal(spikes, want_spikes)
     np.testing.assert_array_equal(pooled, want_pooled.numpy())
+    if form == "sparse":  # exact sums: no bound to loosen, nothing flagged
+        assert repairs == 0
+        return
     if loosen >= 1e5:
         assert repairs > 0.2 * want_spikes.numel()
     if loosen == 1e300:
         assert repairs == want_spikes.numel()
 
 
-def test_kernel_repairs_a_float32_sum_rounded_across_the_threshold() -> None:
+@pytest.mark.parametrize("form", ["first", "last"])
+def test_kernel_repairs_a_float32_sum_rounded_across_the_threshold(form) -> None:
     """One channel, weights 1, 2^-30, 2^-30: the exact sums of row 0 are 1 + 2^-29 and
     1 + 2^-30, their float32 sums 1. The threshold 0.01 x (1 + 2^-30): the exact layer spikes
     at every neuron of row 0, the float32 sums alone would not; the kernel flags, repairs and
@@ -203,7 +261,7 @@ def test_kernel_repairs_a_float32_sum_rounded_across_the_threshold() -> None:
     threshold = SCALE * (1 + 2.0**-30)
     want_spikes, _ = reference(levels, weight64, threshold, 1.0, False)
     assert want_spikes[0, 0].sum() == 4 and float(SCALE * np.float32(1.0)) < threshold
-    spikes, _, repairs = run_kernel(levels, weight64, threshold, 1.0, False, 1.0)
+    spikes, _, repairs = run_kernel(levels, weight64, threshold, 1.0, False, 1.0, form)
     assert repairs > 0
     assert torch.equal(spikes, want_spikes)
 
@@ -215,7 +273,8 @@ def test_kernel_repairs_a_float32_sum_rounded_across_the_threshold() -> None:
 )
 def test_padded_rows_equal_torch_transpose_pad_cast_and_amax(dtype, padding) -> None:
     """`padded_rows` (the input gather's one pass) against torch: the time-major float64 rows
-    padded as F.pad pads them, their float32 cast and each row's torch.amax, NaN included."""
+    padded as F.pad pads them, each row's torch.amax, NaN included, and the count of nonzero
+    levels."""
     rng = np.random.default_rng(3)
     x = (rng.random((3, 4, 2, 5, 6)) * (-40 if dtype is np.float64 else 200)).astype(dtype)
     if dtype is np.float64:
@@ -224,19 +283,19 @@ def test_padded_rows_equal_torch_transpose_pad_cast_and_amax(dtype, padding) -> 
     rows = torch.from_numpy(x.swapaxes(0, 1).astype(np.float64)).reshape(12, 2, 5, 6)
     expected = F.pad(rows, (left, right, top, bottom))
     shape = expected.shape
-    out64, out32 = torch.full(shape, 7.0, dtype=torch.float64), torch.full(shape, 7.0)
+    out64 = torch.full(shape, 7.0, dtype=torch.float64)
     largest = torch.empty(12, dtype=torch.float64)
-    padded_rows(x, (top, left), out64.numpy(), out32.numpy(), largest.numpy())
+    nonzero = padded_rows(x, (top, left), out64.numpy(), largest.numpy())
+    assert nonzero == int(torch.count_nonzero(expected))
     assert torch.equal(out64.isnan(), expected.isnan())
     assert int(out64.isnan().sum()) == (dtype is np.float64)
     assert torch.equal(out64.nan_to_num(), expected.nan_to_num())
-    assert torch.equal(out32.nan_to_num(), expected.float().nan_to_num())
     assert torch.equal(largest.nan_to_num(-1.0), torch.amax(expected, (1, 2, 3)).nan_to_num(-1.0))
 
 
 def test_the_input_gather_and_the_row_drives_fuse_into_the_kernels(program, monkeypatch) -> None:
-    """The layer-major run gathers the input with `padded_rows` (its float32 rows feed the
-    first convolution), the first layer's kernel counts the second layer's row drives as it
+    """The layer-major run gathers the input with `padded_rows` (its rows feed the first
+    layer's sparse sums), the first layer's kernel counts the second layer's row drives as it
     writes its pooled spikes (no `row_drives` pass over them), and the results, counts
     included, are the exact path's."""
     calls, passes = [], []

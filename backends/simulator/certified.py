@@ -339,17 +339,24 @@ def _neuron(u, spiked, e, current, sums, params, strict):
     keep U is 0 on both paths) + the scaled sum's bound `sums`, with margins for the roundings
     of both paths. Returns (U, spike, e, whether U lies within e of the threshold); the
     absolute values are written out, which vectorises where `abs` did not."""
-    keep, threshold, slope = params
+    keep, threshold = params[0], params[1]
     decay = keep if keep >= 0.0 else -keep
-    kept = u * keep
-    value = kept + (-1.0 * kept) * spiked + current
-    if slope != 1.0:
-        value = value if value > 0.0 else value * slope
+    value, fired = lif_step(u, spiked, current, params, strict)
     size = current if current >= 0.0 else -current
     error = sums + REL * size + decay * e * (1.0 - spiked)
     size = value if value >= 0.0 else -value
     error = error * GROW + REL * size + TINY
-    fired = value > threshold if strict else value >= threshold
     distance = value - threshold
     close = (distance if distance >= 0.0 else -distance) <= error
     return value, 1.0 if fired else 0.0, error, close
+
+
+@numba.njit(inline="always")
+def lif_step(u, spiked, current, params, strict):
+    """`fused._update`'s operations on one membrane, in order: (U, whether it fires)."""
+    keep, threshold, slope = params
+    kept = u * keep
+    value = kept + (-1.0 * kept) * spiked + current
+    if slope != 1.0:
+        value = value if value > 0.0 else value * slope
+    return value, value > threshold if strict else value >= threshold

@@ -45,7 +45,8 @@ from primec.backends.simulator import certified
 from primec.backends.simulator.certified import CertifiedLayer, CertifiedReads
 from primec.backends.simulator.crossbar import _im2col
 from primec.backends.simulator.fused import fused_counts
-from primec.backends.simulator.lifkernels import lif_over_time, padded_rows
+from primec.backends.simulator.levels import padded_rows
+from primec.backends.simulator.lifkernels import lif_over_time
 
 from primec.hardware.earlyexit import ExitController
 
@@ -61,6 +62,13 @@ LAYER_MAJOR_EXITS = 0.7
 # Rows per float32 convolution (whole steps of the batch): large enough for oneDNN, small enough
 # for its working set to stay in cache (64-128 rows measured fastest for PRIME's two layers).
 CONV_ROWS = 64
+# A layer with at least this many input channels convolves channels-last, its kernel reading the
+# sums so (oneDNN's nhwc kernel: 0.041 s instead of 0.057 s per batch for PRIME's 12 -> 64).
+CHANNELS_LAST_INPUTS = 8
+# A certified layer whose levels are at most this fraction nonzero (PRIME's first layer reads
+# event counts, about 8% nonzero) is summed in the kernel, row by row, from its nonzero levels
+# in float64 (exact: no bound, no float32 convolution).
+SPARSE_LEVELS = 0.10
 
 
 class LayerMajor:
@@ -211,21 +219,21 @@ class LayerMajor:
 
     def gather_input(self, i: int, ins: Gather, env: Any, counts: dict) -> None:
         """`CrossbarReads.gather` of the input map over every step: the time-major, float64,
-        padded rows (`lifkernels.padded_rows`) in one pass, with their float32 cast and row
-        maxima kept aside for a certified layer's convolutions (`_chunk_sums`)."""
+        padded rows (`levels.padded_rows`) in one pass, with their row maxima and count of
+        nonzero levels kept aside for a certified layer (`_stacked_sums`)."""
         x, (steps, n) = self._lm_input, self._lm_shape
         top, left, bottom, right = ins.padding
         channels, height, width = x.shape[2:]
         shape = (steps * n, channels, height + top + bottom, width + left + right)
-        padded, cast = torch.empty(shape, dtype=torch.float64), torch.empty(shape)
+        padded = torch.empty(shape, dtype=torch.float64)
         largest = torch.empty(steps * n, dtype=torch.float64)
-        padded_rows(x, (top, left), padded.numpy(), cast.numpy(), largest.numpy())
+        nonzero = padded_rows(x, (top, left), padded.numpy(), largest.numpy())
         self.step.sources[ins.dst] = (padded, ins)  # type: ignore[attr-defined]
         # The input rows themselves: padded's inside (the same values, no second pass).
         env.lazy.pop(ins.src, None)
         env[ins.src] = padded[:, :, top : top + height, left : left + width]
         env.lazy[ins.dst] = lambda: _im2col(padded, ins)
-        self._lm_stash[("float32", ins.dst)] = (padded, cast, largest)
+        self._lm_stash[("levels", ins.dst)] = (padded, largest, nonzero)
 
     def _driven(self, ins: Any, tile: Any, levels: torch.Tensor) -> torch.Tensor:
         """`CrossbarReads._driven`, counted by the layer kernel that wrote the levels where it
@@ -236,56 +244,74 @@ class LayerMajor:
         return super()._driven(ins, tile, levels)  # type: ignore[misc]
 
     def _stacked_sums(self, layer: CertifiedLayer, x: torch.Tensor) -> torch.Tensor:
-        """A certified tile's float32 sums over every row (`CertifiedReads._product`), kept
-        aside for its layer's kernel in chunks of whole steps (each convolution's output as it
-        is, no copy into one tensor) with the levels (for the replay) and each row's largest
-        level. A batch whose sums could approach float32's range sums in float64 (exact: a bound
-        of zero). Returns an empty accumulator: the layer's Scale, which alone reads it (a fused
-        chain's buffers are private), runs in the kernel on the kept sums."""
-        largest, cast = x.new_empty(len(x)), None
-        prepared = self._lm_stash.get(("float32", self.program.instrs[layer.read].src))
+        """A certified tile's sums over every row (`CertifiedReads._product`), kept aside for
+        its layer's kernel with the levels (for the replay) and each row's largest level: in
+        chunks of whole steps (each convolution's output as it is, no copy into one tensor),
+        float32 (a bound per row and channel), or float64 (exact: a bound of zero) where a
+        batch's sums could approach float32's range; or none where few levels are nonzero
+        (`SPARSE_LEVELS`): the kernel sums each row's nonzero levels exactly itself. Returns an
+        empty accumulator: the layer's Scale, which alone reads it (a fused chain's buffers are
+        private), runs in the kernel on the kept sums."""
+        largest, known, (steps, n) = x.new_empty(len(x)), False, self._lm_shape
+        sample = x[steps // 2 * n : (steps // 2 + 1) * n]  # the middle step's rows
+        density = float(torch.count_nonzero(sample)) / max(1, sample.numel())
+        prepared = self._lm_stash.get(("levels", self.program.instrs[layer.read].src))
         if prepared is not None and prepared[0] is x:  # `gather_input`'s rows, as they are
-            _, cast, largest = prepared
-        chunks, norms = self._chunk_sums(layer, (x, cast), largest, False), layer.norms
+            _, largest, nonzero = prepared
+            known, density = True, nonzero / x.numel()
+        if density <= SPARSE_LEVELS:
+            sparse = layer.weight64.flip(3).permute(1, 2, 3, 0).contiguous()
+            zero = torch.zeros_like(layer.norms)  # exact sums: no bound
+            self._lm_stash[layer.read] = ((None, sparse, True), x, x.new_zeros(len(x)), zero)
+            return x.new_empty(0)
+        last = x.shape[1] >= CHANNELS_LAST_INPUTS
+        chunks, norms = self._chunk_sums(layer, (x, known), largest, (False, last)), layer.norms
         if chunks is None:  # exact: a bound of zero
-            chunks = self._chunk_sums(layer, (x, None), largest, True)
+            chunks = self._chunk_sums(layer, (x, False), largest, (True, last))
             norms = torch.zeros_like(norms)
-        self._lm_stash[layer.read] = (chunks, x, largest, norms)
+        self._lm_stash[layer.read] = ((chunks, None, last), x, largest, norms)
         return x.new_empty(0)
 
     def _chunk_sums(
-        self, layer: CertifiedLayer, levels: tuple, largest: torch.Tensor, exact: bool
+        self, layer: CertifiedLayer, levels: tuple, largest: torch.Tensor, form: tuple
     ) -> numba.typed.List | None:
-        """The sums of x's rows (levels: x and its float32 cast, or None) in chunks of whole
-        steps, each chunk's largest levels written into `largest` on the way (a chunk at a time:
-        its levels are still in cache for the cast and the convolution) unless the cast came
-        with them. float32 sums, or None as soon as a chunk's could approach float32's range;
-        float64 ones when `exact`."""
-        x, cast = levels
+        """The sums of x's rows (levels: x, and whether `largest` holds its rows' largest
+        levels already) in chunks of whole steps, each chunk's largest levels written into
+        `largest` on the way if not (a chunk at a time: its levels are still in cache for the
+        cast and the convolution). float32 sums, or None as soon as a chunk's could approach
+        float32's range; float64 ones when exact (form: (exact, channels-last: [k, B, P, C]
+        chunks, else [k, B, C, P]))."""
+        x, known = levels
+        exact, last = form
         steps, n = self._lm_shape
         widest = float(layer.weight64.abs().sum((1, 2, 3)).max())
         rows = max(1, -(-CONV_ROWS // n)) * n
+        weight = layer.weight64 if exact else layer.weight32
+        layout = torch.channels_last if last else torch.contiguous_format
+        weight = weight.contiguous(memory_format=layout)
         chunks = numba.typed.List()
         for first in range(0, steps * n, rows):
             part = x[first : first + rows]
-            if cast is None:
-                peak = torch.amax(part, (1, 2, 3), out=largest[first : first + rows])
-            else:
+            if known:
                 peak = largest[first : first + rows]
+            else:
+                peak = torch.amax(part, (1, 2, 3), out=largest[first : first + rows])
             if not exact and float(peak.max()) * widest >= certified.HUGE:
                 return None
-            if not exact:
-                part = part.float() if cast is None else cast[first : first + rows]
-            weight = layer.weight64 if exact else layer.weight32
+            part = part.to(weight.dtype, memory_format=layout)
             sums = F.conv2d(part, weight, stride=layer.stride)
-            chunks.append(sums.numpy().reshape(-1, n, sums.shape[1], sums.shape[2] * sums.shape[3]))
+            shape = (-1, n, sums.shape[1], sums.shape[2] * sums.shape[3])
+            if last:  # [rows, C, H, W] in memory as [rows, H, W, C]
+                sums = sums.permute(0, 2, 3, 1)
+                shape = (-1, n, shape[3], shape[2])
+            chunks.append(sums.contiguous().numpy().reshape(shape))
         return chunks
 
     def certified_over_time(self, i: int, layer: CertifiedLayer, env: Any, counts: dict) -> None:
         """A certified layer over every step (`lifkernels.lif_over_time`)."""
         f = layer.fused
         steps, n = self._lm_shape
-        chunks, levels, largest, norms = self._lm_stash.pop(layer.read)
+        (chunks, sparse, last), levels, largest, norms = self._lm_stash.pop(layer.read)
         channels, height, width = self.program.buffers[f.lif.membrane]
         window = tuple(f.pool.kernel) if f.pool else (1, 1)
         pooled = torch.empty(
@@ -298,8 +324,12 @@ class LayerMajor:
         coverage, binary, tile = _next_drives(self, f.pool.dst if f.pool else f.lif.spike_out)
         drives = np.empty((steps, n), dtype=np.int64)
         counting = (coverage, binary, drives)
+        if sparse is None:
+            sparse = torch.empty((0, 0, 0, 0), dtype=torch.float64)
+        else:
+            chunks = numba.typed.List([np.empty((1, 1, 1, 1))])  # unread
         self.repairs += lif_over_time(
-            (chunks, width),
+            (chunks, (height, width), last, sparse.numpy()),
             (largest.reshape(steps, n).numpy(), norms.numpy()),
             (layer.quantum, f.factors, gain),
             (f.keep, f.threshold, f.slope, f.strict),
