@@ -151,14 +151,24 @@ def _reference_planes(levels, weights, stride, kernel, keys, read, scales, top):
     return total, clipped
 
 
+# (channels, kernel, stride, source map): a strided 3 x 2 kernel, and a 1 x 1 tile of two rows
+# read at 40 positions per output row (fewer weight rows than positions in an output row: the
+# inpainting model's tiles; the kernel's row buffer once took its size from the weight rows).
+GEOMETRIES = [(3, (3, 2), (2, 1), (9, 11)), (2, (1, 1), (1, 1), (3, 40))]
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=["strided", "fewer-rows-than-positions"])
 @pytest.mark.parametrize("multiples", ["int32", "float64"])
-def test_the_sparse_kernel_equals_a_written_out_plane_read(multiples) -> None:
-    """Two chips (rows alternate between their weights, each with quanta of its own), stride
-    (2, 1), sparse levels with empty windows and empty planes, per-output ADC scales that clip;
-    the weights as int32 multiples of the quanta, or as float64 values with quanta 1."""
+def test_the_sparse_kernel_equals_a_written_out_plane_read(multiples, geometry) -> None:
+    """Two chips (rows alternate between their weights, each with quanta of its own), sparse
+    levels with empty windows and empty planes, per-output ADC scales that clip; the weights as
+    int32 multiples of the quanta, or as float64 values with quanta 1."""
     rng = np.random.default_rng(3)
-    chips, channels, (kh, kw), outputs = 2, 3, (3, 2), 4
-    levels = rng.integers(0, 8, (6, channels, 9, 11)) * (rng.random((6, channels, 9, 11)) < 0.2)
+    channels, (kh, kw), (sh, sw), (height, width) = geometry
+    chips, outputs = 2, 4
+    out_h, out_w = (height - kh) // sh + 1, (width - kw) // sw + 1
+    shape = (6, channels, height, width)
+    levels = rng.integers(0, 8, shape) * (rng.random(shape) < 0.2)
     levels[4] = 0  # a row with nothing set
     rows = channels * kh * kw
     whole = np.concatenate(
@@ -177,13 +187,13 @@ def test_the_sparse_kernel_equals_a_written_out_plane_read(multiples) -> None:
     )
     keys = Normals(9, [(c, s) for s in range(3) for c in range(chips)], t=2).keys
     scales = np.array([3.0, 7.5, 20.0, 0.5])
-    total = np.empty((6, outputs, 4 * 10))
+    total = np.empty((6, outputs, out_h * out_w))
     sparse.sparse_reads(
-        levels, kernel_weights, (2, 1, kh, kw, 4, 10), 3, (keys, 5), (scales, 8), total
+        levels, kernel_weights, (sh, sw, kh, kw, out_h, out_w), 3, (keys, 5), (scales, 8), total
     )
-    expected, clipped = _reference_planes(levels, weights, (2, 1), (kh, kw), keys, 5, scales, 8)
+    expected, clipped = _reference_planes(levels, weights, (sh, sw), (kh, kw), keys, 5, scales, 8)
     np.testing.assert_array_equal(total, expected)
-    assert clipped > 0 and (expected[4] == 0).all() and (expected != 0).mean() > 0.3
+    assert clipped > 0 and (expected[4] == 0).all() and (expected != 0).mean() > 0.15
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
         np.empty(width + 1, dtype=np.int64),
     )
     work = (
-        np.empty_like(multiples[0, : geometry[5]]),  # an output row's window sums
+        np.empty((geometry[5], multiples.shape[-1]), dtype=multiples.dtype),  # a row's window sums
         np.empty(channels * geometry[2] * geometry[3] + 4, dtype=np.int64),  # its set rows
         np.empty(outputs),  # normals
         np.empty((positions, outputs)),  # the row's shift-add, position-major
