@@ -151,33 +151,49 @@ def _reference_planes(levels, weights, stride, kernel, keys, read, scales, top):
     return total, clipped
 
 
-def test_the_sparse_kernel_equals_a_written_out_plane_read() -> None:
-    """Two chips (rows alternate between their weights), stride (2, 1), sparse levels with
-    empty windows and empty planes, per-output ADC scales that clip."""
+# (channels, kernel, stride, source map): a strided 3 x 2 kernel, and a 1 x 1 tile of two rows
+# read at 40 positions per output row (fewer weight rows than positions in an output row: the
+# inpainting model's tiles; the kernel's row buffer once took its size from the weight rows).
+GEOMETRIES = [(3, (3, 2), (2, 1), (9, 11)), (2, (1, 1), (1, 1), (3, 40))]
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=["strided", "fewer-rows-than-positions"])
+@pytest.mark.parametrize("multiples", ["int32", "float64"])
+def test_the_sparse_kernel_equals_a_written_out_plane_read(multiples, geometry) -> None:
+    """Two chips (rows alternate between their weights, each with quanta of its own), sparse
+    levels with empty windows and empty planes, per-output ADC scales that clip; the weights as
+    int32 multiples of the quanta, or as float64 values with quanta 1."""
     rng = np.random.default_rng(3)
-    chips, channels, (kh, kw), outputs = 2, 3, (3, 2), 4
-    levels = rng.integers(0, 8, (6, channels, 9, 11)) * (rng.random((6, channels, 9, 11)) < 0.2)
+    channels, (kh, kw), (sh, sw), (height, width) = geometry
+    chips, outputs = 2, 4
+    out_h, out_w = (height - kh) // sh + 1, (width - kw) // sw + 1
+    shape = (6, channels, height, width)
+    levels = rng.integers(0, 8, shape) * (rng.random(shape) < 0.2)
     levels[4] = 0  # a row with nothing set
     rows = channels * kh * kw
-    # Weights and variances on a 2^-12 grid: every sum exact, in any order.
-    weights = (
-        np.concatenate(
-            [
-                rng.integers(-900, 900, (chips, rows, outputs)),
-                rng.integers(1, 50, (chips, rows, outputs)),
-            ],
-            axis=2,
-        )
-        * 2.0**-12
+    whole = np.concatenate(
+        [
+            rng.integers(-900, 900, (chips, rows, outputs)),
+            rng.integers(1, 50, (chips, rows, outputs)),
+        ],
+        axis=2,
     )
-    weights = np.concatenate([weights, np.zeros((chips, 1, 2 * outputs))], axis=1)
+    whole = np.concatenate([whole, np.zeros((chips, 1, 2 * outputs), np.int64)], axis=1)
+    quanta = np.array([[2.0**-12, 2.0**-12], [2.0**-10, 2.0**-15]])
+    per_column = np.repeat(quanta, outputs, axis=1)[:, None, :]
+    weights = whole * per_column  # the values the multiples stand for
+    kernel_weights = (
+        (whole.astype(np.int32), quanta) if multiples == "int32" else (weights, np.ones((chips, 2)))
+    )
     keys = Normals(9, [(c, s) for s in range(3) for c in range(chips)], t=2).keys
     scales = np.array([3.0, 7.5, 20.0, 0.5])
-    total = np.empty((6, outputs, 4 * 10))
-    sparse.sparse_reads(levels, weights, (2, 1, kh, kw, 4, 10), 3, (keys, 5), (scales, 8), total)
-    expected, clipped = _reference_planes(levels, weights, (2, 1), (kh, kw), keys, 5, scales, 8)
+    total = np.empty((6, outputs, out_h * out_w))
+    sparse.sparse_reads(
+        levels, kernel_weights, (sh, sw, kh, kw, out_h, out_w), 3, (keys, 5), (scales, 8), total
+    )
+    expected, clipped = _reference_planes(levels, weights, (sh, sw), (kh, kw), keys, 5, scales, 8)
     np.testing.assert_array_equal(total, expected)
-    assert clipped > 0 and (expected[4] == 0).all() and (expected != 0).mean() > 0.3
+    assert clipped > 0 and (expected[4] == 0).all() and (expected != 0).mean() > 0.15
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +236,29 @@ def test_chips_with_cells_of_their_own_equal_the_torch_path(program) -> None:
     for mine, theirs in zip(sparse_run, torch_run, strict=True):
         assert_same(mine, theirs)
     assert len({r.readouts.tobytes() for r in sparse_run}) == 3
+
+
+def test_plane_reads_sum_weights_on_the_int32_grid_and_ideal_weights_stay(program) -> None:
+    """With read noise and the ADC, every tile's G+ - G- and variances are multiples of their
+    quanta, G+ - G- within half a quantum of the as-formed value (the ideal tile's); the
+    kernel's int32 weights are those multiples. Ideal runs keep the as-formed weights and no
+    quanta."""
+    ideal = Simulator(program).reads
+    noisy = Simulator(program, Noise(read=0.02, adc=8, seed=1))
+    for i, tile in noisy.reads.items():
+        assert ideal[i].quanta is None
+        outputs = tile.outputs
+        (current_quantum, variance_quantum) = tile.quanta[0]
+        weights = tile.weights.numpy()
+        current, variance = weights[:, :outputs], weights[:, outputs:]
+        assert np.abs(current - ideal[i].weights.numpy()).max() <= current_quantum / 2
+        assert (current / current_quantum == np.rint(current / current_quantum)).all()
+        assert (variance / variance_quantum == np.rint(variance / variance_quantum)).all()
+        assert variance.min() >= 0 and variance.max() > 1e4 * variance_quantum
+        multiples, quanta = noisy._padded_weights(tile)
+        assert multiples.dtype == np.int32 and np.array_equal(quanta, tile.quanta)
+        np.testing.assert_array_equal(multiples[0, :-1, :outputs] * current_quantum, current)
+        np.testing.assert_array_equal(multiples[0, :-1, outputs:] * variance_quantum, variance)
+        assert not multiples[0, -1].any()
+        # The sum of a plane with every row set fits in int32.
+        assert np.abs(multiples.astype(np.int64)).sum(axis=1).max() < 2**31

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from primec.backends.isa import Gather, Read, Zero
 from primec.backends.simulator.drift import column_gains, global_gain
 from primec.backends.simulator.fused import conv_into, row_drives
-from primec.backends.simulator.grid import on_grid
+from primec.backends.simulator.grid import int32_grid, on_grid
 from primec.backends.simulator.planes import PlaneReads
 
 from primec.hardware.geometry import PAIR
@@ -42,6 +42,7 @@ class Tile:
     writes_all: bool  # the tile's outputs are all of its accumulator's, in order
     chips: int = 1  # chips with cells of their own: weights are [chips, rows, outputs']
     gain: torch.Tensor | None = None  # global drift compensation ([chips, outputs] for chips)
+    quanta: np.ndarray | None = None  # bit-plane reads: [chips, 2] current, variance quanta
     padded: Any = None  # the sparse plane kernel's weights with a zero row (`planes.py`)
 
 
@@ -102,7 +103,7 @@ class CrossbarReads(PlaneReads):
 
     def _tile(self, read: Read, gather: Gather | None) -> Tile:
         rows, cols = self.program.tensors[read.rows], self.program.tensors[read.cols]
-        weights, gain = self._tile_weights(read, len(rows), len(cols))
+        weights, gain, quanta = self._tile_weights(read, len(rows), len(cols))
         outputs = self.program.buffers[read.dst][0]
         tile = Tile(
             rows=torch.from_numpy(rows.copy()).to(self.device),
@@ -118,6 +119,7 @@ class CrossbarReads(PlaneReads):
             writes_all=_span(cols) == slice(0, outputs),
             chips=weights.shape[0] if weights.dim() == 3 else 1,
             gain=gain,
+            quanta=quanta,
         )
         if gather is None:
             return tile
@@ -139,32 +141,45 @@ class CrossbarReads(PlaneReads):
 
     def _tile_weights(
         self, read: Read, rows: int, cols: int
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray | None]:
         """[rows, outputs'] G+ - G- (then the read-noise variances), or [chips, rows, outputs']
-        when the chips' cells differ; and the drift compensation's gain per output, if any."""
-        per_chip, gains = [], []
+        when the chips' cells differ; the drift compensation's gain per output, if any; and for
+        bit-plane reads each chip's (current, variance) quanta ([chips, 2], `_on_grids`)."""
+        per_chip, gains, quanta = [], [], []
         for cells, reference in zip(self.cells, self.references, strict=True):
             block, before = _block(cells, read, rows, cols), _block(reference, read, rows, cols)
             if self.noise.age and self.noise.drift_comp == 2:
                 block = block * column_gains(before, block)
             g_pos, g_neg = PAIR.split(block)
-            diff = g_pos - g_neg
             if self.noise.age and self.noise.drift_comp == 1:
                 ref_pos, ref_neg = PAIR.split(before)
-                gains.append(np.full(cols, global_gain(ref_pos - ref_neg, diff)))
-            # As formed, G+ - G- is the float32 weight and sums are exact; perturbed cells need a
-            # grid.
-            if self.noise.perturbs_cells:
-                diff = on_grid(diff, rows, read.planes)
-            columns = [diff]
-            if self.noise.read:
-                variance = self.noise.read**2 * (g_pos**2 + g_neg**2)
-                columns.append(on_grid(variance, rows, 1))
-            per_chip.append(np.concatenate(columns, axis=1))
+                gains.append(np.full(cols, global_gain(ref_pos - ref_neg, g_pos - g_neg)))
+            columns, chip_quanta = self._on_grids(g_pos, g_neg, rows, read.planes)
+            per_chip.append(columns)
+            quanta.append(chip_quanta)
         gain = self._tensor(np.stack(gains) if len(gains) > 1 else gains[0]) if gains else None
+        grids = None if quanta[0] is None else np.array(quanta, dtype=np.float64)
         if len(per_chip) == 1:
-            return self._tensor(per_chip[0]), gain
-        return self._tensor(np.stack(per_chip)), gain
+            return self._tensor(per_chip[0]), gain, grids
+        return self._tensor(np.stack(per_chip)), gain, grids
+
+    def _on_grids(
+        self, g_pos: np.ndarray, g_neg: np.ndarray, rows: int, planes: int
+    ) -> tuple[np.ndarray, tuple[float, float] | None]:
+        """One chip's [rows, outputs'] G+ - G- (then the read-noise variances) on the grid its
+        reads sum them on, and for bit-plane reads the two grids' quanta."""
+        diff = g_pos - g_neg
+        if not (self.noise.read or self.noise.adc):
+            # As formed, G+ - G- is the float32 weight and sums are exact; perturbed cells need
+            # a grid.
+            return (on_grid(diff, rows, planes) if self.noise.perturbs_cells else diff), None
+        # A plane's sums are of binary inputs: int32 multiples of a quantum (`grid.py`).
+        current, current_quantum = int32_grid(diff, rows)
+        if not self.noise.read:
+            return current * current_quantum, (current_quantum, 1.0)
+        variance, variance_quantum = int32_grid(self.noise.read**2 * (g_pos**2 + g_neg**2), rows)
+        columns = np.concatenate([current * current_quantum, variance * variance_quantum], axis=1)
+        return columns, (current_quantum, variance_quantum)
 
     def _coverage(self, gather: Gather, rows: np.ndarray) -> torch.Tensor:
         """For each pixel of the padded source map: how many (tile row, position) pairs drive it.

@@ -138,12 +138,22 @@ class PlaneReads:
         )
         return total
 
-    def _padded_weights(self, tile: Any) -> np.ndarray:
-        """[groups, rows + 1, outputs'] the tile's weights (and variances) and a zero row."""
-        if tile.padded is None:
-            weights = tile.weights.reshape(tile.chips, -1, tile.weights.shape[-1])
-            zero = weights.new_zeros((tile.chips, 1, weights.shape[-1]))
-            tile.padded = torch.cat([weights, zero], dim=1).cpu().numpy()
+    def _padded_weights(self, tile: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The kernel's weights: ([groups, rows + 1, outputs'] the tile's weights (and variances)
+        and a zero row, as int32 multiples of each group's (current, variance) quanta [groups,
+        2]), or float64 weights and quanta 1 for a tile off the int32 grid (ideal plane reads)."""
+        if tile.padded is not None:
+            return tile.padded
+        weights = tile.weights.reshape(tile.chips, -1, tile.weights.shape[-1])
+        zero = weights.new_zeros((tile.chips, 1, weights.shape[-1]))
+        padded = torch.cat([weights, zero], dim=1).cpu().numpy()
+        if tile.quanta is None:
+            tile.padded = (padded, np.ones((tile.chips, 2)))
+            return tile.padded
+        # Per column, its quantum: the currents' for the first `outputs`, then the variances'.
+        variance = np.arange(padded.shape[-1]) >= tile.outputs
+        quantum = np.where(variance, tile.quanta[:, 1:], tile.quanta[:, :1])[:, None, :]
+        tile.padded = (np.rint(padded / quantum).astype(np.int32), tile.quanta)
         return tile.padded
 
     def _code_scales(self, i: int, outputs: int) -> np.ndarray:

@@ -1,13 +1,15 @@
 """The sparse bit-plane kernel (`planes.py` runs it): a plane's inputs are 0 or 1, so each
 output position's current (and variance) is the sum of the weight rows of its window's set
-inputs, about 9% of the window on the PRIME classifier. Per (row, plane, position): gather the
-set inputs (bit masks, sorted by column per output row), sum their rows, draw the normals,
-convert to ADC codes, shift-add.
+inputs, about 9% of the window on the PRIME classifier. Per (row, plane, output row): gather
+the set inputs (bit masks, sorted by column), sum each window's rows, then per window with a
+set input draw the normals, convert to ADC codes, shift-add.
 
-The sums are float64: the weights and variances sit on a grid on which every partial sum is
-exact (`grid.py`), so any order gives the convolution's bits. (Float32 sums with a per-code
-error bound and exact repair of the codes near a rounding boundary were tried: the sums got
-faster, the bound check per code cost more than they saved.)
+The sums are int32: the weights and variances of a plane read are int32 multiples of a
+power-of-two quantum on which every sum of a window fits (`grid.int32_grid`), so any order gives
+the convolution's bits, and sum x quantum is the float64 sum the torch path makes. (Float64
+weights with quanta 1 run the same code: an ideal read plane by plane, as ADC calibration
+makes.) (Float32 sums with a per-code error bound and exact repair of the codes near a rounding
+boundary were tried: the sums got faster, the bound check per code cost more than they saved.)
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ for _bit in range(64):
 
 @numba.njit(cache=True, nogil=True)
 def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
-    """levels [n, C, H, W] (int64, a gather's padded source map, W < 64); weights [groups,
-    C x kh x kw + 1, outputs'] (G+ - G-, then the variances with read noise; the last row
-    zero); geometry (stride, kernel, output height and width); noise = (the rows' stream keys
+    """levels [n, C, H, W] (int64, a gather's padded source map, W < 64); weights = (multiples
+    [groups, C x kh x kw + 1, outputs'] (int32, or float64), quanta [groups, 2]): G+ - G-,
+    then the variances with read noise (the last row zero), in multiples of each group's current
+    and variance quanta; geometry (stride, kernel, output height and width); noise = (the rows' stream keys
     (empty: no read noise), read); adc = (codes per current unit per output (empty: no ADC),
     2^(B-1)). Row a reads with group a % groups (rows are sample-major, a group per chip).
     total [n, outputs, P] <- the shift-add of the planes' currents through noise and ADC."""
+    multiples, quanta = weights
     channels, height, width = levels.shape[1:]
     masks = np.empty((channels, height), dtype=np.uint64)
     outputs, positions = total.shape[1:]
@@ -41,7 +45,7 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
         np.empty(width + 1, dtype=np.int64),
     )
     work = (
-        np.empty(weights.shape[-1]),  # the window's sums
+        np.empty((geometry[5], multiples.shape[-1]), dtype=multiples.dtype),  # a row's window sums
         np.empty(channels * geometry[2] * geometry[3] + 4, dtype=np.int64),  # its set rows
         np.empty(outputs),  # normals
         np.empty((positions, outputs)),  # the row's shift-add, position-major
@@ -57,8 +61,9 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
                 break  # this and every higher plane of the row is zero: it adds nothing
             _bit_masks(levels[a], k, masks)
             block = block_key(key, read, k) if len(keys) else np.uint64(0)
-            plane = (key, block, read, k, len(keys) > 0)
-            _plane(masks, weights[a % weights.shape[0]], geometry, entries, work, plane, adc)
+            group = a % len(multiples)
+            plane = (key, block, read, k, len(keys) > 0, quanta[group, 0], quanta[group, 1])
+            _plane(masks, multiples[group], geometry, entries, work, plane, adc)
         total[a] = work[3].T
 
 
@@ -79,13 +84,14 @@ def _plane(masks, weights, geometry, entries, work, plane, adc):
     of the window's set inputs, then noise and ADC, into the row's shift-add. A window
     without a set input reads no current and no noise: codes 0, nothing to add."""
     sh, sw, kh, kw, out_h, out_w = geometry
-    acc, rows = work[0], work[1]
+    sums, rows = work[0], work[1]
     xs, bases, offsets, _ = entries
     width = len(offsets) - 1
     zero_row = len(weights) - 1
     for oy in range(out_h):
         if _row_entries(masks, oy * sh, kh, kw, entries) == 0:
             continue
+        read = np.uint64(0)  # bit ox: the window at ox has a set input
         for ox in range(out_w):
             x0 = ox * sw
             first, last = offsets[x0], offsets[min(x0 + kw, width)]
@@ -96,8 +102,10 @@ def _plane(masks, weights, geometry, entries, work, plane, adc):
                 rows[t] = bases[first + t] + xs[first + t] - x0
             for t in range(n, n + 3):
                 rows[t] = zero_row
-            _window_sum(weights, rows, n, acc)
-            _convert(acc, plane, adc, work, oy * out_w + ox)
+            _window_sum(weights, rows, n, sums, ox)
+            read |= np.uint64(1) << np.uint64(ox)
+        # An output row at a time: the conversion's setup once per row, not per position.
+        _convert(sums, read, plane, adc, work, oy * out_w)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -129,37 +137,41 @@ def _row_entries(masks, y, kh, kw, entries):
     return offsets[-1]
 
 
-@numba.njit(cache=True, nogil=True)
-def _window_sum(weights, rows, n, acc):
-    """acc = the sum of weights[rows[:n]] (rows padded with zero rows to a multiple of four),
-    four rows per pass over acc."""
-    w0, w1, w2, w3 = weights[rows[0]], weights[rows[1]], weights[rows[2]], weights[rows[3]]
-    for o in range(len(acc)):
-        acc[o] = (w0[o] + w1[o]) + (w2[o] + w3[o])
+@numba.njit(cache=True, nogil=True, inline="always")
+def _window_sum(weights, rows, n, sums, ox):
+    """sums[ox] = the sum of weights[rows[:n]] (rows padded with zero rows to a multiple of
+    four), four rows per pass over sums[ox]."""
+    r0, r1, r2, r3 = rows[0], rows[1], rows[2], rows[3]
+    for o in range(sums.shape[1]):
+        sums[ox, o] = (weights[r0, o] + weights[r1, o]) + (weights[r2, o] + weights[r3, o])
     for t in range(4, n, 4):
-        w0, w1 = weights[rows[t]], weights[rows[t + 1]]
-        w2, w3 = weights[rows[t + 2]], weights[rows[t + 3]]
-        for o in range(len(acc)):
-            acc[o] += (w0[o] + w1[o]) + (w2[o] + w3[o])
+        r0, r1, r2, r3 = rows[t], rows[t + 1], rows[t + 2], rows[t + 3]
+        for o in range(sums.shape[1]):
+            sums[ox, o] += (weights[r0, o] + weights[r1, o]) + (weights[r2, o] + weights[r3, o])
 
 
 @numba.njit(cache=True, nogil=True)
-def _convert(acc, plane, adc, work, j):
-    """Position j of one plane: acc [outputs'] through noise (sqrt(variance) x normal +
+def _convert(sums, read, plane, adc, work, j0):
+    """The positions j0 + ox of one output row whose bit ox is set in `read`: sums[ox]
+    [outputs'] in their quanta (exact float64 sums) through noise (sqrt(variance) x normal +
     current, two roundings, as the torch path) and the ADC (round half to even, clip), then
-    the row's shift-add [P, outputs] at j + 2^k x codes."""
-    key, block, read, k, noise = plane
+    the row's shift-add [P, outputs] at j0 + ox + 2^k x codes."""
+    key, block, stream_read, k, noise, current, variance = plane
     scales, top = adc
-    normals, total = work[2], work[3]
+    normals, total, normals_work = work[2], work[3], work[4]
     positions, outputs = total.shape
-    if noise:
-        draw_normals(key, block, read, k, j, positions, normals, work[4])
     weight = np.float64(1 << k)
-    for o in range(outputs):
-        value = acc[o]
-        if noise and acc[outputs + o] > 0.0:
-            value = np.sqrt(acc[outputs + o]) * normals[o] + value
-        if len(scales):
-            code = np.rint(value * scales[o])
-            value = -top if code < -top else (top - 1 if code > top - 1 else code)
-        total[j, o] = total[j, o] + value * weight
+    for ox in range(len(sums)):
+        if (read >> np.uint64(ox)) & np.uint64(1) == 0:
+            continue
+        j = j0 + ox
+        if noise:
+            draw_normals(key, block, stream_read, k, j, positions, normals, normals_work)
+        for o in range(outputs):
+            value = sums[ox, o] * current
+            if noise and sums[ox, outputs + o] > 0:
+                value = np.sqrt(sums[ox, outputs + o] * variance) * normals[o] + value
+            if len(scales):
+                code = np.rint(value * scales[o])
+                value = -top if code < -top else (top - 1 if code > top - 1 else code)
+            total[j, o] = total[j, o] + value * weight
