@@ -6,7 +6,9 @@ artefacts, and calibration recovering the accuracy a 4- or 5-bit ADC loses.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,16 @@ def test_codes_fit_b_bits_and_equal_a_hand_conversion(program, bits: int) -> Non
     for (_, current), codes in zip(simulator.currents, simulator.codes, strict=True):
         expected = np.clip(np.round(current * volts / lsb), -top, top - 1)
         np.testing.assert_array_equal(codes, expected)
+
+
+def test_histogram_edges_are_correctly_rounded_powers_of_ten() -> None:
+    """Each edge x is the float64 nearest 10^(k/200) (so the same bits on every machine, which
+    np.logspace is not): exactly, in rationals, (x - ulp/2)^200 < 10^k < (x + ulp/2)^200."""
+    assert len(EDGES) == 1401 and EDGES[0] == 1e-3 and EDGES[600] == 1.0 and EDGES[-1] == 1e4
+    for k, edge in zip(range(-600, 801), EDGES, strict=True):
+        half = Fraction(math.ulp(edge)) / 2
+        power = Fraction(10) ** k
+        assert (Fraction(edge) - half) ** 200 < power < (Fraction(edge) + half) ** 200, k
 
 
 def test_full_scale_is_the_percentile_of_the_reads() -> None:
