@@ -17,11 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from primec.core.exactmath import geometric
 from primec.errors import PrimecError
 
 PRIME_WINDOW, PRIME_THRESHOLD, PRIME_SCALE = 3, 0.2, 100.0
 WINDOWS = (1, 2, 3)
-THRESHOLDS = tuple(float(v) for v in np.geomspace(1e-4, 20.0, 80))
+THRESHOLDS = tuple(float(v) for v in geometric(1e-4, 20.0, 80))
 
 
 @dataclass(frozen=True)

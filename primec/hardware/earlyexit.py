@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from primec.core.exactmath import geometric
 from primec.errors import PrimecError
 from primec.hardware.exitrules import (
     check_policy_fields,
@@ -251,7 +252,7 @@ def candidate_thresholds(rule: str, classes: int, count: int = 200) -> np.ndarra
     """Thresholds to sweep: dense over the rule's range (including the ends)."""
     low, high = threshold_range(rule, classes)
     if rule == "convergence":
-        return np.concatenate([[0.0], np.geomspace(1e-4, 100.0, count - 1)])
+        return np.concatenate([[0.0], geometric(1e-4, 100.0, count - 1)])
     return np.linspace(low, high, count)
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from primec.core.exactmath import geometric
 from primec.hardware.exitrules import StepStats, exit_steps, losses_of, tables_exits
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ def shifted_tables(rule: str, shape: np.ndarray, classes: int) -> np.ndarray:
     in which the certifying samples are tested."""
     if rule == "lead":
         floor = shape[shape > 0].min() if (shape > 0).any() else 1.0
-        factors = np.concatenate([np.geomspace(1e4 / floor, 1e-4, GRID - 1), [0.0]])
+        factors = np.concatenate([geometric(1e4 / floor, 1e-4, GRID - 1), [0.0]])
         return np.clip(np.maximum(shape, floor)[None, :] * factors[:, None], 0.0, NEVER_LEAD)
     high = math.log(classes) if rule == "entropy" else 1.0
     shifts = np.linspace(high, -high, 2 * GRID - 1)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from primec.core.exactmath import geometric
 from primec.errors import PrimecError
 from primec.hardware import certify as cert
 from primec.hardware.earlyexit import ExitTable, oracle_steps
@@ -35,7 +36,7 @@ RISKS = ("consistency", "accuracy")
 def one_threshold_grid(rule: str, classes: int) -> np.ndarray:
     """A data-independent threshold sequence, from never exiting early to always exiting."""
     if rule == "lead":
-        return np.concatenate([np.geomspace(1e4, 1e-4, GRID - 1), [0.0]])
+        return np.concatenate([geometric(1e4, 1e-4, GRID - 1), [0.0]])
     if rule == "entropy":
         return np.linspace(0.0, math.log(classes), GRID)
     return np.linspace(1.0, 0.0, GRID)

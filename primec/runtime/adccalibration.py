@@ -18,7 +18,6 @@ ranges, so that `adc_cal=1` still converts per tile and `adc_cal=2` per column.
 from __future__ import annotations
 
 from dataclasses import replace
-from decimal import Decimal, localcontext
 
 import numpy as np
 import torch
@@ -28,23 +27,11 @@ from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator
 from primec.backends.simulator.noise import ADC_RANGES
 from primec.backends.validate import ADC_COLUMN_RANGES, column_ranges_name
+from primec.core.exactmath import decades
 from primec.errors import PrimecError
 
-
-def decade_edges(low: int, high: int, per_decade: int) -> np.ndarray:
-    """10^(k / per_decade) for k = low x per_decade .. high x per_decade, each the float64
-    nearest it (Decimal at 40 digits, then one rounding): the same bits on every machine.
-    `np.logspace` rounds its exponents and takes a `pow` whose last bits vary between CPUs and
-    libraries, which moved calibrated ranges (and so artefact bytes) by an ulp between machines."""
-    with localcontext() as context:
-        context.prec = 40
-        ten = Decimal(10)
-        exponents = range(low * per_decade, high * per_decade + 1)
-        return np.array([float(ten ** (Decimal(k) / per_decade)) for k in exponents])
-
-
 # Histogram bins: |I| from 1 nA to 10 mA, 200 bins per decade (about 1.2% wide).
-EDGES = decade_edges(-3, 4, 200)
+EDGES = decades(-3, 4, 200)  # the same bits on every machine (`exactmath`)
 PERCENTILE = 99.9
 GRANULARITIES = ("tile", "column")
 
