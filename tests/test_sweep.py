@@ -14,15 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from ir_zoo import tiny_conv
-from primec.backends import bytecode
 from primec.backends.simulator import Noise, Simulator
+from sweep_models import tiny_data, tiny_program, write_files
 
 from primec.cli import main
-from primec.core.text import save_graph
 from primec.errors import PrimecError
-from primec.hardware.target import DEFAULT_TARGET, load_target
-from primec.pipeline import BackendOptions, compile_model
 from primec.runtime import sweep as sweep_module
 from primec.runtime.simdata import SimData
 from primec.runtime.sweep import Grid, Job, Shard, shards, summarise
@@ -33,27 +29,17 @@ T_975_DF3 = 3.182446305284263  # Student's t, 97.5% quantile, 3 degrees of freed
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sweep")
-    path = folder / "tiny.pir"
-    save_graph(tiny_conv(), path)
-    target = load_target(DEFAULT_TARGET)
-    return compile_model(path, target=target, log=lambda _: None, backend=BackendOptions()).program
+    return tiny_program(tmp_path_factory.mktemp("sweep"))
 
 
 @pytest.fixture(scope="module")
 def data() -> SimData:
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 3, (12, 4, 1, 6, 6)).astype(np.float64)
-    return SimData(x=x, y=np.arange(12) % 5)
+    return tiny_data(0, 12)
 
 
 @pytest.fixture(scope="module")
 def files(program, data, tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("files")
-    artefact, inputs = folder / "tiny.pbc", folder / "data.npz"
-    bytecode.write(program, artefact)
-    np.savez(inputs, x=data.x.astype(np.float32), y=data.y)
-    return artefact, inputs
+    return write_files(program, data, tmp_path_factory.mktemp("files"))
 
 
 def job(program, data, grid: Grid) -> Job:

@@ -14,15 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from ir_zoo import tiny_conv
-from primec.backends import bytecode
 from primec.backends.simulator import Noise, Simulator
 from primec.backends.simulator.verify import VerifiedSimulator
+from sweep_models import tiny_data, tiny_program, write_files
 
 from primec.cli import main
-from primec.core.text import save_graph
-from primec.hardware.target import DEFAULT_TARGET, load_target
-from primec.pipeline import BackendOptions, compile_model
 from primec.runtime.simdata import SimData
 from primec.runtime.sweep import Grid, Job, shards
 from primec.runtime.sweepray import run_shards
@@ -34,26 +30,17 @@ OUTPUTS = ("sweep.csv", "sweep-chips.csv", "sweep.json")
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
-    path = tmp_path_factory.mktemp("repair") / "tiny.pir"
-    save_graph(tiny_conv(), path)
-    target = load_target(DEFAULT_TARGET)
-    return compile_model(path, target=target, log=lambda _: None, backend=BackendOptions()).program
+    return tiny_program(tmp_path_factory.mktemp("repair"))
 
 
 @pytest.fixture(scope="module")
 def data() -> SimData:
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 3, (16, 4, 1, 6, 6)).astype(np.float64)
-    return SimData(x=x, y=np.arange(16) % 5)
+    return tiny_data(1, 16)
 
 
 @pytest.fixture(scope="module")
 def files(program, data, tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("files")
-    artefact, inputs = folder / "tiny.pbc", folder / "data.npz"
-    bytecode.write(program, artefact)
-    np.savez(inputs, x=data.x.astype(np.float32), y=data.y)
-    return artefact, inputs
+    return write_files(program, data, tmp_path_factory.mktemp("files"))
 
 
 def sweep_rows(program, data, specs: list[str], chips: int, per_shard: int) -> list[dict]:
