@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from primec.backends.simulator.gauss import block_key, draw_normals
+from primec.backends.simulator.gauss import block_key, draw_row, row_work
 
 # The bit index of a power of two below 2^64: (bit x DE_BRUIJN) >> 58 indexes this table.
 DE_BRUIJN = 0x022FDD63CC95386D
@@ -47,9 +47,9 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
     work = (
         np.empty((geometry[5], multiples.shape[-1]), dtype=multiples.dtype),  # a row's window sums
         np.empty(channels * geometry[2] * geometry[3] + 4, dtype=np.int64),  # its set rows
-        np.empty(outputs),  # normals
+        np.empty((geometry[5], outputs)),  # an output row's normals
         np.empty((positions, outputs)),  # the row's shift-add, position-major
-        (np.empty(outputs, dtype=np.int64), np.empty(64, dtype=np.uint64)),  # normals' work
+        row_work(geometry[5], outputs),  # the normals' work
     )
     keys, read = noise
     for a in range(levels.shape[0]):
@@ -157,21 +157,43 @@ def _convert(sums, read, plane, adc, work, j0):
     current, two roundings, as the torch path) and the ADC (round half to even, clip), then
     the row's shift-add [P, outputs] at j0 + ox + 2^k x codes."""
     key, block, stream_read, k, noise, current, variance = plane
-    scales, top = adc
-    normals, total, normals_work = work[2], work[3], work[4]
-    positions, outputs = total.shape
+    normals, total = work[2], work[3]
+    if noise:
+        draw_row(key, block, stream_read, k, read, j0, len(total), normals, work[4])
     weight = np.float64(1 << k)
     for ox in range(len(sums)):
         if (read >> np.uint64(ox)) & np.uint64(1) == 0:
             continue
-        j = j0 + ox
-        if noise:
-            draw_normals(key, block, stream_read, k, j, positions, normals, normals_work)
+        values = normals[ox]  # overwritten by the position's currents
+        _currents(sums[ox], noise, current, variance, values)
+        _shift_add(values, adc, weight, total[j0 + ox])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _currents(sums, noise, current, variance, values):
+    """values[o] <- output o's current (x its quantum) with its noise (values[o] holds its
+    normal): without a branch, so four outputs at a time; a zero variance reads no noise."""
+    outputs = len(values)
+    if not noise:
         for o in range(outputs):
-            value = sums[ox, o] * current
-            if noise and sums[ox, outputs + o] > 0:
-                value = np.sqrt(sums[ox, outputs + o] * variance) * normals[o] + value
-            if len(scales):
-                code = np.rint(value * scales[o])
-                value = -top if code < -top else (top - 1 if code > top - 1 else code)
-            total[j, o] = total[j, o] + value * weight
+            values[o] = sums[o] * current
+        return
+    for o in range(outputs):
+        value = sums[o] * current
+        noisy = np.sqrt(sums[outputs + o] * variance) * values[o] + value
+        values[o] = noisy if sums[outputs + o] > 0 else value
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _shift_add(values, adc, weight, total):
+    """total[o] += 2^k x values[o], through the ADC when it is on: codes rounded half to even
+    and clipped to -top .. top - 1 (rounding first: the bounds are integers)."""
+    scales, top = adc
+    if len(scales) == 0:
+        for o in range(len(values)):
+            total[o] = total[o] + values[o] * weight
+        return
+    for o in range(len(values)):
+        code = np.rint(values[o] * scales[o])
+        code = -top if code < -top else (top - 1 if code > top - 1 else code)
+        total[o] = total[o] + code * weight
