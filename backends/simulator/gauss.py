@@ -188,7 +188,7 @@ def draw_row(key, block, read, plane, windows, j0, positions, out, work):
     for w in range(out.shape[0]):
         if (windows >> np.uint64(w)) & np.uint64(1) == 0:
             continue
-        if _first_tries(block, j0 + w, positions, out[w], words):
+        if _first_tries(block, j0 + w, positions, out, w, words):
             count = _collect(words, w, rejected, count)
     if count:
         _redraw(key, block, read, plane, j0, positions, out, (rejected, count), pairs, scratch)
@@ -206,21 +206,21 @@ def row_work(windows, outputs):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _first_tries(block, j, positions, out, words):
-    """out[o] = draw o x positions + j's first try; words[o] = 1 where it was rejected.
+def _first_tries(block, j, positions, out, w, words):
+    """out[w, o] = draw o x positions + j's first try; words[o] = 1 where it was rejected.
     Returns how many were ((2^52 + m) - 2^52 is the mantissa m exactly, and m x -w is
     -(m x w))."""
     state = block + np.uint64(j + 1) * GAMMA  # SplitMix64's state at draw j
     step = np.uint64(positions) * GAMMA  # and from draw o x positions + j to the next
-    for o in range(len(out)):
+    for o in range(len(words)):
         words[o] = np.int64(_mix(state))  # the first word, for the next pass
         state += step
     misses = 0
-    for o in range(len(out)):
+    for o in range(len(words)):
         r = np.uint64(words[o])
         strip = r & np.uint64(0x1FF)  # the layer and the sign
         rabs = (r >> np.uint64(9)) & np.uint64(MANTISSA)
-        out[o] = (_as_float(rabs | TWO52_BITS) - 2.0**52) * SIGNED_WI[strip]
+        out[w, o] = (_as_float(rabs | TWO52_BITS) - 2.0**52) * SIGNED_WI[strip]
         miss = np.int64(rabs) >= SIGNED_KI[strip]
         words[o] = miss
         misses += miss

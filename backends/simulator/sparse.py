@@ -164,36 +164,36 @@ def _convert(sums, read, plane, adc, work, j0):
     for ox in range(len(sums)):
         if (read >> np.uint64(ox)) & np.uint64(1) == 0:
             continue
-        values = normals[ox]  # overwritten by the position's currents
-        _currents(sums[ox], noise, current, variance, values)
-        _shift_add(values, adc, weight, total[j0 + ox])
+        _currents(sums, ox, noise, current, variance, normals)
+        _shift_add(normals, ox, adc, weight, total, j0 + ox)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _currents(sums, noise, current, variance, values):
-    """values[o] <- output o's current (x its quantum) with its noise (values[o] holds its
-    normal): without a branch, so four outputs at a time; a zero variance reads no noise."""
-    outputs = len(values)
+def _currents(sums, w, noise, current, variance, values):
+    """values[w, o] <- output o's current (x its quantum) at window w with its noise
+    (values[w, o] holds its normal): without a branch, so four outputs at a time; a zero
+    variance reads no noise. (Rows by index, not as views: a view costs a reference count.)"""
+    outputs = values.shape[1]
     if not noise:
         for o in range(outputs):
-            values[o] = sums[o] * current
+            values[w, o] = sums[w, o] * current
         return
     for o in range(outputs):
-        value = sums[o] * current
-        noisy = np.sqrt(sums[outputs + o] * variance) * values[o] + value
-        values[o] = noisy if sums[outputs + o] > 0 else value
+        value = sums[w, o] * current
+        noisy = np.sqrt(sums[w, outputs + o] * variance) * values[w, o] + value
+        values[w, o] = noisy if sums[w, outputs + o] > 0 else value
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _shift_add(values, adc, weight, total):
-    """total[o] += 2^k x values[o], through the ADC when it is on: codes rounded half to even
-    and clipped to -top .. top - 1 (rounding first: the bounds are integers)."""
+def _shift_add(values, w, adc, weight, total, j):
+    """total[j, o] += 2^k x values[w, o], through the ADC when it is on: codes rounded half to
+    even and clipped to -top .. top - 1 (rounding first: the bounds are integers)."""
     scales, top = adc
     if len(scales) == 0:
-        for o in range(len(values)):
-            total[o] = total[o] + values[o] * weight
+        for o in range(values.shape[1]):
+            total[j, o] = total[j, o] + values[w, o] * weight
         return
-    for o in range(len(values)):
-        code = np.rint(values[o] * scales[o])
+    for o in range(values.shape[1]):
+        code = np.rint(values[w, o] * scales[o])
         code = -top if code < -top else (top - 1 if code > top - 1 else code)
-        total[o] = total[o] + code * weight
+        total[j, o] = total[j, o] + code * weight
