@@ -52,6 +52,7 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
         row_work(geometry[5], outputs),  # the normals' work
     )
     keys, read = noise
+    pointwise = geometry[:4] == (1, 1, 1, 1)
     for a in range(levels.shape[0]):
         work[3][:] = 0.0
         largest = levels[a].max()
@@ -59,10 +60,13 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
         for k in range(planes):
             if largest >> k == 0:
                 break  # this and every higher plane of the row is zero: it adds nothing
-            _bit_masks(levels[a], k, masks)
             block = block_key(key, read, k) if len(keys) else np.uint64(0)
             group = a % len(multiples)
             plane = (key, block, read, k, len(keys) > 0, quanta[group, 0], quanta[group, 1])
+            if pointwise:
+                _pointwise_plane(levels[a], k, multiples[group], work, plane, adc)
+                continue
+            _bit_masks(levels[a], k, masks)
             _plane(masks, multiples[group], geometry, entries, work, plane, adc)
         total[a] = work[3].T
 
@@ -106,6 +110,31 @@ def _plane(masks, weights, geometry, entries, work, plane, adc):
             read |= np.uint64(1) << np.uint64(ox)
         # An output row at a time: the conversion's setup once per row, not per position.
         _convert(sums, read, plane, adc, work, oy * out_w)
+
+
+@numba.njit(cache=True, nogil=True)
+def _pointwise_plane(levels, k, weights, work, plane, adc):
+    """`_plane` of a 1 x 1 kernel at stride 1 (a tile of rows, the classifier's): a window is
+    one input position, its set inputs the channels whose level has bit k, gathered straight
+    from the levels without a branch (no bit masks, no sort)."""
+    sums, rows = work[0], work[1]
+    channels, height, width = levels.shape
+    zero_row = len(weights) - 1
+    for y in range(height):
+        read = np.uint64(0)  # bit x: the window at x has a set input
+        for x in range(width):
+            n = 0
+            for c in range(channels):
+                rows[n] = c
+                n += (levels[c, y, x] >> k) & 1
+            if n == 0:
+                continue
+            for t in range(n, n + 3):
+                rows[t] = zero_row
+            _window_sum(weights, rows, n, sums, x)
+            read |= np.uint64(1) << np.uint64(x)
+        if read:
+            _convert(sums, read, plane, adc, work, y * width)
 
 
 @numba.njit(cache=True, nogil=True)
