@@ -143,7 +143,8 @@ def _row_entries(masks, y, kh, kw, entries):
     xs, the weight row of (c, ky, kx = 0) in bases, and offsets[x] where column x's begin.
     Returns their number."""
     xs, bases, offsets, cursor = entries
-    offsets[:] = 0
+    for x in range(len(offsets)):
+        offsets[x] = 0
     for c in range(masks.shape[0]):
         for ky in range(kh):
             m = masks[c, y + ky]
@@ -153,7 +154,8 @@ def _row_entries(masks, y, kh, kw, entries):
                 m ^= low
     for x in range(1, len(offsets)):
         offsets[x] += offsets[x - 1]
-    cursor[:] = offsets
+    for x in range(len(offsets)):
+        cursor[x] = offsets[x]
     for c in range(masks.shape[0]):
         for ky in range(kh):
             m = masks[c, y + ky]
