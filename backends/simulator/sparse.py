@@ -16,13 +16,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
 from primec.backends.simulator.gauss import block_key, draw_row, row_work
-
-# The bit index of a power of two below 2^64: (bit x DE_BRUIJN) >> 58 indexes this table.
-DE_BRUIJN = 0x022FDD63CC95386D
-BIT_INDEX = np.zeros(64, dtype=np.int64)
-for _bit in range(64):
-    BIT_INDEX[((1 << _bit) * DE_BRUIJN & (2**64 - 1)) >> 58] = _bit
 
 
 @numba.njit(cache=True, nogil=True)
@@ -149,9 +144,8 @@ def _row_entries(masks, y, kh, kw, entries):
         for ky in range(kh):
             m = masks[c, y + ky]
             while m:
-                low = m & (~m + np.uint64(1))
-                offsets[BIT_INDEX[(low * np.uint64(DE_BRUIJN)) >> np.uint64(58)] + 1] += 1
-                m ^= low
+                offsets[trailing_zeros(m) + 1] += 1
+                m &= m - np.uint64(1)  # the lowest set bit cleared
     for x in range(1, len(offsets)):
         offsets[x] += offsets[x - 1]
     for x in range(len(offsets)):
@@ -160,11 +154,10 @@ def _row_entries(masks, y, kh, kw, entries):
         for ky in range(kh):
             m = masks[c, y + ky]
             while m:
-                low = m & (~m + np.uint64(1))
-                x = BIT_INDEX[(low * np.uint64(DE_BRUIJN)) >> np.uint64(58)]
+                x = trailing_zeros(m)
                 xs[cursor[x]], bases[cursor[x]] = x, (c * kh + ky) * kw
                 cursor[x] += 1
-                m ^= low
+                m &= m - np.uint64(1)
     return offsets[-1]
 
 
