@@ -5,9 +5,10 @@ row's windows j, draw o x positions + j. This times that call pattern for the PR
 two shapes (layer 2: 64 outputs x 144 positions in rows of 12, about 15.9 M draws a batch;
 layer 1: 12 outputs x 1024 positions in rows of 32, about 6 M), every window drawn, the current
 kernel against `previous_draw_normals` (one position at a time, the loop as it was before it
-was made branch-free, kept here verbatim, with the rejected draws' old path), interleaved in one process, median CPU
-time of `--repeats` rounds; it first checks that both give the same bytes. Each draw's time
-includes its share of the call and of adding the normals into a result (about 0.7 ns).
+was made branch-free, kept here verbatim, with the rejected draws' old path), interleaved in
+one process, median CPU time of `--repeats` rounds; it first checks that both give the same
+bytes. Each draw's time includes its share of the call and of adding the normals into a result
+(about 0.7 ns).
 
     .venv/bin/python bench/normals.py             # about 20 s
     .venv/bin/python bench/normals.py --repeats 21
@@ -39,8 +40,9 @@ ROWS = 64  # (row, plane) blocks per timed call
 
 @numba.njit(cache=True, nogil=True)
 def previous_draw_normals(key, block, read, plane, j, positions, out, work):
-    """The bulk draw of one position before it was made branch-free, with `_rejected` as it was then
-    (`gauss._longer_run`, now the fallback of the fast `_rejected`): the reference for speed."""
+    """The bulk draw of one position before it was made branch-free, with `_rejected` as it
+    was then (`gauss._longer_run`, now the fallback of the fast `_rejected`): the reference for
+    speed."""
     rejects, scratch = work
     count = 0
     for o in range(len(out)):
