@@ -1,12 +1,14 @@
-"""Keyed read-noise normals per nanosecond: `gauss.draw_normals` against its previous form.
+"""Keyed read-noise normals per nanosecond: `gauss.draw_row` against an earlier form.
 
-`sparse._convert` calls `draw_normals` once per (row, plane, output position j) for all outputs
-o, draw o x positions + j. This times that call pattern for the PRIME classifier's two shapes
-(layer 2: 64 outputs x 144 positions, about 15.9 M draws a batch; layer 1: 12 outputs x 1024
-positions, about 6 M), the current kernel against `previous_draw_normals` (the loop as it was
-before it was made branch-free, kept here verbatim, with the rejected draws' old path), interleaved in one process, median CPU
-time of `--repeats` rounds; it first checks that both give the same bytes. Each draw's time
-includes its share of the call and of adding the normals into a result (about 0.7 ns).
+`sparse._convert` calls `draw_row` once per (row, plane, output row) for all outputs o of the
+row's windows j, draw o x positions + j. This times that call pattern for the PRIME classifier's
+two shapes (layer 2: 64 outputs x 144 positions in rows of 12, about 15.9 M draws a batch;
+layer 1: 12 outputs x 1024 positions in rows of 32, about 6 M), every window drawn, the current
+kernel against `previous_draw_normals` (one position at a time, the loop as it was before it
+was made branch-free, kept here verbatim, with the rejected draws' old path), interleaved in
+one process, median CPU time of `--repeats` rounds; it first checks that both give the same
+bytes. Each draw's time includes its share of the call and of adding the normals into a result
+(about 0.7 ns).
 
     .venv/bin/python bench/normals.py             # about 20 s
     .venv/bin/python bench/normals.py --repeats 21
@@ -27,18 +29,20 @@ from primec.backends.simulator.gauss import (
     WI,
     _longer_run,
     block_key,
-    draw_normals,
+    draw_row,
     first_word,
+    row_work,
 )
 
-SHAPES = {"layer-2": (64, 144), "layer-1": (12, 1024)}  # (outputs, positions)
+SHAPES = {"layer-2": (64, 144, 12), "layer-1": (12, 1024, 32)}  # (outputs, positions, row)
 ROWS = 64  # (row, plane) blocks per timed call
 
 
 @numba.njit(cache=True, nogil=True)
 def previous_draw_normals(key, block, read, plane, j, positions, out, work):
-    """`gauss.draw_normals` before it was made branch-free, with `_rejected` as it was then
-    (`gauss._longer_run`, now the fallback of the fast `_rejected`): the reference for speed."""
+    """The bulk draw of one position before it was made branch-free, with `_rejected` as it
+    was then (`gauss._longer_run`, now the fallback of the fast `_rejected`): the reference for
+    speed."""
     rejects, scratch = work
     count = 0
     for o in range(len(out)):
@@ -55,7 +59,7 @@ def previous_draw_normals(key, block, read, plane, j, positions, out, work):
 
 
 @numba.njit(cache=True, nogil=True)
-def sweep_previous(keys, outputs, positions, out):
+def sweep_previous(keys, outputs, positions, width, out):
     """Every draw of a (row, plane) block for each key, position by position into one
     normals array as `sparse._convert` takes them; out [keys, positions, outputs] += them."""
     work = (np.empty(outputs, dtype=np.int64), np.empty(64, dtype=np.uint64))
@@ -69,16 +73,18 @@ def sweep_previous(keys, outputs, positions, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def sweep_current(keys, outputs, positions, out):
-    """`sweep_previous` with `gauss.draw_normals` (inlined here as in `sparse._convert`)."""
-    work = (np.empty(outputs, dtype=np.int64), np.empty(64, dtype=np.uint64))
-    normals = np.empty(outputs)
+def sweep_current(keys, outputs, positions, width, out):
+    """`sweep_previous` with `gauss.draw_row`, an output row of `width` windows at a time."""
+    work = row_work(width, outputs)
+    normals = np.empty((width, outputs))
+    every = np.uint64(2**width - 1)
     for row in range(len(keys)):
         block = block_key(keys[row], 3, row % 8)
-        for j in range(positions):
-            draw_normals(keys[row], block, 3, row % 8, j, positions, normals, work)
-            for o in range(outputs):
-                out[row, j, o] += normals[o]
+        for j0 in range(0, positions, width):
+            draw_row(keys[row], block, 3, row % 8, every, j0, positions, normals, work)
+            for w in range(width):
+                for o in range(outputs):
+                    out[row, j0 + w, o] += normals[w, o]
 
 
 def measure(repeats: int) -> dict[str, dict[str, float]]:
@@ -87,16 +93,16 @@ def measure(repeats: int) -> dict[str, dict[str, float]]:
     keys = np.random.default_rng(0).integers(0, 2**63, ROWS, dtype=np.int64).astype(np.uint64)
     sweeps = {"previous": sweep_previous, "current": sweep_current}
     results = {}
-    for shape, (outputs, positions) in SHAPES.items():
+    for shape, (outputs, positions, width) in SHAPES.items():
         out = {name: np.zeros((ROWS, positions, outputs)) for name in sweeps}
         for name, sweep in sweeps.items():
-            sweep(keys, outputs, positions, out[name])  # compiles; checked here
+            sweep(keys, outputs, positions, width, out[name])  # compiles; checked here
         assert out["previous"].tobytes() == out["current"].tobytes(), shape
         times = {name: [] for name in sweeps}
         for _ in range(repeats):
             for name, sweep in sweeps.items():
                 started = time.process_time()
-                sweep(keys, outputs, positions, out[name])
+                sweep(keys, outputs, positions, width, out[name])
                 times[name].append(time.process_time() - started)
         draws = ROWS * outputs * positions
         ns = {name: statistics.median(t) / draws * 1e9 for name, t in times.items()}
@@ -110,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     for shape, row in measure(args.repeats).items():
-        outputs, positions = SHAPES[shape]
+        outputs, positions, _ = SHAPES[shape]
         print(
             f"{shape} ({outputs} outputs x {positions} positions): "
             f"previous {row['previous']:.2f} ns/draw, current {row['current']:.2f} ns/draw, "

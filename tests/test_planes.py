@@ -151,13 +151,21 @@ def _reference_planes(levels, weights, stride, kernel, keys, read, scales, top):
     return total, clipped
 
 
-# (channels, kernel, stride, source map): a strided 3 x 2 kernel, and a 1 x 1 tile of two rows
+# (channels, kernel, stride, source map): a strided 3 x 2 kernel; a 1 x 1 tile of two rows
 # read at 40 positions per output row (fewer weight rows than positions in an output row: the
-# inpainting model's tiles; the kernel's row buffer once took its size from the weight rows).
-GEOMETRIES = [(3, (3, 2), (2, 1), (9, 11)), (2, (1, 1), (1, 1), (3, 40))]
+# inpainting model's tiles; the kernel's row buffer once took its size from the weight rows);
+# a tile of 70 rows read at one position (the classifier's tiles); those two take the kernel's
+# pointwise path, a strided 1 x 1 kernel does not.
+GEOMETRIES = [
+    (3, (3, 2), (2, 1), (9, 11)),
+    (2, (1, 1), (1, 1), (3, 40)),
+    (70, (1, 1), (1, 1), (1, 1)),
+    (4, (1, 1), (2, 3), (5, 13)),
+]
+GEOMETRY_IDS = ["strided", "fewer-rows-than-positions", "one-position", "strided-1x1"]
 
 
-@pytest.mark.parametrize("geometry", GEOMETRIES, ids=["strided", "fewer-rows-than-positions"])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=GEOMETRY_IDS)
 @pytest.mark.parametrize("multiples", ["int32", "float64"])
 def test_the_sparse_kernel_equals_a_written_out_plane_read(multiples, geometry) -> None:
     """Two chips (rows alternate between their weights, each with quanta of its own), sparse

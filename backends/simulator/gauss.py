@@ -61,7 +61,7 @@ GAMMA = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment
 TWO52_BITS = np.uint64(0x4330000000000000)  # 2^52's bits: OR a 52-bit m in, get 2^52 + m
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def philox(c0, c1, c2, c3, k0, k1):
     """Philox4x32-10 of the counter (c0..c3) under the key (k0, k1), all uint32 as uint64."""
     for _ in range(10):
@@ -176,57 +176,118 @@ def keyed_normal(key, block, draw, read, plane):
     return _rejected(key, draw, read, plane, r, np.empty(0, dtype=np.uint64))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def draw_normals(key, block, read, plane, j, positions, out, work):
-    """out[o] = draw o x positions + j of (read, plane), for every o, as `keyed_normal` draws
-    them (work: an int64 array as long as out, and uint64 words for `_rejected`). Inlined
-    into its caller (no call per position): the first words in one pass, their first tries in
-    another, both free of branches so that they run four draws at a time (AVX2), then the few
-    rejected ones ((2^52 + m) - 2^52 is the mantissa m exactly, and m x -w is -(m x w))"""
-    flags, scratch = work
-    state = block + np.uint64(j + 1) * GAMMA  # SplitMix64's state at draw j
-    step = np.uint64(positions) * GAMMA  # and from draw o x positions + j to the next
-    for o in range(len(out)):
-        flags[o] = np.int64(_mix(state))  # the first word, for the next pass
-        state += step
+@numba.njit(cache=True, nogil=True)
+def draw_row(key, block, read, plane, windows, j0, positions, out, work):
+    """out[w, o] = draw o x positions + j0 + w of (read, plane), for every o and every window w
+    whose bit is set in `windows` (uint64), as `keyed_normal` draws them (work: `row_work`'s
+    arrays). Per window the first words in one pass, their first tries in another, both free
+    of branches so that they run four draws at a time (AVX2); the rejected ones of all the
+    windows are then redrawn together, their Philox words four at a time too."""
+    words, rejected, pairs, scratch = work
     count = 0
-    for o in range(len(out)):
-        r = np.uint64(flags[o])
-        strip = r & np.uint64(0x1FF)  # the layer and the sign
-        rabs = (r >> np.uint64(9)) & np.uint64(MANTISSA)
-        out[o] = (_as_float(rabs | TWO52_BITS) - 2.0**52) * SIGNED_WI[strip]
-        miss = np.int64(rabs) >= SIGNED_KI[strip]
-        flags[o] = miss
-        count += miss
+    for w in range(out.shape[0]):
+        if (windows >> np.uint64(w)) & np.uint64(1) == 0:
+            continue
+        misses = _first_tries(block, j0 + w, positions, out, w, words)
+        if misses:
+            count = _collect(words, misses, w, rejected, count)
     if count:
-        _redraw(key, block, read, plane, j, positions, out, flags, scratch)
+        _redraw(key, block, read, plane, j0, positions, out, (rejected, count), pairs, scratch)
 
 
 @numba.njit(cache=True, nogil=True)
-def _redraw(key, block, read, plane, j, positions, out, flags, scratch):
-    """out[o] for each o flagged rejected by `draw_normals`'s first try."""
-    for o in range(len(out)):
+def row_work(windows, outputs):
+    """`draw_row`'s work arrays for rows of up to `windows` windows of `outputs` draws."""
+    return (
+        np.empty(outputs, dtype=np.int64),
+        np.empty((2, windows * outputs + 1), dtype=np.int64),
+        np.empty((2, windows * outputs), dtype=np.uint64),
+        np.empty(64, dtype=np.uint64),
+    )
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _first_tries(block, j, positions, out, w, words):
+    """out[w, o] = draw o x positions + j's first try; words[o] = 1 where it was rejected.
+    Returns how many were ((2^52 + m) - 2^52 is the mantissa m exactly, and m x -w is
+    -(m x w))."""
+    state = block + np.uint64(j + 1) * GAMMA  # SplitMix64's state at draw j
+    step = np.uint64(positions) * GAMMA  # and from draw o x positions + j to the next
+    for o in range(len(words)):
+        words[o] = np.int64(_mix(state))  # the first word, for the next pass
+        state += step
+    misses = 0
+    for o in range(len(words)):
+        r = np.uint64(words[o])
+        strip = r & np.uint64(0x1FF)  # the layer and the sign
+        rabs = (r >> np.uint64(9)) & np.uint64(MANTISSA)
+        out[w, o] = (_as_float(rabs | TWO52_BITS) - 2.0**52) * SIGNED_WI[strip]
+        miss = np.int64(rabs) >= SIGNED_KI[strip]
+        words[o] = miss
+        misses += miss
+    return misses
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _collect(flags, misses, w, rejected, count):
+    """Appends (w, o) for each of the `misses` flagged o to rejected[:, count:], scanning only
+    as far as the last of them (a branch taken about once per window: cheaper than a
+    branch-free pass over every flag)."""
+    o, end = 0, count + misses
+    while count < end:
         if flags[o]:
-            draw = o * positions + j
-            out[o] = _rejected(key, draw, read, plane, first_word(block, draw), scratch)
+            rejected[0, count], rejected[1, count] = w, o
+            count += 1
+        o += 1
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _redraw(key, block, read, plane, j0, positions, out, rejected, pairs, scratch):
+    """out[w, o] for each of the rejected (w, o): Philox's first words for all of them in one
+    pass, then each one's decision."""
+    windows, count = rejected
+    for t in range(count):
+        draw = windows[1, t] * positions + j0 + windows[0, t]
+        pairs[0, t], pairs[1, t] = _attempt_one(key, draw, read, plane)
+    for t in range(count):
+        w, o = windows[0, t], windows[1, t]
+        draw = o * positions + j0 + w
+        first = first_word(block, draw)
+        out[w, o] = _decide(key, draw, read, plane, first, pairs[0, t], pairs[1, t], scratch)
 
 
 @numba.njit(cache=True, nogil=True)
 def _rejected(key, draw, read, plane, first, scratch):
     """The rare draw whose first word the fast strip test rejects (about 1.5%), out of line:
     its words after the first come two per Philox call with counter (draw, read, plane,
-    attempt >= 1). The first call's two nearly always decide it, as `ziggurat` takes them
-    (written out here for speed: a wedge's uniform and, failing it, the next try's first
-    word, or the tail's two uniforms); a longer run goes through `_longer_run`."""
+    attempt >= 1); `_decide` takes the first call's two."""
+    second, third = _attempt_one(key, draw, read, plane)
+    return _decide(key, draw, read, plane, first, second, third, scratch)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _attempt_one(key, draw, read, plane):
+    """The two words of Philox's first call for a rejected draw (attempt 1). The counters are
+    below 2^32, so the masks change nothing; they let the compiler see 32-bit products."""
+    low = np.uint64(LOW32)
     a, b, c, d = philox(
-        np.uint64(draw),
-        np.uint64(read),
-        np.uint64(plane),
+        np.uint64(draw) & low,
+        np.uint64(read) & low,
+        np.uint64(plane) & low,
         np.uint64(1),
-        key & np.uint64(LOW32),
+        key & low,
         key >> np.uint64(32),
     )
-    second, third = (a << np.uint64(32)) | b, (c << np.uint64(32)) | d
+    return (a << np.uint64(32)) | b, (c << np.uint64(32)) | d
+
+
+@numba.njit(cache=True, nogil=True)
+def _decide(key, draw, read, plane, first, second, third, scratch):
+    """A rejected draw from its first word and attempt 1's two words, which nearly always
+    decide it, as `ziggurat` takes them (written out here for speed: a wedge's uniform and,
+    failing it, the next try's first word, or the tail's two uniforms); a longer run goes
+    through `_longer_run`."""
     idx = np.int64(first & np.uint64(0xFF))
     rabs = np.int64((first >> np.uint64(9)) & np.uint64(MANTISSA))
     if idx == 0:

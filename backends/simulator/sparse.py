@@ -16,13 +16,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from primec.backends.simulator.gauss import block_key, draw_normals
-
-# The bit index of a power of two below 2^64: (bit x DE_BRUIJN) >> 58 indexes this table.
-DE_BRUIJN = 0x022FDD63CC95386D
-BIT_INDEX = np.zeros(64, dtype=np.int64)
-for _bit in range(64):
-    BIT_INDEX[((1 << _bit) * DE_BRUIJN & (2**64 - 1)) >> 58] = _bit
+from numba.cpython.unsafe.numbers import trailing_zeros
+from primec.backends.simulator.gauss import block_key, draw_row, row_work
 
 
 @numba.njit(cache=True, nogil=True)
@@ -47,11 +42,12 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
     work = (
         np.empty((geometry[5], multiples.shape[-1]), dtype=multiples.dtype),  # a row's window sums
         np.empty(channels * geometry[2] * geometry[3] + 4, dtype=np.int64),  # its set rows
-        np.empty(outputs),  # normals
+        np.empty((geometry[5], outputs)),  # an output row's normals
         np.empty((positions, outputs)),  # the row's shift-add, position-major
-        (np.empty(outputs, dtype=np.int64), np.empty(64, dtype=np.uint64)),  # normals' work
+        row_work(geometry[5], outputs),  # the normals' work
     )
     keys, read = noise
+    pointwise = geometry[:4] == (1, 1, 1, 1)
     for a in range(levels.shape[0]):
         work[3][:] = 0.0
         largest = levels[a].max()
@@ -59,10 +55,13 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
         for k in range(planes):
             if largest >> k == 0:
                 break  # this and every higher plane of the row is zero: it adds nothing
-            _bit_masks(levels[a], k, masks)
             block = block_key(key, read, k) if len(keys) else np.uint64(0)
             group = a % len(multiples)
             plane = (key, block, read, k, len(keys) > 0, quanta[group, 0], quanta[group, 1])
+            if pointwise:
+                _pointwise_plane(levels[a], k, multiples[group], work, plane, adc)
+                continue
+            _bit_masks(levels[a], k, masks)
             _plane(masks, multiples[group], geometry, entries, work, plane, adc)
         total[a] = work[3].T
 
@@ -109,31 +108,56 @@ def _plane(masks, weights, geometry, entries, work, plane, adc):
 
 
 @numba.njit(cache=True, nogil=True)
+def _pointwise_plane(levels, k, weights, work, plane, adc):
+    """`_plane` of a 1 x 1 kernel at stride 1 (a tile of rows, the classifier's): a window is
+    one input position, its set inputs the channels whose level has bit k, gathered straight
+    from the levels without a branch (no bit masks, no sort)."""
+    sums, rows = work[0], work[1]
+    channels, height, width = levels.shape
+    zero_row = len(weights) - 1
+    for y in range(height):
+        read = np.uint64(0)  # bit x: the window at x has a set input
+        for x in range(width):
+            n = 0
+            for c in range(channels):
+                rows[n] = c
+                n += (levels[c, y, x] >> k) & 1
+            if n == 0:
+                continue
+            for t in range(n, n + 3):
+                rows[t] = zero_row
+            _window_sum(weights, rows, n, sums, x)
+            read |= np.uint64(1) << np.uint64(x)
+        if read:
+            _convert(sums, read, plane, adc, work, y * width)
+
+
+@numba.njit(cache=True, nogil=True)
 def _row_entries(masks, y, kh, kw, entries):
     """The set inputs of input rows y .. y + kh - 1, sorted by column x (a counting sort):
     xs, the weight row of (c, ky, kx = 0) in bases, and offsets[x] where column x's begin.
     Returns their number."""
     xs, bases, offsets, cursor = entries
-    offsets[:] = 0
+    for x in range(len(offsets)):
+        offsets[x] = 0
     for c in range(masks.shape[0]):
         for ky in range(kh):
             m = masks[c, y + ky]
             while m:
-                low = m & (~m + np.uint64(1))
-                offsets[BIT_INDEX[(low * np.uint64(DE_BRUIJN)) >> np.uint64(58)] + 1] += 1
-                m ^= low
+                offsets[trailing_zeros(m) + 1] += 1
+                m &= m - np.uint64(1)  # the lowest set bit cleared
     for x in range(1, len(offsets)):
         offsets[x] += offsets[x - 1]
-    cursor[:] = offsets
+    for x in range(len(offsets)):
+        cursor[x] = offsets[x]
     for c in range(masks.shape[0]):
         for ky in range(kh):
             m = masks[c, y + ky]
             while m:
-                low = m & (~m + np.uint64(1))
-                x = BIT_INDEX[(low * np.uint64(DE_BRUIJN)) >> np.uint64(58)]
+                x = trailing_zeros(m)
                 xs[cursor[x]], bases[cursor[x]] = x, (c * kh + ky) * kw
                 cursor[x] += 1
-                m ^= low
+                m &= m - np.uint64(1)
     return offsets[-1]
 
 
@@ -157,21 +181,43 @@ def _convert(sums, read, plane, adc, work, j0):
     current, two roundings, as the torch path) and the ADC (round half to even, clip), then
     the row's shift-add [P, outputs] at j0 + ox + 2^k x codes."""
     key, block, stream_read, k, noise, current, variance = plane
-    scales, top = adc
-    normals, total, normals_work = work[2], work[3], work[4]
-    positions, outputs = total.shape
+    normals, total = work[2], work[3]
+    if noise:
+        draw_row(key, block, stream_read, k, read, j0, len(total), normals, work[4])
     weight = np.float64(1 << k)
     for ox in range(len(sums)):
         if (read >> np.uint64(ox)) & np.uint64(1) == 0:
             continue
-        j = j0 + ox
-        if noise:
-            draw_normals(key, block, stream_read, k, j, positions, normals, normals_work)
+        _currents(sums, ox, noise, current, variance, normals)
+        _shift_add(normals, ox, adc, weight, total, j0 + ox)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _currents(sums, w, noise, current, variance, values):
+    """values[w, o] <- output o's current (x its quantum) at window w with its noise
+    (values[w, o] holds its normal): without a branch, so four outputs at a time; a zero
+    variance reads no noise. (Rows by index, not as views: a view costs a reference count.)"""
+    outputs = values.shape[1]
+    if not noise:
         for o in range(outputs):
-            value = sums[ox, o] * current
-            if noise and sums[ox, outputs + o] > 0:
-                value = np.sqrt(sums[ox, outputs + o] * variance) * normals[o] + value
-            if len(scales):
-                code = np.rint(value * scales[o])
-                value = -top if code < -top else (top - 1 if code > top - 1 else code)
-            total[j, o] = total[j, o] + value * weight
+            values[w, o] = sums[w, o] * current
+        return
+    for o in range(outputs):
+        value = sums[w, o] * current
+        noisy = np.sqrt(sums[w, outputs + o] * variance) * values[w, o] + value
+        values[w, o] = noisy if sums[w, outputs + o] > 0 else value
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _shift_add(values, w, adc, weight, total, j):
+    """total[j, o] += 2^k x values[w, o], through the ADC when it is on: codes rounded half to
+    even and clipped to -top .. top - 1 (rounding first: the bounds are integers)."""
+    scales, top = adc
+    if len(scales) == 0:
+        for o in range(values.shape[1]):
+            total[j, o] = total[j, o] + values[w, o] * weight
+        return
+    for o in range(values.shape[1]):
+        code = np.rint(values[w, o] * scales[o])
+        code = -top if code < -top else (top - 1 if code > top - 1 else code)
+        total[j, o] = total[j, o] + code * weight
