@@ -79,9 +79,14 @@ def test_fused_results_do_not_depend_on_the_batch_size(program: Program) -> None
 
 
 def lif_by_torch(
-    acc: torch.Tensor, factors: tuple[float, ...], u: torch.Tensor, s: torch.Tensor, p: dict
+    acc: torch.Tensor,
+    factors: tuple[float, ...],
+    u: torch.Tensor,
+    s: torch.Tensor,
+    p: dict,
+    kernel: tuple[int, int] = (2, 2),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scale, `_membrane`, LeakyReLU, threshold and a 2x2 sum pool: the unfused instructions."""
+    """Scale, `_membrane`, LeakyReLU, threshold and a sum pool: the unfused instructions."""
     current = acc.clone()
     for f in factors:
         current = current * f
@@ -90,7 +95,7 @@ def lif_by_torch(
         F.leaky_relu_(u, p["slope"])
     spikes = (u > p["threshold"] if p["strict"] else u >= p["threshold"]).double()
     pooled = _pool(
-        spikes, Pool(dst=0, src=0, kind="sum", kernel=(2, 2), stride=(2, 2), padding=(0, 0))
+        spikes, Pool(dst=0, src=0, kind="sum", kernel=kernel, stride=kernel, padding=(0, 0))
     )
     return u, spikes, pooled
 
@@ -111,11 +116,18 @@ def on_threshold(threshold: float, factors: tuple[float, ...]) -> float:
 
 @pytest.mark.parametrize("strict", [True, False])
 @pytest.mark.parametrize("slope", [0.1, 1.0])
-def test_lif_kernel_equals_torch_on_the_threshold_and_beside_it(strict: bool, slope: float) -> None:
+# Two inexact factors (two roundings, in order: the kernel scales by the first, then the update
+# by the last), one (the update alone), none (x 1.0); the 2 x 2 pool written out, and another.
+@pytest.mark.parametrize(
+    ("factors", "kernel"),
+    [((0.3, 0.7), (2, 2)), ((0.3,), (2, 2)), ((), (2, 2)), ((0.3, 0.7), (2, 3))],
+)
+def test_lif_kernel_equals_torch_on_the_threshold_and_beside_it(
+    strict: bool, slope: float, factors: tuple[float, ...], kernel: tuple[int, int]
+) -> None:
     """Membranes that land exactly on the threshold, one ulp either side, negative, reset."""
     p = {"keep": 0.3, "threshold": 0.2, "strict": strict, "slope": slope}
     p |= {"reset": "zero", "reset_timing": "before_leak"}
-    factors = (0.3, 0.7)  # two inexact factors: two roundings, in order
     generator = torch.Generator().manual_seed(0)
     acc = torch.randn(3, 2, 4, 6, generator=generator, dtype=torch.float64)
     u = torch.randn(3, 2, 4, 6, generator=generator, dtype=torch.float64)
@@ -125,19 +137,19 @@ def test_lif_kernel_equals_torch_on_the_threshold_and_beside_it(strict: bool, sl
     u[0], s[0] = 0.0, 1.0
     hit = on_threshold(0.2, factors)
     acc[0, 0, 0, :3] = torch.tensor([hit, np.nextafter(hit, 1.0), np.nextafter(hit, 0.0)])
-    expected = lif_by_torch(acc, factors, u, s, p)
+    expected = lif_by_torch(acc, factors, u, s, p, kernel)
     assert (expected[0] == 0.2).any(), "the hand-built case must hit the threshold exactly"
-    pooled = torch.empty(3, 2, 2, 3, dtype=torch.float64)
+    pooled = torch.empty(3, 2, 4 // kernel[0], 6 // kernel[1], dtype=torch.float64)
     kernel_u, kernel_s = u.clone(), s.clone()
     _lif_pool(
         acc.numpy(),
-        np.array(factors),
+        np.array(factors, dtype=np.float64),
         kernel_u.numpy(),
         kernel_s.numpy(),
         (p["keep"], p["threshold"], slope),
         strict,
         pooled.numpy(),
-        (2, 2),
+        kernel,
         True,
     )
     for got, want in zip((kernel_u, kernel_s, pooled), expected, strict=True):
