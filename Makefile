@@ -32,3 +32,4 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-out
+	rm -rf backends/simulator/__pycache__/primec-kernels-*
