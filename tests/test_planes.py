@@ -155,14 +155,26 @@ def _reference_planes(levels, weights, stride, kernel, keys, read, scales, top):
 # read at 40 positions per output row (fewer weight rows than positions in an output row: the
 # inpainting model's tiles; the kernel's row buffer once took its size from the weight rows);
 # a tile of 70 rows read at one position (the classifier's tiles); those two take the kernel's
-# pointwise path, a strided 1 x 1 kernel does not.
+# pointwise path, a strided 1 x 1 kernel does not; more channels than half an output row's
+# windows (PRIME's second layer: 12 channels, 12 windows), at unit stride and strided: with
+# int32 weights, those and the strided 1 x 1 kernel gather each window's rows input row by
+# input row (`_gathered_plane`).
 GEOMETRIES = [
     (3, (3, 2), (2, 1), (9, 11)),
     (2, (1, 1), (1, 1), (3, 40)),
     (70, (1, 1), (1, 1), (1, 1)),
     (4, (1, 1), (2, 3), (5, 13)),
+    (12, (5, 5), (1, 1), (9, 16)),
+    (8, (3, 3), (2, 2), (9, 12)),
 ]
-GEOMETRY_IDS = ["strided", "fewer-rows-than-positions", "one-position", "strided-1x1"]
+GEOMETRY_IDS = [
+    "strided",
+    "fewer-rows-than-positions",
+    "one-position",
+    "strided-1x1",
+    "many-channels",
+    "many-channels-strided",
+]
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=GEOMETRY_IDS)

@@ -2,7 +2,10 @@
 output position's current (and variance) is the sum of the weight rows of its window's set
 inputs, about 9% of the window on the PRIME classifier. Per (row, plane, output row): gather
 the set inputs (bit masks, sorted by column), sum each window's rows, then per window with a
-set input draw the normals, convert to ADC codes, shift-add.
+set input draw the normals, convert to ADC codes, shift-add. Where an output row has fewer
+windows than twice the channels (PRIME's second layer) and the sums are int32, each input row's
+set inputs are listed once per plane instead, and each window gathers its rows from its kh
+input rows (no sort; 7-9% off that layer's kernel time).
 
 The sums are int32: the weights and variances of a plane read are int32 multiples of a
 power-of-two quantum on which every sum of a window fits (`grid.int32_grid`), so any order gives
@@ -48,6 +51,14 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
     )
     keys, read = noise
     pointwise = geometry[:4] == (1, 1, 1, 1)
+    # int32 sums are exact in any order. Where an output row has fewer windows than twice the
+    # channels, gathering each window's rows input row by input row (`_gathered_plane`) costs
+    # less than sorting the output row's set inputs (`_plane`). Float64 sums keep their order.
+    gathered = multiples.dtype == np.dtype(np.int32) and geometry[5] < 2 * channels
+    cells = (
+        np.empty((height, width + 1), np.int64),
+        np.empty((height, channels * width), np.int64),
+    )
     for a in range(levels.shape[0]):
         work[3][:] = 0.0
         largest = levels[a].max()
@@ -60,6 +71,10 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
             plane = (key, block, read, k, len(keys) > 0, quanta[group, 0], quanta[group, 1])
             if pointwise:
                 _pointwise_plane(levels[a], k, multiples[group], work, plane, adc)
+                continue
+            if gathered:
+                _input_cells(levels[a], k, geometry[2] * geometry[3], cells)
+                _gathered_plane(cells, multiples[group], geometry, work, plane, adc)
                 continue
             _bit_masks(levels[a], k, masks)
             _plane(masks, multiples[group], geometry, entries, work, plane, adc)
@@ -105,6 +120,53 @@ def _plane(masks, weights, geometry, entries, work, plane, adc):
             read |= np.uint64(1) << np.uint64(ox)
         # An output row at a time: the conversion's setup once per row, not per position.
         _convert(sums, read, plane, adc, work, oy * out_w)
+
+
+@numba.njit(cache=True, nogil=True)
+def _input_cells(levels, k, size, cells):
+    """Per input row y, its set inputs of plane k in column order, branch-free: offsets[y, x]
+    where column x's begin (x = W: their count), and each one's weight row for a window whose
+    left column is 0 and top row is y, c x size + x (size: kh x kw)."""
+    offsets, rows = cells
+    channels, height, width = levels.shape
+    for y in range(height):
+        n = 0
+        for x in range(width):
+            offsets[y, x] = n
+            for c in range(channels):
+                rows[y, n] = c * size + x
+                n += (levels[c, y, x] >> k) & 1
+        offsets[y, width] = n
+
+
+@numba.njit(cache=True, nogil=True)
+def _gathered_plane(cells, weights, geometry, work, plane, adc):
+    """`_plane` on int32 weights, each window's rows gathered from its kh input rows' set
+    inputs (`_input_cells`): row c x size + x of input row oy x sh + ky is weight row (c, ky,
+    x - x0) of the window whose left column is x0. The sums are exact in any order."""
+    sh, sw, kh, kw, out_h, out_w = geometry
+    sums, rows = work[0], work[1]
+    offsets, cell_rows = cells
+    width = offsets.shape[1] - 1
+    zero_row = len(weights) - 1
+    for oy in range(out_h):
+        read = np.uint64(0)  # bit ox: the window at ox has a set input
+        for ox in range(out_w):
+            x0 = ox * sw
+            x1, n = min(x0 + kw, width), 0
+            for ky in range(kh):
+                y = oy * sh + ky
+                for t in range(offsets[y, x0], offsets[y, x1]):
+                    rows[n] = cell_rows[y, t] + ky * kw - x0
+                    n += 1
+            if n == 0:
+                continue
+            for t in range(n, n + 3):
+                rows[t] = zero_row
+            _window_sum(weights, rows, n, sums, ox)
+            read |= np.uint64(1) << np.uint64(ox)
+        if read:
+            _convert(sums, read, plane, adc, work, oy * out_w)
 
 
 @numba.njit(cache=True, nogil=True)
