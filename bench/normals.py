@@ -38,7 +38,9 @@ SHAPES = {"layer-2": (64, 144, 12), "layer-1": (12, 1024, 32)}  # (outputs, posi
 ROWS = 64  # (row, plane) blocks per timed call
 
 
-@numba.njit(cache=True, nogil=True)
+# Not cached: these inline `gauss` functions, and numba keys a cache to its own file only
+# (`backends/simulator/kernelcache.py`); compiling them takes a few seconds.
+@numba.njit(nogil=True)
 def previous_draw_normals(key, block, read, plane, j, positions, out, work):
     """The bulk draw of one position before it was made branch-free, with `_rejected` as it
     was then (`gauss._longer_run`, now the fallback of the fast `_rejected`): the reference for
@@ -58,7 +60,7 @@ def previous_draw_normals(key, block, read, plane, j, positions, out, work):
         out[rejects[t]] = _longer_run(key, draw, read, plane, first_word(block, draw), scratch)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(nogil=True)
 def sweep_previous(keys, outputs, positions, width, out):
     """Every draw of a (row, plane) block for each key, position by position into one
     normals array as `sparse._convert` takes them; out [keys, positions, outputs] += them."""
@@ -72,7 +74,7 @@ def sweep_previous(keys, outputs, positions, width, out):
                 out[row, j, o] += normals[o]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(nogil=True)
 def sweep_current(keys, outputs, positions, width, out):
     """`sweep_previous` with `gauss.draw_row`, an output row of `width` windows at a time."""
     work = row_work(width, outputs)
