@@ -101,7 +101,6 @@ def _plane(masks, weights, geometry, entries, work, plane, adc):
     sums, rows = work[0], work[1]
     xs, bases, offsets, _ = entries
     width = len(offsets) - 1
-    zero_row = len(weights) - 1
     for oy in range(out_h):
         if _row_entries(masks, oy * sh, kh, kw, entries) == 0:
             continue
@@ -110,14 +109,9 @@ def _plane(masks, weights, geometry, entries, work, plane, adc):
             x0 = ox * sw
             first, last = offsets[x0], offsets[min(x0 + kw, width)]
             n = last - first
-            if n == 0:
-                continue
             for t in range(n):
                 rows[t] = bases[first + t] + xs[first + t] - x0
-            for t in range(n, n + 3):
-                rows[t] = zero_row
-            _window_sum(weights, rows, n, sums, ox)
-            read |= np.uint64(1) << np.uint64(ox)
+            read |= _read_window(weights, rows, n, sums, ox)
         # An output row at a time: the conversion's setup once per row, not per position.
         _convert(sums, read, plane, adc, work, oy * out_w)
 
@@ -148,7 +142,6 @@ def _gathered_plane(cells, weights, geometry, work, plane, adc):
     sums, rows = work[0], work[1]
     offsets, cell_rows = cells
     width = offsets.shape[1] - 1
-    zero_row = len(weights) - 1
     for oy in range(out_h):
         read = np.uint64(0)  # bit ox: the window at ox has a set input
         for ox in range(out_w):
@@ -159,12 +152,7 @@ def _gathered_plane(cells, weights, geometry, work, plane, adc):
                 for t in range(offsets[y, x0], offsets[y, x1]):
                     rows[n] = cell_rows[y, t] + ky * kw - x0
                     n += 1
-            if n == 0:
-                continue
-            for t in range(n, n + 3):
-                rows[t] = zero_row
-            _window_sum(weights, rows, n, sums, ox)
-            read |= np.uint64(1) << np.uint64(ox)
+            read |= _read_window(weights, rows, n, sums, ox)
         if read:
             _convert(sums, read, plane, adc, work, oy * out_w)
 
@@ -176,7 +164,6 @@ def _pointwise_plane(levels, k, weights, work, plane, adc):
     from the levels without a branch (no bit masks, no sort)."""
     sums, rows = work[0], work[1]
     channels, height, width = levels.shape
-    zero_row = len(weights) - 1
     for y in range(height):
         read = np.uint64(0)  # bit x: the window at x has a set input
         for x in range(width):
@@ -184,12 +171,7 @@ def _pointwise_plane(levels, k, weights, work, plane, adc):
             for c in range(channels):
                 rows[n] = c
                 n += (levels[c, y, x] >> k) & 1
-            if n == 0:
-                continue
-            for t in range(n, n + 3):
-                rows[t] = zero_row
-            _window_sum(weights, rows, n, sums, x)
-            read |= np.uint64(1) << np.uint64(x)
+            read |= _read_window(weights, rows, n, sums, x)
         if read:
             _convert(sums, read, plane, adc, work, y * width)
 
@@ -221,6 +203,19 @@ def _row_entries(masks, y, kh, kw, entries):
                 cursor[x] += 1
                 m &= m - np.uint64(1)
     return offsets[-1]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _read_window(weights, rows, n, sums, ox):
+    """Window ox's sums from its n set rows (rows[:n], padded with the weights' zero row to a
+    multiple of four); returns its bit in the output row's read mask, or 0 where it has no set
+    input (then it reads nothing: no current, no noise, codes 0)."""
+    if n == 0:
+        return np.uint64(0)
+    for t in range(n, n + 3):
+        rows[t] = len(weights) - 1
+    _window_sum(weights, rows, n, sums, ox)
+    return np.uint64(1) << np.uint64(ox)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
