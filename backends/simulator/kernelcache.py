@@ -2,10 +2,9 @@
 simulator's sources, so that a kernel compiled from other sources is never loaded.
 
 numba checks a cached kernel against its own source file only. But a kernel inlines or calls
-functions of other files (`lifkernels` takes `certified._neuron`,
-`sparse` takes `gauss.draw_row`), so after a change to one of those (a `git pull`, an edit)
-numba would load the old machine code without a word, and the simulator would compute with the
-old operations. Keyed by the digest of every source of the package, a change to any of them
+functions of other files (`lifkernels` takes `certified._neuron`, `sparse` takes
+`gauss.draw_row`), so after a change to one of those (a `git pull`, an edit) numba would load
+the old machine code without a word, and the simulator would compute with the old operations. Keyed by the digest of every source of the package, a change to any of them
 compiles every kernel afresh (once; a minute at most).
 
 The folder is `primec-kernels-<digest>` under numba's cache folder when one is set
