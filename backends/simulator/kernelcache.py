@@ -43,8 +43,9 @@ def kernel_cache_dir(folder: Path = SOURCES) -> Path | None:
     or None where there is none."""
     name = PREFIX + source_digest(folder)
     for root in (numba.config.CACHE_DIR, folder / "__pycache__", _user_cache()):
-        if root and _writable(Path(root).resolve() / name):
-            return Path(root).resolve() / name
+        path = Path(root).resolve() / name if root else None
+        if path is not None and _writable(path):
+            return path
     return None
 
 
