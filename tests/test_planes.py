@@ -14,6 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytest
+import torch
 from primec.backends.simulator import Noise, Simulator, planes, sparse
 from primec.backends.simulator.gauss import KI, philox, ziggurat
 from primec.backends.simulator.noise import Normals
@@ -132,7 +133,7 @@ def _reference_planes(levels, weights, stride, kernel, keys, read, scales, top):
     n, _, height, width = levels.shape
     (sh, sw), (kh, kw) = stride, kernel
     out_h, out_w = (height - kh) // sh + 1, (width - kw) // sw + 1
-    outputs = scales.size
+    outputs = weights.shape[-1] // 2
     total, clipped = np.zeros((n, outputs, out_h * out_w)), 0
     for a in range(n):
         w = weights[a % len(weights)][:-1].reshape(-1, kh, kw, 2 * outputs)
@@ -145,6 +146,9 @@ def _reference_planes(levels, weights, stride, kernel, keys, read, scales, top):
                     sums[oy * out_w + ox] = np.einsum("cyx,cyxo->o", patch, w)
             z = Normals.draws(keys[a : a + 1], read, k, outputs * out_h * out_w)[0]
             current = np.sqrt(sums[:, outputs:].T) * z.reshape(outputs, -1) + sums[:, :outputs].T
+            if scales is None:  # no ADC: the currents themselves
+                total[a] += current * 2**k
+                continue
             codes = np.rint(current * scales[:, None])
             clipped += np.sum((codes < -top) | (codes > top - 1))
             total[a] += np.clip(codes, -top, top - 1) * 2**k
@@ -179,17 +183,23 @@ GEOMETRY_IDS = [
 
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=GEOMETRY_IDS)
 @pytest.mark.parametrize("multiples", ["int32", "float64"])
-def test_the_sparse_kernel_equals_a_written_out_plane_read(multiples, geometry) -> None:
+@pytest.mark.parametrize("adc", [True, False], ids=["adc", "no-adc"])
+def test_the_sparse_kernel_equals_a_written_out_plane_read(adc, multiples, geometry) -> None:
     """Two chips (rows alternate between their weights, each with quanta of its own), sparse
     levels with empty windows and empty planes, per-output ADC scales that clip; the weights as
-    int32 multiples of the quanta, or as float64 values with quanta 1."""
+    int32 multiples of the quanta, or as float64 values with quanta 1. The kernel takes float
+    levels off the integers (halves among them) and rounds them as torch's `round` does, and
+    returns currents: the codes' shift-add divided by the codes per unit, as torch's `div_`."""
     rng = np.random.default_rng(3)
     channels, (kh, kw), (sh, sw), (height, width) = geometry
     chips, outputs = 2, 4
     out_h, out_w = (height - kh) // sh + 1, (width - kw) // sw + 1
     shape = (6, channels, height, width)
-    levels = rng.integers(0, 8, shape) * (rng.random(shape) < 0.2)
-    levels[4] = 0  # a row with nothing set
+    off = rng.choice([-0.5, -0.3, 0.0, 0.2, 0.5], shape)  # x.5 rounds to the even neighbour
+    given = (rng.integers(0, 8, shape) + off).clip(0, 7) * (rng.random(shape) < 0.2)
+    given[4] = 0.4  # a row with nothing set once rounded
+    levels = torch.from_numpy(given).round().to(torch.int64).numpy()
+    assert (np.abs(given - levels) == 0.5).any()
     rows = channels * kh * kw
     whole = np.concatenate(
         [
@@ -208,12 +218,18 @@ def test_the_sparse_kernel_equals_a_written_out_plane_read(multiples, geometry) 
     keys = Normals(9, [(c, s) for s in range(3) for c in range(chips)], t=2).keys
     scales = np.array([3.0, 7.5, 20.0, 0.5])
     total = np.empty((6, outputs, out_h * out_w))
-    sparse.sparse_reads(
-        levels, kernel_weights, (sh, sw, kh, kw, out_h, out_w), 3, (keys, 5), (scales, 8), total
-    )
-    expected, clipped = _reference_planes(levels, weights, (sh, sw), (kh, kw), keys, 5, scales, 8)
+    geometry = (sh, sw, kh, kw, out_h, out_w)
+    if not adc:
+        sparse.sparse_reads(given, kernel_weights, geometry, 3, (keys, 5), (np.empty(0), 0), total)
+        currents, _ = _reference_planes(levels, weights, (sh, sw), (kh, kw), keys, 5, None, 0)
+        np.testing.assert_array_equal(total, currents)
+        assert (currents[4] == 0).all() and (currents != 0).mean() > 0.15
+        return
+    sparse.sparse_reads(given, kernel_weights, geometry, 3, (keys, 5), (scales, 8), total)
+    codes, clipped = _reference_planes(levels, weights, (sh, sw), (kh, kw), keys, 5, scales, 8)
+    expected = torch.from_numpy(codes).div_(torch.from_numpy(scales)[:, None]).numpy()
     np.testing.assert_array_equal(total, expected)
-    assert clipped > 0 and (expected[4] == 0).all() and (expected != 0).mean() > 0.15
+    assert clipped > 0 and (codes[4] == 0).all() and (codes != 0).mean() > 0.15
 
 
 @pytest.fixture(scope="module")

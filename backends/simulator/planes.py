@@ -50,11 +50,10 @@ class PlaneReads:
         current, no noise, ADC of zero), so they are not read. With the ADC on, the shift-add
         sums integer ADC codes (exact) and converts back to uS once.
         """
+        if self._sparse(tile, levels):
+            return self._sparse_planes(i, ins, tile, levels)
         integer = levels.round().to(torch.int64)
         used = max(1, min(ins.planes, int(integer.max()).bit_length()))
-        if self._sparse(tile, integer):
-            total = self._sparse_planes(i, tile, integer, used)
-            return total.div_(self.adc_scale[i]) if self.noise.adc else total
         # A few samples at a time, so that every plane's products, noise and codes stay in cache.
         size = PLANE_CHUNKS * tile.chunk * torch.get_num_threads()
         # Whole samples: all chips of a sample meet in one grouped convolution.
@@ -66,15 +65,15 @@ class PlaneReads:
         total = parts[0] if len(parts) == 1 else torch.cat(parts)
         return total.div_(self.adc_scale[i]) if self.noise.adc else total
 
-    def _sparse(self, tile: Any, integer: torch.Tensor) -> bool:
+    def _sparse(self, tile: Any, levels: torch.Tensor) -> bool:
         """Whether the sparse kernel reads this tile: on the CPU (fused kernels), no plane hook,
         and a conv tile without dilation on a source map at most 63 pixels wide, or a tile of
         rows read at no more than 63 positions."""
-        if not (self.fuse and self.plane_hook is None and integer.device.type == "cpu"):
+        if not (self.fuse and self.plane_hook is None and levels.device.type == "cpu"):
             return False
         if tile.conv is None:
-            return integer.dim() == 3 and integer.shape[1] < 64
-        return tuple(tile.gather.dilation) == (1, 1) and integer.shape[-1] < 64
+            return levels.dim() == 3 and levels.shape[1] < 64
+        return tuple(tile.gather.dilation) == (1, 1) and levels.shape[-1] < 64
 
     def _plane_sum(
         self, i: int, tile: Any, integer: torch.Tensor, used: int, first: int
@@ -114,24 +113,26 @@ class PlaneReads:
         draws = self.step.normals.draws(keys, i, k, shape[1] * shape[2])
         return torch.from_numpy(draws).view(shape).to(self.device)
 
-    def _sparse_planes(self, i: int, tile: Any, integer: torch.Tensor, used: int) -> torch.Tensor:
-        """`_plane_sum` of every row at once by the sparse kernel: [n, outputs, P]. A tile of
-        rows ([n, P, rows] levels) reads as a 1 x 1 convolution of its rows over P positions."""
+    def _sparse_planes(self, i: int, ins: Read, tile: Any, levels: torch.Tensor) -> torch.Tensor:
+        """`_plane_sum` of every row at once by the sparse kernel, divided back from ADC codes
+        as `_planes` does: [n, outputs, P]. A tile of rows ([n, P, rows] levels) reads as a
+        1 x 1 convolution of its rows over P positions. The kernel rounds the levels and reads
+        each row's planes up to its largest level's."""
         if tile.conv is None:
-            integer, stride, kernel = integer.transpose(1, 2)[:, :, None, :], (1, 1), (1, 1)
+            levels, stride, kernel = levels.transpose(1, 2)[:, :, None, :], (1, 1), (1, 1)
         else:
             stride, kernel = tuple(tile.gather.stride), tuple(tile.gather.kernel)
-        n, _, height, width = integer.shape
+        n, _, height, width = levels.shape
         kh, kw = kernel
         out_h = (height - kh) // stride[0] + 1
         out_w = (width - kw) // stride[1] + 1
         total = torch.empty((n, tile.outputs, out_h * out_w), dtype=torch.float64)
         keys = self.step.normals.keys if self.noise.read else np.empty(0, dtype=np.uint64)
         sparse_reads(
-            integer.contiguous().numpy(),
+            levels.to(torch.float64).contiguous().numpy(),
             self._padded_weights(tile),
             (*stride, kh, kw, out_h, out_w),
-            used,
+            ins.planes,
             (keys, i),
             (self._code_scales(i, tile.outputs), 2 ** max(self.noise.adc - 1, 0)),
             total.numpy(),

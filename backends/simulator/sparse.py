@@ -25,13 +25,16 @@ from primec.backends.simulator.gauss import block_key, draw_row, row_work
 
 @numba.njit(cache=True, nogil=True)
 def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
-    """levels [n, C, H, W] (int64, a gather's padded source map, W < 64); weights = (multiples
+    """levels [n, C, H, W] (float64 input levels, rounded half to even here as torch's `round`
+    does; a gather's padded source map, W < 64); weights = (multiples
     [groups, C x kh x kw + 1, outputs'] (int32, or float64), quanta [groups, 2]): G+ - G-,
     then the variances with read noise (the last row zero), in multiples of each group's current
     and variance quanta; geometry (stride, kernel, output height and width); noise = (the rows' stream keys
     (empty: no read noise), read); adc = (codes per current unit per output (empty: no ADC),
     2^(B-1)). Row a reads with group a % groups (rows are sample-major, a group per chip).
-    total [n, outputs, P] <- the shift-add of the planes' currents through noise and ADC."""
+    total [n, outputs, P] <- the shift-add of the planes' currents through noise and ADC, with
+    the ADC back in current units (the codes' sum / codes per unit: one IEEE division, as
+    torch's `div_`)."""
     multiples, quanta = weights
     channels, height, width = levels.shape[1:]
     masks = np.empty((channels, height), dtype=np.uint64)
@@ -59,9 +62,10 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
         np.empty((height, width + 1), np.int64),
         np.empty((height, channels * width), np.int64),
     )
+    rounded = np.empty((channels, height, width), dtype=np.int64)
     for a in range(levels.shape[0]):
         work[3][:] = 0.0
-        largest = levels[a].max()
+        largest = _rounded(levels[a], rounded)
         key = keys[a] if len(keys) else np.uint64(0)
         for k in range(planes):
             if largest >> k == 0:
@@ -70,15 +74,42 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
             group = a % len(multiples)
             plane = (key, block, read, k, len(keys) > 0, quanta[group, 0], quanta[group, 1])
             if pointwise:
-                _pointwise_plane(levels[a], k, multiples[group], work, plane, adc)
+                _pointwise_plane(rounded, k, multiples[group], work, plane, adc)
                 continue
             if gathered:
-                _input_cells(levels[a], k, geometry[2] * geometry[3], cells)
+                _input_cells(rounded, k, geometry[2] * geometry[3], cells)
                 _gathered_plane(cells, multiples[group], geometry, work, plane, adc)
                 continue
-            _bit_masks(levels[a], k, masks)
+            _bit_masks(rounded, k, masks)
             _plane(masks, multiples[group], geometry, entries, work, plane, adc)
-        total[a] = work[3].T
+        _written(work[3], adc[0], total[a])
+
+
+@numba.njit(cache=True, nogil=True)
+def _rounded(levels, out):
+    """out <- levels rounded half to even, as int64 (torch's `round().to(torch.int64)`);
+    returns the largest."""
+    largest = np.int64(np.rint(levels[0, 0, 0]))
+    for c in range(levels.shape[0]):
+        for y in range(levels.shape[1]):
+            for x in range(levels.shape[2]):
+                out[c, y, x] = np.int64(np.rint(levels[c, y, x]))
+                largest = max(largest, out[c, y, x])
+    return largest
+
+
+@numba.njit(cache=True, nogil=True)
+def _written(shift_add, scales, out):
+    """out [outputs, P] <- the row's shift-add [P, outputs], divided by each output's codes per
+    current unit when the ADC is on (scales not empty)."""
+    for o in range(out.shape[0]):
+        if len(scales) == 0:
+            for j in range(out.shape[1]):
+                out[o, j] = shift_add[j, o]
+            continue
+        scale = scales[o]
+        for j in range(out.shape[1]):
+            out[o, j] = shift_add[j, o] / scale
 
 
 @numba.njit(cache=True, nogil=True)
