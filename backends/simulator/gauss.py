@@ -176,7 +176,7 @@ def keyed_normal(key, block, draw, read, plane):
     return _rejected(key, draw, read, plane, r, np.empty(0, dtype=np.uint64))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)  # no reference counts (`sparse.HELPER`)
 def draw_row(key, block, read, plane, windows, j0, positions, out, work):
     """out[w, o] = draw o x positions + j0 + w of (read, plane), for every o and every window w
     whose bit is set in `windows` (uint64), as `keyed_normal` draws them (work: `row_work`'s
@@ -309,7 +309,8 @@ def _decide(key, draw, read, plane, first, second, third, scratch):
     return _longer_run(key, draw, read, plane, first, scratch)
 
 
-@numba.njit(cache=True, nogil=True)
+# With reference counts on (it allocates for a long run), though `draw_row`'s have them off.
+@numba.njit(cache=True, nogil=True, _nrt=True)
 def _longer_run(key, draw, read, plane, first, scratch):
     """`_rejected`'s draw by `ziggurat` on as many words as its run of rejections takes (in
     `scratch` while it is long enough)."""

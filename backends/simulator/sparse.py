@@ -22,6 +22,11 @@ import numpy as np
 from numba.cpython.unsafe.numbers import trailing_zeros
 from primec.backends.simulator.gauss import block_key, draw_row, row_work
 
+# The kernel's helpers never allocate: every array they touch is `sparse_reads`'s (or its
+# caller's), held for the whole call. So they run without numba's reference counts, which cost
+# an atomic count per array argument of every output row's conversion and of every window read.
+HELPER = {"cache": True, "nogil": True, "_nrt": False}
+
 
 @numba.njit(cache=True, nogil=True)
 def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
@@ -85,7 +90,7 @@ def sparse_reads(levels, weights, geometry, planes, noise, adc, total):
         _written(work[3], adc[0], total[a])
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**HELPER)
 def _rounded(levels, out):
     """out <- levels rounded half to even, as int64 (torch's `round().to(torch.int64)`);
     returns the largest."""
@@ -98,7 +103,7 @@ def _rounded(levels, out):
     return largest
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**HELPER)
 def _written(shift_add, scales, out):
     """out [outputs, P] <- the row's shift-add [P, outputs], divided by each output's codes per
     current unit when the ADC is on (scales not empty)."""
@@ -112,7 +117,7 @@ def _written(shift_add, scales, out):
             out[o, j] = shift_add[j, o] / scale
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**HELPER)
 def _bit_masks(levels, k, masks):
     """masks[c, y]: bit x set where bit k of levels[c, y, x] is."""
     for c in range(levels.shape[0]):
@@ -123,7 +128,7 @@ def _bit_masks(levels, k, masks):
             masks[c, y] = m
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**HELPER)
 def _plane(masks, weights, geometry, entries, work, plane, adc):
     """One plane of one row, position by position: the sum of the weights (and variances)
     of the window's set inputs, then noise and ADC, into the row's shift-add. A window
@@ -147,7 +152,7 @@ def _plane(masks, weights, geometry, entries, work, plane, adc):
         _convert(sums, read, plane, adc, work, oy * out_w)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**HELPER)
 def _input_cells(levels, k, size, cells):
     """Per input row y, its set inputs of plane k in column order, branch-free: offsets[y, x]
     where column x's begin (x = W: their count), and each one's weight row for a window whose
@@ -164,7 +169,7 @@ def _input_cells(levels, k, size, cells):
         offsets[y, width] = n
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**HELPER)
 def _gathered_plane(cells, weights, geometry, work, plane, adc):
     """`_plane` on int32 weights, each window's rows gathered from its kh input rows' set
     inputs (`_input_cells`): row c x size + x of input row oy x sh + ky is weight row (c, ky,
@@ -188,7 +193,7 @@ def _gathered_plane(cells, weights, geometry, work, plane, adc):
             _convert(sums, read, plane, adc, work, oy * out_w)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**HELPER)
 def _pointwise_plane(levels, k, weights, work, plane, adc):
     """`_plane` of a 1 x 1 kernel at stride 1 (a tile of rows, the classifier's): a window is
     one input position, its set inputs the channels whose level has bit k, gathered straight
@@ -207,7 +212,7 @@ def _pointwise_plane(levels, k, weights, work, plane, adc):
             _convert(sums, read, plane, adc, work, y * width)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**HELPER)
 def _row_entries(masks, y, kh, kw, entries):
     """The set inputs of input rows y .. y + kh - 1, sorted by column x (a counting sort):
     xs, the weight row of (c, ky, kx = 0) in bases, and offsets[x] where column x's begin.
@@ -262,7 +267,7 @@ def _window_sum(weights, rows, n, sums, ox):
             sums[ox, o] += (weights[r0, o] + weights[r1, o]) + (weights[r2, o] + weights[r3, o])
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**HELPER)
 def _convert(sums, read, plane, adc, work, j0):
     """The positions j0 + ox of one output row whose bit ox is set in `read`: sums[ox]
     [outputs'] in their quanta (exact float64 sums) through noise (sqrt(variance) x normal +
