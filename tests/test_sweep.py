@@ -5,10 +5,20 @@ clear error for each kind of bad input (tiny grids on a tiny model, to stay fast
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
+import shutil
+import signal
 import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +223,102 @@ def test_an_unreachable_cluster_is_refused_within_seconds(files, tmp_path) -> No
     result = sweep_cli(files, tmp_path / "out", "--ray-address", f"127.0.0.1:{free_port()}")
     assert result.exit_code == 2 and "cannot reach the Ray cluster" in result.output
     assert time.monotonic() - started < 5
+
+
+@contextlib.contextmanager
+def not_ray(kind: str) -> Iterator[int]:
+    """A local service that is not a Ray cluster, at a free port: "silent" accepts connections
+    and says nothing, "http" is an HTTP/1.1 server, "http2" greets as an HTTP/2 (gRPC) server
+    does and then answers nothing. Yields its port."""
+    handlers = {"silent": _Silent, "http": http.server.SimpleHTTPRequestHandler, "http2": _Http2}
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), handlers[kind]) as server:
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield server.server_address[1]
+        server.shutdown()
+
+
+class _Silent(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        time.sleep(12)  # holds the connection open, answering nothing
+
+
+class _Http2(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.sendall(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # an empty SETTINGS frame
+        time.sleep(12)
+
+
+@pytest.mark.parametrize("kind", ["silent", "http", "http2"])
+def test_a_service_that_is_not_ray_is_refused_within_seconds(files, tmp_path, kind) -> None:
+    """A port that opens is not enough: Ray would wait for minutes where another service
+    listens. One error line within seconds, nothing written."""
+    with not_ray(kind) as port:
+        started = time.monotonic()
+        result = sweep_cli(files, tmp_path / "out", "--ray-address", f"127.0.0.1:{port}")
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 2, result.output
+    assert result.output.count("error:") == 1 and "cannot reach the Ray cluster" in result.output
+    # Its greeting tells within 3 s where it is not gRPC; Ray's GCS client is given 8 s.
+    assert elapsed < (12 if kind == "http2" else 6) and not (tmp_path / "out").exists()
+
+
+def test_auto_without_a_cluster_is_one_clear_error(files, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))  # no cluster's address file here
+    result = sweep_cli(files, tmp_path / "out", "--ray-address", "auto")
+    assert result.exit_code == 2, result.output
+    assert result.output.count("error:") == 1 and "cannot connect to the Ray cluster at auto"
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_started_cluster_runs_the_sweep_to_the_same_bytes(files, tmp_path) -> None:
+    """`ray start --head` (token authentication, Ray's default), then the sweep on it: without
+    the token, one error that says what to set; with it, the bytes of an in-process sweep. The
+    cluster has a temporary folder of its own, and only its processes are stopped."""
+    temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths
+    port, token = free_port(), "0123456789abcdef" * 4
+    env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    ray = [str(Path(sys.executable).parent / "ray")]
+    start = [*ray, "start", "--head", f"--port={port}", "--num-cpus=2", f"--temp-dir={temp}"]
+    start += ["--include-dashboard=false", "--disable-usage-stats"]
+    try:
+        subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+        # Each in a process of its own: Ray reads RAY_AUTH_MODE once per process.
+        without = os.environ | {"RAY_AUTH_MODE": "disabled"}
+        refused = _cli(files, tmp_path / "refused", without, "--ray-address", f"127.0.0.1:{port}")
+        args = ("--grid", "program=0,0.1", "--chips", "4", "--chips-per-shard", "2")
+        local = sweep_cli(files, tmp_path / "local", *args)
+        remote = _cli(files, tmp_path / "remote", env, *args, "--ray-address", f"127.0.0.1:{port}")
+    finally:
+        _stop_cluster(temp)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.returncode == 2 and len(errors) == 1 and "Traceback" not in refused.stderr
+    assert "RAY_AUTH_MODE=token" in refused.stderr and not (tmp_path / "refused").exists()
+    assert local.exit_code == remote.returncode == 0, remote.stderr
+    for name in sweep_module_outputs()[:2]:
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "remote" / name).read_bytes()
+
+
+def _cli(files, out: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
+    """`primec sweep` in a process of its own."""
+    artefact, inputs = files
+    primec = str(Path(sys.executable).parent / "primec")
+    args = [primec, "sweep", str(artefact), "--input", str(inputs), "--out", str(out), *extra]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _stop_cluster(temp: Path) -> None:
+    """Kill the processes whose command line names the cluster's folder (`ray stop` would
+    stop every Ray on the machine, a parallel test's too)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(temp) in cmdline.read_bytes().decode(errors="replace"):
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_a_shard_that_keeps_failing_stops_the_sweep_keeping_finished_rows(

@@ -10,11 +10,14 @@ worker process outlives the sweep.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +29,10 @@ from primec.runtime.sweep import Job, Shard, run_shard
 Task = Callable[[Job, Shard], list[dict[str, Any]]]
 Progress = Callable[[int, int, float], None]
 CONNECT_TIMEOUT_S = 3.0
+# A client's HTTP/2 connection preface and an empty SETTINGS frame (RFC 9113, 3.4).
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+SETTINGS = 4  # the frame type a server's preface starts with
+GCS_TIMEOUT_S = 8.0
 
 
 @dataclass
@@ -101,13 +108,21 @@ def _on_ray(
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address is not None:
         check_reachable(address)
-    ray.init(
-        address=address or "local",
-        num_cpus=None if address else max(workers, 1),
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-    )
+    try:
+        ray.init(
+            address=address or "local",
+            num_cpus=None if address else max(workers, 1),
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
+    except Exception as exc:  # Ray's errors, whatever they are (no cluster for "auto"): one line
+        ray.shutdown()
+        where = f"connect to the Ray cluster at {address}" if address else "start local Ray"
+        raise PrimecError(
+            f"cannot {where}: {_cause(exc)}",
+            hint="check the address (docs/sweeps.md), or run in this process with --workers 0",
+        ) from None
     try:
         return _collect(ray, job, shards, retries, progress, task)
     finally:
@@ -145,7 +160,10 @@ def _cause(exc: Exception) -> str:
 
 
 def check_reachable(address: str) -> None:
-    """Refuse, within seconds, a cluster address nothing answers at (Ray would wait long)."""
+    """Refuse, within seconds, a cluster address no Ray cluster answers at (Ray itself would
+    wait long, or forever where another service listens): the port must open (3 s), speak gRPC
+    (its HTTP/2 greeting, 3 s) and, for a head's GCS address, answer Ray's GCS client, which also
+    tells a cluster that wants an authentication token. "auto" is left to Ray."""
     if address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -155,10 +173,90 @@ def check_reachable(address: str) -> None:
             hint="give HOST:PORT of the cluster's head (e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001)",
         )
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S) as sock:
+            greeting = _grpc_greeting(sock)
     except OSError as exc:
-        raise PrimecError(
-            f"cannot reach the Ray cluster at {address}: {exc}",
-            hint="start one with `ray start --head` (docs/sweeps.md), or leave out --ray-address "
-            "to run on local workers",
-        ) from None
+        raise _unreachable(address, str(exc)) from None
+    if greeting is not None and not _use_tls():
+        raise _unreachable(address, f"the service there is not gRPC ({greeting})")
+    if not address.startswith("ray://"):
+        _check_gcs(address)
+
+
+def _grpc_greeting(sock: socket.socket) -> str | None:
+    """None where the peer answers HTTP/2's connection preface with a SETTINGS frame, as a gRPC
+    server (Ray's GCS, its client server) does at once; else what it did instead."""
+    sock.settimeout(CONNECT_TIMEOUT_S)
+    sock.sendall(HTTP2_PREFACE)
+    header = b""
+    try:
+        while len(header) < 9:
+            chunk = sock.recv(9 - len(header))
+            if not chunk:
+                return "it closed the connection"
+            header += chunk
+    except TimeoutError:
+        return f"no answer within {CONNECT_TIMEOUT_S:g} s"
+    return None if header[3] == SETTINGS and header[5:9] == bytes(4) else "it answered otherwise"
+
+
+def _check_gcs(address: str) -> None:
+    """Ray's GCS client at the address, quiet (it logs its retries to stderr) and for at most
+    `GCS_TIMEOUT_S` (a gRPC service that is not Ray's keeps it waiting for half a minute): its
+    error, one line, where it has one (no such cluster, or an authentication token missing)."""
+    try:
+        from ray._raylet import GcsClient  # Ray's own check (`ray status` makes it)
+    except ImportError:
+        return
+    failures: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            GcsClient(address=address)
+        except Exception as exc:  # Ray's errors, whatever they are: one line, below
+            failures.append(exc)
+
+    with _quiet_stderr():
+        thread = threading.Thread(target=connect, daemon=True)
+        thread.start()
+        thread.join(GCS_TIMEOUT_S)
+    if thread.is_alive():
+        raise _unreachable(address, f"no answer from a Ray GCS within {GCS_TIMEOUT_S:g} s")
+    if failures:
+        exc = failures[0]
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "uthenticat" in message:
+            raise PrimecError(
+                f"the Ray cluster at {address} wants an authentication token "
+                f"({message.removeprefix('RPC error: ').split('. ')[0]})",
+                hint="set RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token or "
+                "RAY_AUTH_TOKEN (docs/sweeps.md)",
+            ) from None
+        raise _unreachable(address, message) from None
+
+
+def _unreachable(address: str, why: str) -> PrimecError:
+    return PrimecError(
+        f"cannot reach the Ray cluster at {address}: {why}",
+        hint="start one with `ray start --head` (docs/sweeps.md), or leave out --ray-address "
+        "to run on local workers",
+    )
+
+
+def _use_tls() -> bool:
+    """Whether Ray talks TLS (RAY_USE_TLS): then the greeting is TLS's, not HTTP/2's."""
+    return os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a while (Ray's C++ logging writes there)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
