@@ -173,7 +173,7 @@ def sweep_module_outputs() -> tuple[str, ...]:
 
 
 @pytest.mark.slow
-def test_a_crashed_ray_worker_is_retried(program, data, tmp_path) -> None:
+def test_a_crashed_ray_worker_is_retried(program, data, tmp_path, capsys) -> None:
     grid = Grid.parse(["program=0.1"], chips=4)
     clean = run_shards(job(program, data, grid), shards(grid, 2), workers=0)
     crashed = run_shards(
@@ -181,6 +181,7 @@ def test_a_crashed_ray_worker_is_retried(program, data, tmp_path) -> None:
     )
     assert crashed.complete and crashed.rows == clean.rows
     assert len(list(tmp_path.iterdir())) == 2  # each shard's worker died once
+    assert "(raylet)" not in capsys.readouterr().out  # Ray's report of a dead worker: stderr
 
 
 def free_port() -> int:

@@ -123,10 +123,14 @@ def _on_ray(
             f"cannot {where}: {_cause(exc)}",
             hint="check the address (docs/sweeps.md), or run in this process with --workers 0",
         ) from None
-    try:
-        return _collect(ray, job, shards, retries, progress, task)
-    finally:
-        ray.shutdown()
+    # Ray prints its raylet's messages (a worker that died, before its retry) to stdout from a
+    # thread of its own until it shuts down: to stderr with the progress, so that stdout keeps
+    # the summary alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            return _collect(ray, job, shards, retries, progress, task)
+        finally:
+            ray.shutdown()
 
 
 def _collect(
