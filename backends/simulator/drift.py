@@ -29,7 +29,8 @@ UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "y": 365.25 * 86400.0
 
 
 def seconds(text: str) -> float:
-    """An age such as `60s`, `1h`, `1d`, `30d`, `1y` or `3600` (seconds), in seconds."""
+    """An age such as `60s`, `1h`, `1d`, `30d`, `1y` or `3600` (seconds), in seconds; 0 (in
+    any unit) is a fresh chip: no drift."""
     raw = text.strip()
     number = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
     unit = raw[len(number) :] or "s"
@@ -40,9 +41,25 @@ def seconds(text: str) -> float:
             f"bad age {text!r}",
             hint=f"give a number with a unit of {', '.join(UNITS)}, e.g. 60s, 1h, 1d, 30d, 1y",
         ) from None
+    if value == 0.0:
+        return 0.0
     if not math.isfinite(value) or value < 1.0:
-        raise PrimecError(f"age {text!r} is under the drift model's origin of 1 s")
+        raise PrimecError(
+            f"age {text!r} is under the drift model's origin of 1 s",
+            hint="give 0 for a fresh chip (no drift), or an age of 1 s or more, e.g. 60s, 1h, 1d",
+        )
     return value
+
+
+def check_compensation(drift_comp: int, aged: bool, hint: str) -> None:
+    """Refuse a drift compensation without an age: the cells of a fresh chip have not drifted,
+    so the compensation would change nothing (it would run the same chip under another name)."""
+    if drift_comp and not aged:
+        raise PrimecError(
+            f"drift compensation {COMPENSATIONS[drift_comp]} needs an age: a chip without one "
+            "has not drifted, so there is nothing to compensate",
+            hint=hint,
+        )
 
 
 def aged_cells(

@@ -15,6 +15,16 @@ from primec.apps.plots import pyplot, save_figure
 METRIC = "accuracy_mean"
 
 
+def plot_names() -> list[str]:
+    """Every file name `plot_sweep` can write (one curve per parameter, a heatmap per pair)."""
+    from primec.runtime.sweep import PARAMETERS
+
+    curves = [f"accuracy_vs_{name}.png" for name in PARAMETERS]
+    return curves + [
+        f"heatmap_{rows}_{cols}.png" for rows in PARAMETERS for cols in PARAMETERS if rows != cols
+    ]
+
+
 def plot_sweep(report: dict[str, Any], folder: Path) -> list[Path]:
     """Write the sweep's plots into folder; returns their paths (none without labels)."""
     points = report["points"]

@@ -55,14 +55,15 @@ def input_option(text: str) -> Any:
     "--age",
     metavar="AGE",
     help="Simulate the chip AGE after programming (e.g. 60s, 1h, 1d, 30d, 1y): cells drift by "
-    "the target's [drift] model.",
+    "the target's [drift] model. 0 is a fresh chip (no drift).",
 )
 @click.option(
     "--drift-comp",
     type=click.Choice(["none", "global", "column"]),
     default="none",
     show_default=True,
-    help="Drift compensation from a reference read: one gain per tile, or one per output.",
+    help="Drift compensation from a reference read: one gain per tile, or one per physical "
+    "column (G+ and G- columns alike); needs an age.",
 )
 @click.option(
     "--stuck-repair",
@@ -127,7 +128,7 @@ def simulate(
     program = read_artefact(artefact)
     data = artefact_inputs(program, input_path)
     settings, source = noise_settings(program, noise, seed, age, drift_comp)
-    _check_device(device)
+    check_device(device)
     use_threads(threads)
     with click.progressbar(length=len(data.x), label="simulating", file=sys.stderr) as bar:
         result, summary = run_simulation(
@@ -155,15 +156,23 @@ def noise_settings(
     from dataclasses import replace
 
     from primec.backends.simulator import Noise
-    from primec.backends.simulator.drift import COMPENSATIONS, seconds
+    from primec.backends.simulator.drift import COMPENSATIONS, check_compensation, seconds
 
     settings, source = Noise.choose(spec, program.meta["target_parameters"], seed)
     if age is not None:
-        settings = replace(settings, age=seconds(age), drift_comp=COMPENSATIONS.index(drift_comp))
+        settings = replace(settings, age=seconds(age))
+    if age is not None or drift_comp != "none":
+        settings = replace(settings, drift_comp=COMPENSATIONS.index(drift_comp))
+    check_compensation(
+        settings.drift_comp,
+        bool(settings.age),
+        hint="give the chip's age, e.g. --age 1d, or leave out --drift-comp",
+    )
     return settings, source
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
+    """Refuse a torch device this machine cannot use, before any work."""
     import torch
 
     try:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from primec.cli.common import user_errors
-from primec.cli.simulate import input_option
+from primec.cli.simulate import check_device, input_option
 from primec.errors import PrimecError
 
 OUTPUTS = ("sweep.csv", "sweep-chips.csv", "sweep.json")
@@ -43,9 +43,18 @@ OUTPUTS = ("sweep.csv", "sweep-chips.csv", "sweep.json")
     "non-idealities by default, `ideal`, or e.g. read=0.02,adc=8.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every chip.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option(
-    "--device", default="cpu", show_default=True, help="torch device of every worker: cpu, cuda"
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Samples each chip simulates together.",
+)
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="torch device of every worker: cpu, cuda, cuda:1, ... (checked here before any work).",
 )
 @click.option("--no-early-exit", is_flag=True, help="Run all T steps.")
 @click.option(
@@ -103,6 +112,7 @@ def sweep(
 
     folder = Path(out_dir)
     _check_outputs(folder, force)
+    check_device(options["device"])
     job, grid, source = _job(artefact, input_path, grid_specs, options)
     work = shards(grid, options["chips_per_shard"])
     workers = (os.cpu_count() or 1) if options["workers"] is None else options["workers"]
@@ -113,6 +123,7 @@ def sweep(
         "failed_shard": outcome.failed.name if outcome.failed else None,
         "error": outcome.error or None,
     }
+    _clear_earlier(folder)
     written = write_tables(folder, report, outcome.rows)
     if not outcome.complete:
         raise PrimecError(
@@ -132,16 +143,21 @@ def _job(
     from primec.backends import read_artefact
     from primec.backends.simulator import Noise
     from primec.runtime.simulation import artefact_inputs, drift_model
-    from primec.runtime.sweep import Grid, Job, check_adc_levels, check_repair_ages
+    from primec.runtime.sweep import Job, check_adc_levels, check_drift_ages, check_repair_ages
 
-    ages = [f"age={options['ages']}"] if options["ages"] else []
-    grid = Grid.parse([*grid_specs, *ages], options["chips"])
+    grid = _grid(grid_specs, options["ages"], options["chips"])
     program = read_artefact(artefact)
     check_adc_levels(program, grid)
     data = artefact_inputs(program, input_path)
+    if data.y is None:
+        raise PrimecError(
+            f"--input {input_path} has no labels (no array y): a sweep reports accuracy over chips",
+            hint="add the labels as y [N] to the .npz, or run unlabelled data with primec simulate",
+        )
     params = program.meta["target_parameters"]
     base, source = Noise.choose(options["noise"], params, options["seed"])
     check_repair_ages(grid, base)
+    check_drift_ages(grid, base)
     points = grid.points()
     aged = base.age or any(p.get("age") for p in points)
     job = Job(
@@ -155,6 +171,30 @@ def _job(
         options["device"],
     )
     return job, grid, source
+
+
+def _grid(grid_specs: tuple[str, ...], ages: str | None, chips: int) -> Any:
+    """The `--grid` options and `--ages` (one more axis) as one `Grid`."""
+    from primec.runtime.sweep import Grid
+
+    if not ages:
+        return Grid.parse(list(grid_specs), chips)
+    if any(spec.partition("=")[0].strip() == "age" for spec in grid_specs):
+        raise PrimecError(
+            "sweep parameter 'age' is given both in --grid and by --ages",
+            hint="give the ages once: --ages 60s,1h,1d or --grid age=60s,1h,1d",
+        )
+    return Grid.parse([*grid_specs, f"age={ages}"], chips)
+
+
+def _clear_earlier(folder: Path) -> None:
+    """Remove what an earlier sweep wrote into folder (its tables, partial tables and plots),
+    so that it holds this sweep's outputs only; files of other names are never touched."""
+    from primec.apps.sweepplots import plot_names
+    from primec.runtime.sweep import table_names
+
+    for name in [*table_names(), *plot_names()]:
+        (folder / name).unlink(missing_ok=True)
 
 
 def _check_outputs(folder: Path, force: bool) -> None:

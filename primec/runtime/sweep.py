@@ -26,7 +26,7 @@ from scipy import stats
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator
 from primec.backends.simulator.adc import CALIBRATIONS, calibration_levels
-from primec.backends.simulator.drift import seconds
+from primec.backends.simulator.drift import check_compensation, seconds
 from primec.backends.simulator.verify import VerifiedSimulator
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_text
@@ -57,6 +57,18 @@ PARAMETERS: dict[str, tuple[type, float, float | None, str]] = {
         "2 restore",
     ),
 }
+# An example of each parameter's levels, for the hints of the errors above.
+EXAMPLES = {
+    "program": "0,0.02,0.05",
+    "read": "0,0.02",
+    "stuck": "0,0.001,0.01",
+    "adc": "4,6,8",
+    "input": "4,8",
+    "adc_cal": "0,1,2",
+    "age": "60s,1d,1y",
+    "drift_comp": "0,1,2",
+    "stuck_repair": "0,1,2",
+}
 REPAIRS = ("none", "cancel", "restore")  # stuck_repair level -> `VerifiedSimulator` mode
 CHIPS_PER_SHARD = 8
 
@@ -75,16 +87,14 @@ class Grid:
             raise PrimecError(f"--chips must be at least 1, got {chips}", hint="e.g. --chips 32")
         axes: list[tuple[str, tuple[float, ...]]] = []
         for spec in specs:
-            name, _, raw = spec.partition("=")
-            name = name.strip()
-            if name not in PARAMETERS:
-                raise PrimecError(
-                    f"unknown sweep parameter {name!r} in --grid {spec!r}",
-                    hint=f"use one of {', '.join(PARAMETERS)}, e.g. --grid program=0,0.02,0.05",
-                )
+            name, levels = _axis(spec)
             if name in dict(axes):
-                raise PrimecError(f"sweep parameter {name!r} is given twice in --grid")
-            axes.append((name, tuple(_level(name, part) for part in raw.split(","))))
+                raise PrimecError(
+                    f"sweep parameter {name!r} is given twice in --grid",
+                    hint=f"give all its levels in one --grid {name}=..., e.g. "
+                    f"--grid {name}={EXAMPLES[name]}",
+                )
+            axes.append((name, levels))
         return Grid(tuple(axes), chips)
 
     def points(self) -> list[dict[str, float]]:
@@ -96,9 +106,34 @@ class Grid:
         ]
 
 
+def _axis(spec: str) -> tuple[str, tuple[float, ...]]:
+    """One `--grid PARAM=LEVELS` option: the parameter and its levels (none repeated)."""
+    name, equals, raw = spec.partition("=")
+    name = name.strip()
+    if not equals or not raw.strip():
+        raise PrimecError(
+            f"--grid {spec!r} is not PARAM=LEVELS",
+            hint="give a parameter and its comma-separated levels, e.g. --grid program=0,0.02,0.05",
+        )
+    if name not in PARAMETERS:
+        raise PrimecError(
+            f"unknown sweep parameter {name!r} in --grid {spec!r}",
+            hint=f"use one of {', '.join(PARAMETERS)}, e.g. --grid program=0,0.02,0.05",
+        )
+    levels = tuple(_level(name, part) for part in raw.split(","))
+    repeated = [level for i, level in enumerate(levels) if level in levels[:i]]
+    if repeated:
+        raise PrimecError(
+            f"sweep level {name}={repeated[0]:g} is given twice in --grid {spec!r}",
+            hint=f"give each level once, e.g. --grid {name}={EXAMPLES[name]}",
+        )
+    return name, levels
+
+
 def _level(name: str, raw: str) -> float:
     kind, low, high, _ = PARAMETERS[name]
-    if name == "age" and raw.strip() not in ("0", "0.0"):
+    example = f"e.g. --grid {name}={EXAMPLES[name]}"
+    if name == "age":
         return seconds(raw)
     try:
         value = kind(raw.strip())
@@ -106,11 +141,15 @@ def _level(name: str, raw: str) -> float:
         raise PrimecError(
             f"sweep level {name}={raw.strip()!r} is not a"
             f"{'n integer' if kind is int else ' number'}",
-            hint=f"give {name} as comma-separated numbers, e.g. --grid {name}=0,0.02",
+            hint=f"give {name} as comma-separated {'integers' if kind is int else 'numbers'}, "
+            f"{example}",
         ) from None
     if not math.isfinite(value) or value < low or (high is not None and value > high):
         bounds = f"{low}..{high}" if high is not None else f">= {low}"
-        raise PrimecError(f"sweep level {name}={raw.strip()} is out of range ({bounds})")
+        raise PrimecError(
+            f"sweep level {name}={raw.strip()} is out of range ({bounds})",
+            hint=f"give {name} levels in {bounds}, {example}",
+        )
     return value
 
 
@@ -143,6 +182,20 @@ def check_repair_ages(grid: Grid, base: Noise) -> None:
             )
 
 
+def check_drift_ages(grid: Grid, base: Noise) -> None:
+    """Refuse a drift compensation when no point has an age: every level would run the same,
+    undrifted chips."""
+    points = grid.points()
+    aged = any(point.get("age", base.age) for point in points)
+    for point in points:
+        check_compensation(
+            int(point.get("drift_comp", base.drift_comp)),
+            aged,
+            hint="add ages with --ages 60s,1h,1d (or --grid age=... or --noise age=...), "
+            "or leave out drift_comp",
+        )
+
+
 @dataclass(frozen=True)
 class Shard:
     """One unit of work: a point of the grid and a block of its chips."""
@@ -152,6 +205,8 @@ class Shard:
 
     @property
     def name(self) -> str:
+        if len(self.chips) == 1:
+            return f"point {self.point}, chip {self.chips[0]}"
         return f"point {self.point}, chips {self.chips[0]}-{self.chips[-1]}"
 
 
@@ -235,7 +290,8 @@ def summarise(points: list[dict[str, float]], rows: list[dict[str, Any]]) -> lis
         mine = [row for row in rows if row["point"] == p]
         entry: dict[str, Any] = {"point": p, **point, "chips": len(mine)}
         if mine and "accuracy" in mine[0]:
-            entry |= _mean_ci(np.array([row["accuracy"] for row in mine]), "accuracy")
+            accuracy = np.array([row["accuracy"] for row in mine])
+            entry |= _mean_ci(accuracy, "accuracy", (0.0, 1.0))
         entry["avg_timesteps"] = _mean(mine, "avg_timesteps")
         entry["energy_per_inference_j"] = _mean(mine, "energy_per_inference_j")
         if mine and "pairs_repaired" in mine[0]:
@@ -256,7 +312,7 @@ def sweep_report(
         "base_noise": vars(job.base),
         "noise_source": noise_source,
         "grid": {"axes": [[name, list(levels)] for name, levels in grid.axes], "chips": grid.chips},
-        "early_exit": job.early_exit,
+        "early_exit": job.early_exit and job.program.exit_table is not None,
         "points": summarise(list(job.points), rows),
     }
 
@@ -265,19 +321,21 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
     return float(np.mean([row[key] for row in rows])) if rows else None
 
 
-def _mean_ci(values: np.ndarray, key: str) -> dict[str, float | None]:
-    """Mean, sample std and the 95% Student-t confidence interval of the mean (None for 1 chip)."""
+def _mean_ci(
+    values: np.ndarray, key: str, bounds: tuple[float, float] | None = None
+) -> dict[str, float | None]:
+    """Mean, sample std and the 95% Student-t confidence interval of the mean (None for 1 chip),
+    the interval clipped to the metric's bounds where it has known ones (accuracy: a proportion,
+    0..1; with few chips the t interval can reach past them)."""
     mean = float(values.mean())
     if len(values) < 2:
         return {f"{key}_mean": mean, f"{key}_std": None, "ci95_low": None, "ci95_high": None}
     std = float(values.std(ddof=1))
     half = float(stats.t.ppf(0.975, len(values) - 1)) * std / math.sqrt(len(values))
-    return {
-        f"{key}_mean": mean,
-        f"{key}_std": std,
-        "ci95_low": mean - half,
-        "ci95_high": mean + half,
-    }
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return {f"{key}_mean": mean, f"{key}_std": std, "ci95_low": low, "ci95_high": high}
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -295,6 +353,15 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def table_names() -> list[str]:
+    """Every file name `write_tables` can write: the complete tables and the partial ones."""
+    return [
+        f"{stem}{suffix}.{ext}"
+        for suffix in ("", ".partial")
+        for stem, ext in (("sweep", "csv"), ("sweep-chips", "csv"), ("sweep", "json"))
+    ]
 
 
 def write_tables(folder: Path, report: dict[str, Any], rows: list[dict[str, Any]]) -> list[Path]:

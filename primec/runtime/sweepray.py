@@ -167,9 +167,12 @@ def check_reachable(address: str) -> None:
     """Refuse, within seconds, a cluster address no Ray cluster answers at (Ray itself would
     wait long, or forever where another service listens): the port must open (3 s), speak gRPC
     (its HTTP/2 greeting, 3 s) and, for a head's GCS address, answer Ray's GCS client, which also
-    tells a cluster that wants an authentication token. "auto" is left to Ray."""
+    tells a cluster that wants an authentication token. "auto" is checked at the address Ray
+    finds for it (`RAY_ADDRESS`, the last cluster started here, or any running here)."""
     if address == "auto":
-        return
+        address = _auto_address()
+        if address is None:
+            return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise PrimecError(
@@ -185,6 +188,18 @@ def check_reachable(address: str) -> None:
         raise _unreachable(address, f"the service there is not gRPC ({greeting})")
     if not address.startswith("ray://"):
         _check_gcs(address)
+
+
+def _auto_address() -> str | None:
+    """The HOST:PORT Ray connects to for "auto" (None where this Ray cannot say)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:
+        return None
+    try:
+        return canonicalize_bootstrap_address("auto")
+    except Exception as exc:  # Ray's "no cluster" errors, whatever they are: one line
+        raise _unreachable("auto", _cause(exc)) from None
 
 
 def _grpc_greeting(sock: socket.socket) -> str | None:
