@@ -6,6 +6,7 @@ clear error for each kind of bad input (tiny grids on a tiny model, to stay fast
 from __future__ import annotations
 
 import contextlib
+import csv
 import http.server
 import json
 import os
@@ -194,6 +195,29 @@ def sweep_cli(files, out: Path, *extra: str):
     artefact, inputs = files
     args = ["sweep", str(artefact), "--input", str(inputs), "--out", str(out), "--workers", "0"]
     return CliRunner().invoke(main, [*args, *extra])
+
+
+def test_simulate_chip_c_is_the_sweeps_chip_c(files, tmp_path) -> None:
+    """`primec simulate --chip c` with the sweep's noise and seed gives chip c's row of
+    sweep-chips.csv (accuracy, steps, energy); the chips differ, so the option matters."""
+    artefact, inputs = files
+    noise = "program=0.3,read=0.05"
+    sweep = sweep_cli(files, tmp_path / "sw", "--noise", noise, "--chips", "4", "--seed", "3")
+    assert sweep.exit_code == 0, sweep.output
+    rows = list(csv.DictReader((tmp_path / "sw" / "sweep-chips.csv").open()))
+    for c in (0, 2, 3):
+        report = tmp_path / f"chip{c}.json"
+        args = ["simulate", str(artefact), "--input", str(inputs), "--noise", noise]
+        args += ["--seed", "3", "--chip", str(c), "--report", str(report)]
+        args += ["--no-statistical-energy"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        summary, row = json.loads(report.read_text()), rows[c]
+        assert summary["chip"] == c == int(row["chip"])
+        assert summary["accuracy"] == float(row["accuracy"])
+        assert summary["avg_timesteps"] == float(row["avg_timesteps"])
+        assert summary["energy_per_inference_j"] == float(row["energy_per_inference_j"])
+    assert len({(r["accuracy"], r["energy_per_inference_j"]) for r in rows}) > 1
 
 
 @pytest.mark.parametrize(

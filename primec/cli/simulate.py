@@ -49,6 +49,15 @@ def input_option(text: str) -> Any:
     help="Seed of every random draw (same seed, same numbers).",
 )
 @click.option(
+    "--chip",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Which chip: its programming error, stuck cells and read noise are drawn for this "
+    "chip number (with --seed), as `primec sweep` draws its chips, so --chip 7 is chip 7 of a "
+    "sweep (sweep-chips.csv).",
+)
+@click.option(
     "--no-early-exit", is_flag=True, help="Run all T steps, ignoring the early-exit table."
 )
 @click.option(
@@ -101,6 +110,7 @@ def simulate(
     batch_size: int,
     noise: str | None,
     seed: int,
+    chip: int,
     no_early_exit: bool,
     age: str | None,
     drift_comp: str,
@@ -120,6 +130,7 @@ def simulate(
       primec simulate model.pbc --input test.npz --noise ideal
       primec simulate model.pbc --input test.npz --age 1y --drift-comp global
       primec simulate model.pbc --input test.npz --stuck-repair cancel
+      primec simulate model.pbc --input test.npz --noise program=0.05 --chip 7
     """
     from primec.backends import read_artefact
     from primec.runtime.simulation import artefact_inputs, use_threads, write_outputs
@@ -142,6 +153,7 @@ def simulate(
             source,
             statistical_energy,
             stuck_repair,
+            chip,
         )
     if output:
         write_outputs(output, result)
@@ -194,6 +206,8 @@ def simulation_summary(summary: dict[str, Any]) -> str:
         active["adc_cal"] = 0
     shown = ", ".join(f"{k}={v:g}" for k, v in active.items()) or "none"
     lines.append(f"non-idealities      {shown} (from {summary['noise_source']})")
+    if summary.get("chip"):
+        lines.append(f"chip                {summary['chip']}")
     lines += conditions_summary(summary)
     if "accuracy" in summary:
         lines.append(f"accuracy            {summary['accuracy'] * 100:.2f}%")

@@ -50,12 +50,14 @@ def simulate(
     noise_source: str = "",
     statistical: bool = True,
     stuck_repair: str = "none",
+    chip: int = 0,
 ) -> tuple[SimResult, dict[str, Any]]:
     """Run the program on the data; return the per-sample results and the JSON report. The
     statistical energy estimate (activity statistics of up to 256 samples, every step: traced by
     the main run when it runs every step, else by an extra run) is added unless `statistical`
     is off. `stuck_repair` (`cancel` or `restore`) adds the read-back repair of stuck cells'
-    pair partners after programming (`backends/simulator/verify.py`)."""
+    pair partners after programming (`backends/simulator/verify.py`). `chip` is the device
+    instance (its draws are keyed by it, as a sweep's chips are)."""
     if batch_size < 1:
         raise PrimecError(f"--batch-size must be at least 1, got {batch_size}")
     noise = noise or Noise()
@@ -63,11 +65,13 @@ def simulate(
     # Every step of every sample runs anyway: the main run traces what the statistics need.
     reuse = statistical and not (early_exit and program.exit_table)
     trace = traced_buffers(program) if reuse else ()
-    chip = Simulator if stuck_repair == "none" else partial(VerifiedSimulator, repair=stuck_repair)
-    simulator = chip(program, noise, device, trace=trace, drift=drift)
+    build = Simulator if stuck_repair == "none" else partial(VerifiedSimulator, repair=stuck_repair)
+    instance = partial(build, chips=(chip,))
+    simulator = instance(program, noise, device, trace=trace, drift=drift)
     result = simulator.run(data.x, batch_size, early_exit, progress, trace_samples=SAMPLES)
     summary = report(program, data, result, noise, early_exit)
     summary["noise_source"] = noise_source or "given by the caller"
+    summary["chip"] = chip
     summary["stuck_repair"] = {"mode": stuck_repair, "pairs_repaired": _repaired(simulator)}
     summary |= conditions_report(program, noise, drift)
     summary["torch_threads"] = torch.get_num_threads()
@@ -76,7 +80,7 @@ def simulate(
     counted = summary["energy_per_inference_j"]
     activity = from_trace(program, result.spikes) if reuse else None
     statistics = activity_report(
-        program, data.x, result.exit_step, result.counts, counted, noise, drift, activity, chip
+        program, data.x, result.exit_step, result.counts, counted, noise, drift, activity, instance
     )
     return result, summary | statistics
 
