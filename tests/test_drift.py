@@ -12,7 +12,13 @@ import pytest
 from click.testing import CliRunner
 from primec.backends import BACKENDS
 from primec.backends.simulator import Noise, Simulator
-from primec.backends.simulator.drift import aged_cells, column_gains, global_gain, seconds
+from primec.backends.simulator.drift import (
+    age_text,
+    aged_cells,
+    column_gains,
+    global_gain,
+    seconds,
+)
 from released import released_program
 
 from primec.cli import main
@@ -117,3 +123,22 @@ def test_the_cli_ages_and_refuses_bad_ages(program, tmp_path: Path) -> None:
     assert "age=3.15576e+07, drift_comp=1" in good.output
     bad = CliRunner().invoke(main, [*base, "--age", "1fortnight"])
     assert bad.exit_code == 2 and bad.output.count("error:") == 1 and "bad age" in bad.output
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (0.0, "0"),
+        (60.0, "1min"),
+        (90.0, "90s"),
+        (1.5, "1.5s"),
+        (3600.0, "1h"),
+        (7200.0, "2h"),
+        (86400.0, "1d"),
+        (30 * 86400.0, "30d"),
+        (365.25 * 86400.0, "1y"),
+        (2 * 365.25 * 86400.0, "2y"),
+    ],
+)
+def test_an_age_prints_in_its_largest_whole_unit_and_reads_back(value, text) -> None:
+    assert age_text(value) == text and seconds(text) == value

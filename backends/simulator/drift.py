@@ -51,6 +51,18 @@ def seconds(text: str) -> float:
     return value
 
 
+def age_text(value: float) -> str:
+    """An age in seconds as `seconds` reads it back, in its largest whole unit: 1y, 30d, 1h,
+    90s; 0 for a fresh chip."""
+    if value == 0.0:
+        return "0"
+    for unit in ("y", "d", "h", "min"):
+        count = value / UNITS[unit]
+        if count >= 1.0 and count == round(count):
+            return f"{count:g}{unit}"
+    return f"{value:g}s"
+
+
 def check_compensation(drift_comp: int, aged: bool, hint: str) -> None:
     """Refuse a drift compensation without an age: the cells of a fresh chip have not drifted,
     so the compensation would change nothing (it would run the same chip under another name)."""

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from primec.apps.plots import pyplot, save_figure
+from primec.runtime.sweep import level_text
 
 METRIC = "accuracy_mean"
 
@@ -61,7 +62,7 @@ def _curve(report: dict[str, Any], name: str, swept: list[str], folder: Path) ->
         )
         x = [p[name] for p in line]
         mean = np.array([p[METRIC] for p in line])
-        label = f"{group}={level:g}" if group else "mean over chips"
+        label = f"{group}={level_text(group, level)}" if group else "mean over chips"
         axis.plot(x, mean, marker="o", label=label)
         if all(p["ci95_low"] is not None for p in line):
             low, high = ([p[k] for p in line] for k in ("ci95_low", "ci95_high"))
@@ -70,7 +71,7 @@ def _curve(report: dict[str, Any], name: str, swept: list[str], folder: Path) ->
         axis.set_xscale("log")
     axis.set_xlabel("age (s)" if name == "age" else name)
     axis.set_ylabel("accuracy (mean, 95% CI over chips)")
-    shown = ", ".join(f"{k}={v:g}" for k, v in fixed.items())
+    shown = ", ".join(f"{k}={level_text(k, v)}" for k, v in fixed.items())
     axis.set_title(f"{report['grid']['chips']} chips per point" + (f"; {shown}" if shown else ""))
     axis.legend(fontsize="small")
     axis.grid(alpha=0.3)
@@ -90,12 +91,14 @@ def _heatmap(report: dict[str, Any], rows: str, cols: str, folder: Path) -> Path
         grid[row_levels.index(p[rows]), col_levels.index(p[cols])] = p[METRIC]
     figure, axis = plt.subplots(figsize=(5.5, 4.2))
     image = axis.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
-    axis.set_xticks(range(len(col_levels)), [f"{v:g}" for v in col_levels])
-    axis.set_yticks(range(len(row_levels)), [f"{v:g}" for v in row_levels])
+    axis.set_xticks(range(len(col_levels)), [level_text(cols, v) for v in col_levels])
+    axis.set_yticks(range(len(row_levels)), [level_text(rows, v) for v in row_levels])
     axis.set_xlabel(cols)
     axis.set_ylabel(rows)
     for (i, j), value in np.ndenumerate(grid):
-        axis.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7, color="white")
+        # Dark text on viridis's light (yellow, green) cells, white on its dark ones.
+        ink = "black" if image.norm(value) > 0.6 else "white"
+        axis.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7, color=ink)
     figure.colorbar(image, ax=axis, label="accuracy (mean over chips)")
     path = folder / f"heatmap_{rows}_{cols}.png"
     save_figure(figure, path)

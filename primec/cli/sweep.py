@@ -219,12 +219,14 @@ def _progress(done: int, total: int, elapsed: float) -> None:
 
 def sweep_summary(report: dict[str, Any], paths: list[Path]) -> str:
     """Each point's accuracy with its CI, then the files written."""
+    from primec.runtime.sweep import level_text
+
     names = [name for name, _ in report["grid"]["axes"]]
     lines = [
         f"{len(report['points'])} points x {report['grid']['chips']} chips, {report['samples']} samples"
     ]
     for p in report["points"]:
-        where = ", ".join(f"{n}={p[n]:g}" for n in names) or "base noise"
+        where = ", ".join(f"{n}={level_text(n, p[n])}" for n in names) or "base noise"
         text = f"  {where}: "
         if "accuracy_mean" in p:
             text += f"accuracy {p['accuracy_mean'] * 100:.2f}%"

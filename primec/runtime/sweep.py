@@ -26,7 +26,7 @@ from scipy import stats
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator
 from primec.backends.simulator.adc import CALIBRATIONS, calibration_levels
-from primec.backends.simulator.drift import check_compensation, seconds
+from primec.backends.simulator.drift import age_text, check_compensation, seconds
 from primec.backends.simulator.verify import VerifiedSimulator
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_text
@@ -104,6 +104,11 @@ class Grid:
             dict(zip(names, levels, strict=True))
             for levels in itertools.product(*(levels for _, levels in self.axes))
         ]
+
+
+def level_text(name: str, value: float) -> str:
+    """A swept level as a user writes it: an age with its unit (1d), anything else as is."""
+    return age_text(value) if name == "age" else f"{value:g}"
 
 
 def _axis(spec: str) -> tuple[str, tuple[float, ...]]:
