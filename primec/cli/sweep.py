@@ -13,8 +13,6 @@ from primec.cli.common import user_errors
 from primec.cli.simulate import check_device, input_option
 from primec.errors import PrimecError
 
-OUTPUTS = ("sweep.csv", "sweep-chips.csv", "sweep.json")
-
 
 @click.command()
 @click.argument("artefact", type=click.Path(exists=True, dir_okay=False))
@@ -193,14 +191,16 @@ def _clear_earlier(folder: Path) -> None:
     from primec.apps.sweepplots import plot_names
     from primec.runtime.sweep import table_names
 
-    for name in [*table_names(), *plot_names()]:
+    for name in [*table_names(), *table_names(".partial"), *plot_names()]:
         (folder / name).unlink(missing_ok=True)
 
 
 def _check_outputs(folder: Path, force: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise PrimecError(f"--out {folder} is a file, not a folder", hint="give a folder name")
-    existing = [name for name in OUTPUTS if (folder / name).exists()]
+    from primec.runtime.sweep import table_names
+
+    existing = [name for name in table_names() if (folder / name).exists()]
     if existing and not force:
         raise PrimecError(
             f"--out {folder} already holds a sweep ({', '.join(existing)})",

@@ -360,25 +360,23 @@ def _cell(value: Any) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def table_names() -> list[str]:
-    """Every file name `write_tables` can write: the complete tables and the partial ones."""
-    return [
-        f"{stem}{suffix}.{ext}"
-        for suffix in ("", ".partial")
-        for stem, ext in (("sweep", "csv"), ("sweep-chips", "csv"), ("sweep", "json"))
-    ]
+def table_names(suffix: str = "") -> list[str]:
+    """The names `write_tables` writes: the per-point table, the per-chip rows and the report,
+    with `suffix` (".partial" for an incomplete sweep)."""
+    return [f"sweep{suffix}.csv", f"sweep-chips{suffix}.csv", f"sweep{suffix}.json"]
 
 
 def write_tables(folder: Path, report: dict[str, Any], rows: list[dict[str, Any]]) -> list[Path]:
     """The per-point table (sweep.csv), the per-chip rows (sweep-chips.csv) and the report with
     both (sweep.json). An incomplete sweep writes only `.partial` files, never the complete
     names. Returns the paths written."""
-    suffix = "" if report["complete"] else ".partial"
-    files = {
-        folder / f"sweep{suffix}.csv": csv_text(report["points"]),
-        folder / f"sweep-chips{suffix}.csv": csv_text(rows),
-        folder / f"sweep{suffix}.json": json.dumps(report | {"rows": rows}, indent=2) + "\n",
-    }
+    names = table_names("" if report["complete"] else ".partial")
+    texts = (
+        csv_text(report["points"]),
+        csv_text(rows),
+        json.dumps(report | {"rows": rows}, indent=2) + "\n",
+    )
+    files = {folder / name: text for name, text in zip(names, texts, strict=True)}
     folder.mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
         atomic_write_text(path, text)
