@@ -66,12 +66,27 @@ def backend_of(head: bytes) -> Backend | None:
     return next((b for b in BACKENDS.values() if head.startswith(b.magic)), None)
 
 
-def read_artefact(path: str | Path) -> Program:
-    """Read a .pbc or .pmac file into its program, by the file's magic (validated)."""
+def _head(path: str | Path) -> bytes:
     try:
-        head = Path(path).read_bytes()[:8]
+        with open(path, "rb") as handle:
+            return handle.read(8)
     except OSError as exc:
         raise PrimecError(f"cannot read artefact: {exc}", where=str(path)) from exc
+
+
+def artefact_kind(path: str | Path) -> str | None:
+    """`pbc` or `pmac` for a file that starts with that artefact's magic, else None. A macro
+    file's magic is a zip's, which other files share (PyTorch's .pt and .pt2): a zip counts
+    only when it is named .pmac."""
+    backend = backend_of(_head(path))
+    if backend is None or (backend.magic.startswith(b"PK") and Path(path).suffix != ".pmac"):
+        return None
+    return backend.suffix.lstrip(".")
+
+
+def read_artefact(path: str | Path) -> Program:
+    """Read a .pbc or .pmac file into its program, by the file's magic (validated)."""
+    head = _head(path)
     backend = backend_of(head)
     if backend is None:
         raise PrimecError(

@@ -66,7 +66,7 @@ def unpack(data: bytes, magic: bytes, version: int, where: str) -> dict[bytes, b
             f"file is truncated: {len(data)} bytes, shorter than the {HEADER.size}-byte header",
             where=where,
         )
-    found_magic, found_version, _, count, checksum = HEADER.unpack_from(data)
+    found_magic, found_version, reserved, count, checksum = HEADER.unpack_from(data)
     if found_magic != magic:
         raise ContainerError(
             f"not a {kind} file: magic is {found_magic!r}, expected {magic!r}", where=where
@@ -76,6 +76,12 @@ def unpack(data: bytes, magic: bytes, version: int, where: str) -> dict[bytes, b
             f"{kind} format version {found_version} is not supported (this primec reads version {version})",
             where=where,
             hint="recompile the model with this primec",
+        )
+    if reserved:
+        raise ContainerError(
+            f"header bytes 10-11 (reserved) hold {reserved}, not 0: the file is corrupted",
+            where=where,
+            hint="recompile or copy it again",
         )
     body = data[HEADER.size :]
     if hashlib.sha256(body).digest() != checksum:

@@ -17,6 +17,7 @@ from dataclasses import fields
 from typing import Any
 
 import numpy as np
+from primec.backends.fields import EXIT_FIELD_TYPES, is_int, is_str, layer_problem
 from primec.backends.isa import (
     Binary,
     Const,
@@ -27,7 +28,7 @@ from primec.backends.isa import (
     Read,
 )
 from primec.backends.program import Program
-from primec.backends.shapes import MAX_PLANES, SHAPES, no_shape
+from primec.backends.shapes import SHAPES, no_shape
 
 from primec.core.ops import OPS, attr_type_ok
 from primec.core.verify import MAX_TIMESTEPS
@@ -79,16 +80,19 @@ class _Checker:
         p = self.p
         if not isinstance(p.name, str) or not isinstance(p.meta, dict):
             raise self.fail("the program header needs a name (string) and meta (object)")
-        if not _int(p.timesteps) or not 1 <= p.timesteps <= MAX_TIMESTEPS:
+        if not is_int(p.timesteps) or not 1 <= p.timesteps <= MAX_TIMESTEPS:
             raise self.fail(f"timesteps must be an integer 1..{MAX_TIMESTEPS}, got {p.timesteps!r}")
         for number, shape in enumerate(p.buffers):
-            if not all(_int(d) and d >= 1 for d in shape) or _elements(shape) > MAX_BUFFER_ELEMENTS:
+            if (
+                not all(is_int(d) and d >= 1 for d in shape)
+                or _elements(shape) > MAX_BUFFER_ELEMENTS
+            ):
                 raise self.fail(f"buffer {number} has a malformed or oversized shape {list(shape)}")
         if len(p.debug) != len(p.instrs):
             raise self.fail(
                 f"debug table has {len(p.debug)} entries for {len(p.instrs)} instructions"
             )
-        bad = [n for n, d in enumerate(p.debug) if not all(map(_is_str, (d.value, d.op, d.loc)))]
+        bad = [n for n, d in enumerate(p.debug) if not all(map(is_str, (d.value, d.op, d.loc)))]
         if bad:
             raise self.fail(f"debug entry {bad[0]} must be three strings (value, op, loc)")
         if len(p.inputs) != 1:
@@ -97,7 +101,7 @@ class _Checker:
                 "(is a state missing?)"
             )
         named = (*p.inputs, *p.outputs, *(b for pair in p.states for b in pair))
-        bad = [b for b in named if not (_int(b) and 0 <= b < len(p.buffers))]
+        bad = [b for b in named if not (is_int(b) and 0 <= b < len(p.buffers))]
         if bad or not p.outputs or any(len(pair) != 2 for pair in p.states):
             raise self.fail(
                 f"program inputs, outputs and states must name some of its {len(p.buffers)} "
@@ -127,15 +131,20 @@ class _Checker:
         for key, kind in (("target", str), ("target_hash", str), ("graph_meta", dict)):
             if not isinstance(self.p.meta.get(key), kind):
                 raise self.fail(f"meta {key} must be a {kind.__name__}")
+        cycles = self.p.meta["graph_meta"].get("read_cycles_per_timestep", 0)
+        if not is_int(cycles) or cycles < 0:
+            raise self.fail(
+                f"meta graph_meta.read_cycles_per_timestep must be an integer >= 0, got {cycles!r}"
+            )
         try:
             energy_meta(self.p.meta)
         except PrimecError as exc:
             raise self.fail(exc.message) from exc
         layers, macs = self.p.meta.get("layers"), self.p.meta.get("dense_macs_per_step")
-        if not _int(macs) or macs < 0 or not isinstance(layers, list):
+        if not is_int(macs) or macs < 0 or not isinstance(layers, list):
             raise self.fail("meta needs dense_macs_per_step (an integer) and layers (a list)")
         for number, layer in enumerate(layers):
-            problem = _layer_problem(layer)
+            problem = layer_problem(layer)
             if problem:
                 raise self.fail(f"meta layer {number}: {problem}")
         values = {layer["value"] for layer in layers}
@@ -166,6 +175,12 @@ class _Checker:
                 )
             if not np.isfinite(cells).all() or cells.min(initial=0.0) < 0:
                 raise self.fail(f"{at}: conductances must be finite and non-negative (uS)")
+            # Compiled, device-map and stuck cells all lie within the target's range.
+            if cells.max(initial=0.0) > params["cells.g_max_us"]:
+                raise self.fail(
+                    f"{at}: a conductance of {cells.max():g} uS is above the target's "
+                    f"cells.g_max_us ({params['cells.g_max_us']:g} uS)"
+                )
 
     def tensors(self) -> None:
         for name, tensor in sorted(self.p.tensors.items()):
@@ -333,58 +348,6 @@ class _Checker:
 def column_ranges_name(read: int) -> str:
     """The name of the per-column ADC ranges tensor of the `read`-th Read (program order)."""
     return f"{ADC_COLUMN_RANGES}{read}"
-
-
-def _thresholds(value: Any) -> bool:
-    """A per-step threshold list: none (empty or null) or finite numbers; its length is the
-    table's check (one per timestep)."""
-    return value is None or (isinstance(value, list | tuple) and all(map(_number, value)))
-
-
-# The early-exit table's fields by their declared type: (check, what it must be). A field of a
-# type not listed is refused, so a new table field cannot slip past the reader unchecked.
-EXIT_FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "float": (lambda v: _number(v), "a finite float"),
-    "int": (lambda v: _int(v), "an int"),
-    "str": (lambda v: isinstance(v, str), "a str"),
-    "tuple[float, ...]": (_thresholds, "a list of finite floats (one per timestep) or empty"),
-}
-
-
-# What the periphery and the programmer read of each layer record: field -> check.
-LAYER_FIELDS: dict[str, Callable[[Any], bool]] = {
-    "layer": lambda v: isinstance(v, str),
-    "value": lambda v: isinstance(v, str),
-    "kind": lambda v: isinstance(v, str),
-    "mode": lambda v: v in ("as_formed", "programmed"),
-    "drive": lambda v: isinstance(v, str),
-    "planes": lambda v: _int(v) and 1 <= v <= MAX_PLANES,
-    "input_quantum": lambda v: _number(v) and v > 0,
-    "gain": lambda v: _number(v),
-    "positions": lambda v: _int(v) and v >= 1,
-    "weight_shape": lambda v: (
-        isinstance(v, list) and bool(v) and all(_int(d) and d >= 1 for d in v)
-    ),
-}
-
-
-def _layer_problem(layer: Any) -> str | None:
-    if not isinstance(layer, dict):
-        return "not an object"
-    bad = next((k for k, ok in LAYER_FIELDS.items() if k not in layer or not ok(layer[k])), None)
-    return None if bad is None else f"field {bad} is missing or out of range ({layer.get(bad)!r})"
-
-
-def _is_str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _elements(shape: tuple[int, ...]) -> int:

@@ -24,17 +24,53 @@ def _umask() -> int:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` via a temp file in the same folder, so no partial file is left."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise _unwritable(target, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         # mkstemp makes the file private; give it the mode an ordinary open() would have.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _unwritable(target, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _unwritable(target: Path, exc: OSError) -> PrimecError:
+    return PrimecError(
+        f"cannot write {target}: {exc.strerror or exc}",
+        hint="choose a folder you can write to, with room to spare",
+    )
+
+
+def check_writable_folder(option: str, folder: Path, named: Path | None = None) -> None:
+    """Refuse, before any work, an output folder that cannot be made or written: its nearest
+    existing ancestor must be a folder in which a file can be created (tried, then removed).
+    `named`: what the option gave, where it is a file in that folder."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PrimecError(
+            f"{option} {named or folder}: {existing} is a file, not a folder",
+            hint="give a folder name",
+        )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".primec-probe.", dir=existing)
+    except OSError as exc:
+        raise PrimecError(
+            f"{option} {named or folder}: cannot write in {existing} ({exc.strerror or exc})",
+            hint="choose a folder you can write to",
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -82,6 +118,10 @@ def check_outputs(
     be an input or another output; its folder must exist; an existing file is replaced only
     with `force`, and a folder never.
     """
+    folders = [(o, p) for o, p in outputs.items() if p and str(p).endswith(("/", os.sep))]
+    if folders:
+        option, path = folders[0]
+        raise PrimecError(f"{option} {path} names a folder", hint="give a file name")
     given = {option: Path(path) for option, path in outputs.items() if path}
     sources = [Path(path) for path in inputs if path]
     seen: dict[Path, str] = {}
@@ -117,6 +157,7 @@ def _check_destination(option: str, path: Path, force: bool) -> None:
         )
     if path.is_dir():
         raise PrimecError(f"{option} {path} is a folder", hint="give a file name")
+    check_writable_folder(option, folder, path)
     if path.exists() and not force:
         raise PrimecError(
             f"{option} {path} already exists",

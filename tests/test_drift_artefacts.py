@@ -115,7 +115,7 @@ def test_simulate_reports_the_age_compensation_and_model(compiled, tmp_path: Pat
     args = ("simulate", compiled["pmac"], "--input", compiled["data"], "--no-statistical-energy")
     result = invoke(*args, "--age", "1h", "--drift-comp", "column", "--report", report)
     assert result.exit_code == 0, result.output
-    assert "age 3600 s, compensation column, model from the artefact" in result.output
+    assert "age 1h, compensation column, model from the artefact" in result.output
     drift = json.loads(report.read_text())["drift"]
     assert drift["age_s"] == AGE and drift["compensation"] == "column"
     assert drift["model"] == CUSTOM and drift["model_source"] == "the artefact"

@@ -114,6 +114,18 @@ def _fails_at_point_1(j: Job, shard: Shard):
     return sweep_module.run_shard(j, shard)
 
 
+def _raising():
+    """`_fails_at_point_1` as a closure: Ray's workers cannot import this test module, so the
+    task must travel by value."""
+
+    def task(j: Job, shard: Shard):
+        if shard.point == 1:
+            raise RuntimeError("bad shard")
+        return sweep_module.run_shard(j, shard)
+
+    return task
+
+
 def _crash_once(marker_folder: str):
     """A task whose worker process dies the first time it meets each shard."""
 
@@ -174,7 +186,7 @@ def sweep_module_outputs() -> tuple[str, ...]:
 
 
 @pytest.mark.slow
-def test_a_crashed_ray_worker_is_retried(program, data, tmp_path, capsys) -> None:
+def test_a_crashed_ray_worker_is_retried(program, data, tmp_path, capfd) -> None:
     grid = Grid.parse(["program=0.1"], chips=4)
     clean = run_shards(job(program, data, grid), shards(grid, 2), workers=0)
     crashed = run_shards(
@@ -182,7 +194,20 @@ def test_a_crashed_ray_worker_is_retried(program, data, tmp_path, capsys) -> Non
     )
     assert crashed.complete and crashed.rows == clean.rows
     assert len(list(tmp_path.iterdir())) == 2  # each shard's worker died once
-    assert "(raylet)" not in capsys.readouterr().out  # Ray's report of a dead worker: stderr
+    assert "(raylet)" not in capfd.readouterr().out  # Ray's report of a dead worker: stderr
+
+
+@pytest.mark.slow
+def test_a_raising_shard_on_ray_stops_the_sweep_without_a_traceback(program, data, capfd) -> None:
+    grid = Grid.parse(["program=0,0.1"], chips=2)
+    failing = run_shards(
+        job(program, data, grid), shards(grid, 2), workers=1, retries=1, task=_raising()
+    )
+    assert not failing.complete and failing.failed == Shard(1, (0, 1))
+    assert failing.error == "RuntimeError: bad shard"
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.out + printed.err  # Ray prints one for a retried exception
+    assert "retries remaining" not in printed.out + printed.err
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ refuses a drift compensation without an age, by the same rule as the sweep.
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -65,10 +66,25 @@ def assert_one_error(result, *parts: str) -> None:
             ("--ages", "1h", "--grid", "age=1d"),
             ("'age' is given both in --grid and by --ages", "hint: give the ages once"),
         ),
-        (("--grid", "read=-0.1"), ("read=-0.1 is out of range (>= 0.0)", "hint: give read")),
+        (("--grid", "read=-0.1"), ("read=-0.1 is out of range (0.0..1.0)", "hint: give read")),
         (("--grid", "stuck=2"), ("out of range (0.0..1.0)", "e.g. --grid stuck=0,0.001")),
         (("--grid", "adc=17"), ("out of range (0..16)", "hint: give adc levels in 0..16")),
         (("--ages", "0.5s"), ("under the drift model's origin", "hint: give 0 for a fresh chip")),
+        (("--ages", "1e400s"), ("age '1e400s' is not a finite time", "hint: give an age")),
+        (("--ages", ""), ("--ages is empty", "hint: give ages")),
+        (("--grid", "read=2"), ("read=2 is out of range (0.0..1.0)", "hint: give read levels")),
+        (("--noise", "program=nan"), ("program=nan is out of range (0.0..1.0)", "hint:")),
+        (("--noise", "read=1e300"), ("read=1e300 is out of range", "hint: give read in")),
+        (("--noise", "stuck=nan"), ("stuck=nan is out of range", "hint:")),
+        (("--noise", "adc=64"), ("adc=64 is out of range (0..16)", "hint: give adc in 0..16")),
+        (("--noise", "input=1100"), ("input=1100 is out of range (0..16)", "hint:")),
+        (("--noise", "read=0.01,read=0.02"), ("read is given twice", "hint: give each setting")),
+        (("--noise", "age=nan"), ("bad age 'nan'", "hint:")),
+        (("--grid", "stuck_repair=0,1,2"), ("no point has any", "hint: add stuck cells")),
+        (("--device", "meta"), ("the simulator runs on cpu or cuda, not meta", "hint:")),
+        (("--workers", "-1"), ("--workers must be 0 or more", "hint: 0 runs in this process")),
+        (("--retries", "-1"), ("--retries must be 0 or more", "hint: 0 stops at")),
+        (("--ray-address", "127.0.0.1:99999"), ("bad --ray-address", "hint: give HOST:PORT")),
     ],
 )
 def test_a_bad_input_is_one_error_before_any_work(files, tmp_path, extra, parts) -> None:
@@ -166,10 +182,96 @@ def test_simulate_takes_age_0_as_a_fresh_chip(files, tmp_path) -> None:
     assert not first.get("drift")
 
 
-@pytest.mark.parametrize(
-    "extra", [("--drift-comp", "global"), ("--age", "0", "--drift-comp", "column")]
-)
+@pytest.mark.parametrize("extra", [("--drift-comp", "global"), ("--noise", "drift_comp=2")])
 def test_simulate_refuses_a_drift_compensation_without_an_age(files, tmp_path, extra) -> None:
     result, report = simulate_cli(files, tmp_path, *extra)
-    assert_one_error(result, "needs an age", "hint: give the chip's age, e.g. --age 1d")
+    assert_one_error(result, "needs an age", "hint:")
     assert not report.exists()
+
+
+def test_simulate_runs_a_sweeps_fresh_point_with_compensation_as_the_fresh_chip(
+    files, tmp_path
+) -> None:
+    """A sweep over --ages 0,1d and drift_comp runs the point (age 0, drift_comp 2): `simulate
+    --age 0 --drift-comp column` runs it too, and it is the fresh chip (nothing has drifted)."""
+    out = tmp_path / "out"
+    swept = sweep_cli(files, out, "--noise", "read=0.05", "--ages", "0,1d")
+    assert swept.exit_code == 0, swept.output
+    swept = sweep_cli(
+        files, out, "--noise", "read=0.05", "--ages", "0,1d", "--grid", "drift_comp=0,2", "--force"
+    )
+    assert swept.exit_code == 0, swept.output
+    rows = list(csv.DictReader((out / "sweep-chips.csv").open()))
+    fresh = [r for r in rows if r["age"] == "0.0" and r["drift_comp"] == "2" and r["chip"] == "1"]
+    compensated, report = simulate_cli(
+        files,
+        tmp_path,
+        "--noise",
+        "read=0.05",
+        "--age",
+        "0",
+        "--drift-comp",
+        "column",
+        "--chip",
+        "1",
+    )
+    assert compensated.exit_code == 0, compensated.output
+    plain, plain_report = simulate_cli(files, tmp_path, "--noise", "read=0.05", "--chip", "1")
+    first, second = (json.loads(path.read_text()) for path in (report, plain_report))
+    assert first["accuracy"] == second["accuracy"] == float(fresh[0]["accuracy"])
+    assert first["energy_per_inference_j"] == second["energy_per_inference_j"]
+
+
+@pytest.mark.parametrize(
+    "extra, parts",
+    [
+        (("--noise", "program=nan"), ("program=nan is out of range (0.0..1.0)",)),
+        (("--noise", "adc=64"), ("adc=64 is out of range (0..16)",)),
+        (("--device", "meta"), ("the simulator runs on cpu or cuda, not meta",)),
+        (("--age", "-5s"), ("age '-5s' is negative",)),
+        (("--report", "/proc/primec-report.json"), ("cannot write in /proc",)),
+    ],
+)
+def test_simulate_refuses_bad_settings_before_any_work(files, tmp_path, extra, parts) -> None:
+    output = tmp_path / "out.npz"
+    result, report = simulate_cli(files, tmp_path, "--output", str(output), *extra)
+    assert_one_error(result, *parts, "hint:")
+    assert "Traceback" not in result.output
+    assert not output.exists() and not report.exists()
+
+
+def test_simulate_reads_ages_with_units_in_noise_and_keeps_its_compensation(
+    files, tmp_path
+) -> None:
+    by_option, option_report = simulate_cli(
+        files, tmp_path, "--age", "1d", "--drift-comp", "global"
+    )
+    in_noise, noise_report = simulate_cli(
+        files, tmp_path, "--noise", "age=1d,drift_comp=1,read=0.01,stuck=0.001,adc=8"
+    )
+    # --age overrides the age of --noise and keeps its compensation (it used to drop it).
+    both, both_report = simulate_cli(
+        files, tmp_path, "--noise", "age=60,drift_comp=1,read=0.01,stuck=0.001,adc=8", "--age", "1d"
+    )
+    for result in (by_option, in_noise, both):
+        assert result.exit_code == 0, result.output
+    reports = [json.loads(p.read_text()) for p in (option_report, noise_report, both_report)]
+    assert {r["noise"]["age"] for r in reports} == {86400.0}
+    assert {r["noise"]["drift_comp"] for r in reports} == {1}
+    assert reports[0]["accuracy"] == reports[1]["accuracy"] == reports[2]["accuracy"]
+    assert "age 1d, compensation global" in both.output
+
+
+@pytest.mark.parametrize("where", ["file", "proc", "plot-folder"])
+def test_sweep_refuses_an_out_it_cannot_write_before_any_work(files, tmp_path, where) -> None:
+    artefact, _ = files
+    out = {
+        "file": artefact / "sub",
+        "proc": Path("/proc/primec-out"),
+        "plot-folder": tmp_path / "out",
+    }[where]
+    if where == "plot-folder":
+        (out / "accuracy_vs_read.png").mkdir(parents=True)
+    result = sweep_cli(files, out, "--grid", "read=0,0.02", "--force")
+    assert_one_error(result, "hint:")
+    assert "sweep:" not in result.output and "Traceback" not in result.output

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 from primec.backends import bytecode, macrofile
-from primec.backends.container import json_bytes, pack, unpack
+from primec.backends.container import json_bytes, pack, read_tensors, tensors_bytes, unpack
 
 from primec.cli import main
 from primec.datasets import save_npz
@@ -95,6 +95,14 @@ SEMANTIC = {
         "conductances must be finite and non-negative",
     ),
     "negative conductance": (cells(negative_in_kept_pair), "must be finite and non-negative"),
+    "conductance above the target's g_max (100 uS)": (
+        cells(lambda array: array.__setitem__(_kept_pair(array), 150.0)),
+        "a conductance of 150 uS is above the target's cells.g_max_us (100 uS)",
+    ),
+    "conductance of 1e300 uS": (
+        cells(lambda array: array.__setitem__(_kept_pair(array), 1e300)),
+        "a conductance of 1e+300 uS is above the target's cells.g_max_us",
+    ),
     "unknown reset mode": (
         lambda m, mf: mf["neurons"][0].update(reset="explode"),
         "neuron record 0 field 'reset' must be one of",
@@ -245,7 +253,39 @@ def _debug_value(entries: list) -> list:
     return entries
 
 
+def pbc_cells(value: float) -> Callable[[bytes], bytes]:
+    """One cell of the first array set to value (the container checksum is recomputed)."""
+
+    def corrupt(data: bytes) -> bytes:
+        sections = unpack(data, bytecode.MAGIC, bytecode.VERSION, "test")
+        arrays = read_tensors(sections[b"COND"], "test")
+        first_array = next(iter(arrays))
+        arrays[first_array] = arrays[first_array].copy()
+        arrays[first_array][0, 0] = value
+        sections[b"COND"] = tensors_bytes(arrays)
+        return pack(bytecode.MAGIC, bytecode.VERSION, list(sections.items()))
+
+    return corrupt
+
+
+def _graph_meta(header: dict, **fields) -> dict:
+    header["meta"]["graph_meta"].update(fields)
+    return header
+
+
 PBC = {
+    "conductance of 1e300 uS": (
+        pbc_cells(1e300),
+        "a conductance of 1e+300 uS is above the target's cells.g_max_us (100 uS)",
+    ),
+    "negative read cycles per step": (
+        pbc_edit(b"META", lambda h: _graph_meta(h, read_cycles_per_timestep=-5)),
+        "graph_meta.read_cycles_per_timestep must be an integer >= 0, got -5",
+    ),
+    "reserved header bytes not 0 (outside the checksum)": (
+        lambda data: data[:10] + b"\x01\x00" + data[12:],
+        "header bytes 10-11 (reserved) hold 1, not 0",
+    ),
     "exit temperature = inf": (
         pbc_edit(b"EXIT", lambda t: _set(t, temperature=float("inf"))),
         "early-exit table field temperature must be a finite float",
@@ -312,3 +352,27 @@ def test_pir_with_a_state_line_deleted_does_not_compile(files, tmp_path):
     assert result.exit_code == 2, result.output
     assert "step inputs; the macro takes exactly one (is a state missing?)" in result.output
     assert not out.exists()
+
+
+def test_check_and_inspect_go_by_the_magic_as_simulate_does(files, tmp_path):
+    """A bytecode file under another name is what `simulate` runs: `check` and `inspect` say
+    what it is, whatever its suffix."""
+    for name in ("model.txt", "model.pmac"):
+        renamed = tmp_path / name
+        renamed.write_bytes(files["pbc"].read_bytes())
+        result = invoke("check", renamed)
+        assert result.exit_code == 0 and result.output.startswith("ok: pbc artefact"), result.output
+        described = invoke("inspect", renamed)
+        assert described.exit_code == 0 and described.output.startswith("bytecode "), described
+        assert invoke("simulate", renamed, "--input", files["data"]).exit_code == 0
+
+
+def test_calibrate_adc_refuses_an_output_of_the_other_format_or_a_folder(files, tmp_path):
+    for output, message in (
+        (tmp_path / "cal.pmac", "names a .pmac file, and the calibrated artefact is a .pbc"),
+        (f"{tmp_path / 'folder'}/", "names a folder"),
+    ):
+        result = invoke("calibrate-adc", files["pbc"], "--input", files["data"], "-o", output)
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert result.output.count("error:") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -5,15 +5,32 @@ belongs to (never by batch position), read-noise normals, and the chip's static 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
+from primec.backends.simulator.ages import seconds
 from primec.backends.simulator.gauss import keyed_normals
 from primec.backends.validate import ADC_RANGES
 
 from primec.errors import PrimecError
 
-__all__ = ["ADC_RANGES", "Noise", "Normals", "chip_cells", "stream_seed"]
+__all__ = ["ADC_RANGES", "LIMITS", "Noise", "Normals", "chip_cells", "stream_seed"]
+
+# Each setting's lowest and highest value (None: no bound but a finite one), the one range that
+# `--noise` and a sweep's `--grid` check. A relative std above 1 (100%) would make conductances
+# negative more often than not (they are clipped at 0): not a device, and it overflows the
+# exact-sum grid. Converters and drivers of more than 16 bits are refused, as in the artefact.
+LIMITS: dict[str, tuple[float, float | None]] = {
+    "program": (0.0, 1.0),
+    "read": (0.0, 1.0),
+    "stuck": (0.0, 1.0),
+    "adc": (0, 16),
+    "input": (0, 16),
+    "adc_cal": (0, 2),
+    "age": (0.0, None),
+    "drift_comp": (0, 2),
+}
 
 
 @dataclass(frozen=True)
@@ -46,11 +63,16 @@ class Noise:
         known = {f.name: f.type for f in fields(Noise) if f.name != "seed"}
         values: dict[str, float | int] = {}
         for item in filter(None, (part.strip() for part in text.split(","))):
-            key, _, raw = item.partition("=")
+            key, _, raw = (part.strip() for part in item.partition("="))
             if key not in known or not raw:
                 raise PrimecError(
                     f"bad noise setting {item!r}",
                     hint=f"use KEY=VALUE with KEY one of {', '.join(known)}, e.g. read=0.02,adc=8",
+                )
+            if key in values:
+                raise PrimecError(
+                    f"noise setting {key} is given twice in {text!r}",
+                    hint="give each setting once, e.g. read=0.02,adc=8",
                 )
             values[key] = _number(key, raw, known[key])
         return Noise(**values, seed=seed)
@@ -77,15 +99,23 @@ class Noise:
 
 
 def _number(key: str, raw: str, kind: str) -> float | int:
+    """One `--noise` value, checked against `LIMITS`; an age may carry a unit (`1d`)."""
+    if key == "age":
+        return seconds(raw)
+    low, high = LIMITS[key]
+    bounds = f"{low}..{high}"
     try:
         value = int(raw) if kind == "int" else float(raw)
     except ValueError:
         raise PrimecError(
-            f"noise setting {key}={raw!r} is not a{'n integer' if kind == 'int' else ' number'}"
+            f"noise setting {key}={raw!r} is not a{'n integer' if kind == 'int' else ' number'}",
+            hint=f"give {key} as a{'n integer' if kind == 'int' else ' number'} in {bounds}",
         ) from None
-    highest = {"stuck": 1, "adc_cal": 2, "drift_comp": 2}.get(key)
-    if value < 0 or (highest is not None and value > highest) or (key == "age" and 0 < value < 1):
-        raise PrimecError(f"noise setting {key}={raw} is out of range")
+    if not (math.isfinite(value) and low <= value and (high is None or value <= high)):
+        raise PrimecError(
+            f"noise setting {key}={raw} is out of range ({bounds})",
+            hint=f"give {key} in {bounds}, e.g. read=0.02,adc=8",
+        )
     return value
 
 

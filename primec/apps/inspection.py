@@ -9,7 +9,11 @@ from primec.errors import PrimecError
 
 def describe(path: Path) -> str:
     """The text `primec inspect` prints for one file."""
+    from primec.backends import artefact_kind
+
     suffix = path.suffix
+    if path.is_file() and artefact_kind(path) is not None:  # by its magic, whatever its name
+        return _artefact(path)
     if suffix == ".pir":
         from primec.core.text import print_graph
         from primec.pipeline import read_ir
@@ -27,10 +31,10 @@ def describe(path: Path) -> str:
 
 
 def _artefact(path: Path) -> str:
-    from primec.backends import macrofile, read_artefact
+    from primec.backends import artefact_kind, macrofile, read_artefact
 
     program = read_artefact(path)
-    if path.suffix == ".pmac":
+    if artefact_kind(path) == "pmac":
         return macrofile.summary(path) + "\n"
     table = program.exit_table
     header = [

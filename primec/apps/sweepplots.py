@@ -67,9 +67,7 @@ def _curve(report: dict[str, Any], name: str, swept: list[str], folder: Path) ->
         if all(p["ci95_low"] is not None for p in line):
             low, high = ([p[k] for p in line] for k in ("ci95_low", "ci95_high"))
             axis.fill_between(x, low, high, alpha=0.25)
-    if name == "age":
-        axis.set_xscale("log")
-    axis.set_xlabel("age (s)" if name == "age" else name)
+    _level_axis(axis, name, sorted({p[name] for p in chosen}))
     axis.set_ylabel("accuracy (mean, 95% CI over chips)")
     shown = ", ".join(f"{k}={level_text(k, v)}" for k, v in fixed.items())
     axis.set_title(f"{report['grid']['chips']} chips per point" + (f"; {shown}" if shown else ""))
@@ -78,6 +76,20 @@ def _curve(report: dict[str, Any], name: str, swept: list[str], folder: Path) ->
     path = folder / f"accuracy_vs_{name}.png"
     save_figure(figure, path)
     return path
+
+
+def _level_axis(axis: Any, name: str, levels: list[float]) -> None:
+    """An x axis for a swept parameter: ages on a log scale (linear below 1 s, so a fresh
+    chip's 0 stays on it) and integer parameters, both ticked at their levels as a user
+    writes them (1d, 8)."""
+    from primec.runtime.sweep import PARAMETERS
+
+    if name == "age":
+        axis.set_xscale("symlog", linthresh=1.0)
+    if name == "age" or PARAMETERS[name][0] is int:
+        axis.set_xticks(levels, [level_text(name, v) for v in levels])
+        axis.minorticks_off()
+    axis.set_xlabel(name)
 
 
 def _heatmap(report: dict[str, Any], rows: str, cols: str, folder: Path) -> Path:

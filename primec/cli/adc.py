@@ -6,6 +6,7 @@ import click
 
 from primec.cli.common import checked_outputs, user_errors, write_report
 from primec.cli.simulate import input_option
+from primec.errors import PrimecError
 
 
 @click.command("calibrate-adc")
@@ -60,6 +61,13 @@ def calibrate_adc(
 
     program = read_artefact(artefact)
     backend = backend_of(Path(artefact).read_bytes()[:8]) or BACKENDS["bytecode"]
+    named = {b.suffix: b for b in BACKENDS.values()}.get(Path(output).suffix)
+    if named is not None and named is not backend:
+        raise PrimecError(
+            f"-o {output} names a {named.suffix} file, and the calibrated artefact is a "
+            f"{backend.suffix} like {artefact}",
+            hint=f"give -o a {backend.suffix} name, e.g. {Path(artefact).stem}-cal{backend.suffix}",
+        )
     data = artefact_inputs(program, input_path)
     calibrated, summary = calibrate(program, data.x, percentile, per)
     atomic_write_bytes(output, backend.encode(calibrated))

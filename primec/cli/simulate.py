@@ -69,10 +69,8 @@ def input_option(text: str) -> Any:
 @click.option(
     "--drift-comp",
     type=click.Choice(["none", "global", "column"]),
-    default="none",
-    show_default=True,
     help="Drift compensation from a reference read: one gain per tile, or one per physical "
-    "column (G+ and G- columns alike); needs an age.",
+    "column (G+ and G- columns alike); needs an age. [default: --noise's drift_comp, else none]",
 )
 @click.option(
     "--stuck-repair",
@@ -113,7 +111,7 @@ def simulate(
     chip: int,
     no_early_exit: bool,
     age: str | None,
-    drift_comp: str,
+    drift_comp: str | None,
     stuck_repair: str,
     threads: int | None,
     statistical_energy: bool,
@@ -162,32 +160,37 @@ def simulate(
 
 
 def noise_settings(
-    program: Any, spec: str | None, seed: int, age: str | None, drift_comp: str
+    program: Any, spec: str | None, seed: int, age: str | None, drift_comp: str | None
 ) -> tuple[Any, str]:
     """`--noise`, `--seed`, `--age` and `--drift-comp` as one `Noise`, and where it came from."""
     from dataclasses import replace
 
     from primec.backends.simulator import Noise
-    from primec.backends.simulator.drift import COMPENSATIONS, check_compensation, seconds
+    from primec.backends.simulator.ages import seconds
+    from primec.backends.simulator.drift import COMPENSATIONS, check_compensation
 
     settings, source = Noise.choose(spec, program.meta["target_parameters"], seed)
     if age is not None:
         settings = replace(settings, age=seconds(age))
-    if age is not None or drift_comp != "none":
+    if drift_comp is not None:  # else --noise's, if it gives one
         settings = replace(settings, drift_comp=COMPENSATIONS.index(drift_comp))
-    check_compensation(
+    check_compensation(  # an explicit --age 0 is a sweep's fresh point: compensation is a no-op
         settings.drift_comp,
-        bool(settings.age),
+        bool(settings.age) or age is not None,
         hint="give the chip's age, e.g. --age 1d, or leave out --drift-comp",
     )
     return settings, source
 
 
 def check_device(device: str) -> None:
-    """Refuse a torch device this machine cannot use, before any work."""
+    """Refuse a torch device this machine cannot use, before any work: the simulator runs on
+    the CPU and on CUDA GPUs only."""
     import torch
 
     try:
+        kind = torch.device(device).type
+        if kind not in ("cpu", "cuda"):
+            raise RuntimeError(f"the simulator runs on cpu or cuda, not {kind}")
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:
         raise PrimecError(
@@ -204,7 +207,10 @@ def simulation_summary(summary: dict[str, Any]) -> str:
         active["drift_comp"] = noise.get("drift_comp", 0)
     if noise.get("adc") and not noise.get("adc_cal", 1):
         active["adc_cal"] = 0
-    shown = ", ".join(f"{k}={v:g}" for k, v in active.items()) or "none"
+    from primec.backends.simulator.ages import age_text
+
+    shown = ", ".join(f"{k}={age_text(v) if k == 'age' else f'{v:g}'}" for k, v in active.items())
+    shown = shown or "none"
     lines.append(f"non-idealities      {shown} (from {summary['noise_source']})")
     if summary.get("chip"):
         lines.append(f"chip                {summary['chip']}")
@@ -224,6 +230,8 @@ def simulation_summary(summary: dict[str, Any]) -> str:
 
 def conditions_summary(summary: dict[str, Any]) -> list[str]:
     """The ADC ranges a run converted on and an aged chip's drift, as readable lines."""
+    from primec.backends.simulator.ages import age_text
+
     lines = []
     ranges = summary.get("adc_ranges")
     if ranges:
@@ -232,7 +240,7 @@ def conditions_summary(summary: dict[str, Any]) -> list[str]:
     drift = summary.get("drift")
     if drift:
         lines.append(
-            f"drift               age {drift['age_s']:g} s, compensation {drift['compensation']}, "
+            f"drift               age {age_text(drift['age_s'])}, compensation {drift['compensation']}, "
             f"model from {drift['model_source']}"
         )
     repair = summary.get("stuck_repair") or {}

@@ -141,7 +141,13 @@ def _job(
     from primec.backends import read_artefact
     from primec.backends.simulator import Noise
     from primec.runtime.simulation import artefact_inputs, drift_model
-    from primec.runtime.sweep import Job, check_adc_levels, check_drift_ages, check_repair_ages
+    from primec.runtime.sweep import Job
+    from primec.runtime.sweepchecks import (
+        check_adc_levels,
+        check_drift_ages,
+        check_repair_ages,
+        check_repair_stuck,
+    )
 
     grid = _grid(grid_specs, options["ages"], options["chips"])
     program = read_artefact(artefact)
@@ -155,6 +161,7 @@ def _job(
     params = program.meta["target_parameters"]
     base, source = Noise.choose(options["noise"], params, options["seed"])
     check_repair_ages(grid, base)
+    check_repair_stuck(grid, base)
     check_drift_ages(grid, base)
     points = grid.points()
     aged = base.age or any(p.get("age") for p in points)
@@ -175,8 +182,10 @@ def _grid(grid_specs: tuple[str, ...], ages: str | None, chips: int) -> Any:
     """The `--grid` options and `--ages` (one more axis) as one `Grid`."""
     from primec.runtime.sweep import Grid
 
-    if not ages:
+    if ages is None:
         return Grid.parse(list(grid_specs), chips)
+    if not ages.strip():
+        raise PrimecError("--ages is empty", hint="give ages, e.g. --ages 60s,1h,1d,30d,1y")
     if any(spec.partition("=")[0].strip() == "age" for spec in grid_specs):
         raise PrimecError(
             "sweep parameter 'age' is given both in --grid and by --ages",
@@ -198,8 +207,18 @@ def _clear_earlier(folder: Path) -> None:
 def _check_outputs(folder: Path, force: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise PrimecError(f"--out {folder} is a file, not a folder", hint="give a folder name")
+    from primec.apps.sweepplots import plot_names
+    from primec.fileio import check_writable_folder
     from primec.runtime.sweep import table_names
 
+    check_writable_folder("--out", folder)
+    outputs = [*table_names(), *table_names(".partial"), *plot_names()]
+    folders = [name for name in outputs if (folder / name).is_dir()]
+    if folders:
+        raise PrimecError(
+            f"--out {folder} holds a folder named like a sweep's output ({folders[0]})",
+            hint="move it away, or give another folder",
+        )
     existing = [name for name in table_names() if (folder / name).exists()]
     if existing and not force:
         raise PrimecError(

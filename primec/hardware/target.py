@@ -387,13 +387,14 @@ def parameter_problem(spec_field: dataclasses.Field, value: Any) -> str | None:
         return None
     low, high, unit = meta["low"], meta["high"], meta["unit"]
     if not math.isfinite(value):
-        return f"must be a finite number of {unit}, got {value}"
+        return f"must be a finite number{f' of {unit}' if unit else ''}, got {value}"
     if meta.get("positive") and value <= 0:
-        return f"must be positive ({unit}), got {value}"
+        return f"must be positive{f' ({unit})' if unit else ''}, got {value}"
     if low is not None and value < low:
-        return f"must be at least {low} {unit}, got {value}"
+        return f"must be at least {f'{low} {unit}'.strip()}, got {value}"
     if high is not None and (value >= high if kind is float else value > high):
-        return f"must be {'below' if kind is float else 'at most'} {high} {unit}, got {value}"
+        limit = f"{high} {unit}".strip()
+        return f"must be {'below' if kind is float else 'at most'} {limit}, got {value}"
     if meta.get("even") and value % 2:
         return f"must be even ({unit} come in pairs), got {value}"
     return None

@@ -25,8 +25,8 @@ from scipy import stats
 
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator
-from primec.backends.simulator.adc import CALIBRATIONS, calibration_levels
-from primec.backends.simulator.drift import age_text, check_compensation, seconds
+from primec.backends.simulator.ages import age_text, seconds
+from primec.backends.simulator.noise import LIMITS
 from primec.backends.simulator.verify import VerifiedSimulator
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_text
@@ -34,21 +34,25 @@ from primec.hardware.energy import energy_report
 from primec.hardware.target import DriftSpec
 from primec.runtime.simdata import SimData
 
-# Sweepable parameters: name -> (type, lowest level, highest level or None, meaning).
+# Sweepable parameters: name -> (type, lowest level, highest level or None, meaning); the noise
+# settings' ranges are `--noise`'s (`noise.LIMITS`).
 PARAMETERS: dict[str, tuple[type, float, float | None, str]] = {
-    "program": (float, 0.0, None, "relative std of each cell's static conductance error"),
-    "read": (float, 0.0, None, "relative std of each cell's current on every read"),
-    "stuck": (float, 0.0, 1.0, "fraction of stuck cells"),
-    "adc": (int, 0, 16, "ADC bits (0: ideal converter)"),
-    "input": (int, 0, 16, "input driver bits (0: as many as the values need)"),
+    "program": (float, *LIMITS["program"], "relative std of each cell's static conductance error"),
+    "read": (float, *LIMITS["read"], "relative std of each cell's current on every read"),
+    "stuck": (float, *LIMITS["stuck"], "fraction of stuck cells"),
+    "adc": (int, *LIMITS["adc"], "ADC bits (0: ideal converter)"),
+    "input": (int, *LIMITS["input"], "input driver bits (0: as many as the values need)"),
     "adc_cal": (
         int,
-        0,
-        2,
+        *LIMITS["adc_cal"],
         "ADC ranges (`calibrate-adc`): 0 the target's, 1 per tile, 2 per column",
     ),
-    "age": (float, 0.0, None, "seconds since programming (60s, 1h, 1d, 30d, 1y; 0: no drift)"),
-    "drift_comp": (int, 0, 2, "drift compensation: 0 none, 1 global, 2 per column"),
+    "age": (float, *LIMITS["age"], "seconds since programming (60s, 1h, 1d, 30d, 1y; 0: no drift)"),
+    "drift_comp": (
+        int,
+        *LIMITS["drift_comp"],
+        "drift compensation: 0 none, 1 global, 2 per column",
+    ),
     "stuck_repair": (
         int,
         0,
@@ -156,49 +160,6 @@ def _level(name: str, raw: str) -> float:
             hint=f"give {name} levels in {bounds}, {example}",
         )
     return value
-
-
-def check_adc_levels(program: Program, grid: Grid) -> None:
-    """Refuse an `adc_cal` level whose ranges the artefact lacks: its points would repeat a
-    coarser level's under another name."""
-    has = calibration_levels(program)
-    for level in dict(grid.axes).get("adc_cal", ()):
-        if not has[int(level)]:
-            raise PrimecError(
-                f"sweep level adc_cal={int(level)} needs per-{CALIBRATIONS[int(level)]} ADC "
-                "ranges, and the artefact has none",
-                hint="calibrate first: primec calibrate-adc (per tile) or with --per column",
-            )
-
-
-def check_repair_ages(grid: Grid, base: Noise) -> None:
-    """Refuse a grid with a point that repairs stuck cells on an aged chip: the repair is
-    modelled right after programming only (`VerifiedSimulator` refuses it too, but a sweep
-    should stop before any work, not at its first such shard)."""
-    for point in grid.points():
-        repair, age = int(point.get("stuck_repair", 0)), point.get("age", base.age)
-        if repair and age:
-            where = "the grid's age axis (--ages or --grid age)" if "age" in point else "--noise"
-            raise PrimecError(
-                f"the sweep combines stuck_repair={repair} ({REPAIRS[repair]}) with age={age:g} s "
-                f"from {where}: the stuck-cell repair is modelled right after programming only",
-                hint="sweep the repair with no age (--grid stuck_repair=... without --ages), "
-                "or the ages with --grid stuck_repair=0",
-            )
-
-
-def check_drift_ages(grid: Grid, base: Noise) -> None:
-    """Refuse a drift compensation when no point has an age: every level would run the same,
-    undrifted chips."""
-    points = grid.points()
-    aged = any(point.get("age", base.age) for point in points)
-    for point in points:
-        check_compensation(
-            int(point.get("drift_comp", base.drift_comp)),
-            aged,
-            hint="add ages with --ages 60s,1h,1d (or --grid age=... or --noise age=...), "
-            "or leave out drift_comp",
-        )
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,13 @@ class Outcome:
         return self.failed is None
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """A shard whose task raised on every try, in a worker that stayed alive: what it raised."""
+
+    error: str
+
+
 def run_shards(
     job: Job,
     shards: list[Shard],
@@ -59,9 +66,15 @@ def run_shards(
 ) -> Outcome:
     """Run every shard; rows sorted by (point, chip)."""
     if workers < 0:
-        raise PrimecError(f"--workers must be 0 or more, got {workers}")
+        raise PrimecError(
+            f"--workers must be 0 or more, got {workers}",
+            hint="0 runs in this process; N starts N local Ray workers, e.g. --workers 2",
+        )
     if retries < 0:
-        raise PrimecError(f"--retries must be 0 or more, got {retries}")
+        raise PrimecError(
+            f"--retries must be 0 or more, got {retries}",
+            hint="0 stops at a shard's first failure; the default retries each shard twice",
+        )
     if address is None and workers == 0:
         outcome = _in_process(job, shards, retries, progress, task)
     else:
@@ -75,23 +88,33 @@ def _in_process(
 ) -> Outcome:
     outcome, started = Outcome(), time.perf_counter()
     for done, shard in enumerate(shards, 1):
-        for attempt in range(retries + 1):
-            try:
-                outcome.rows.extend(task(job, shard))
-                break
-            except Exception as exc:  # a shard's failure, whatever it is, is retried
-                if attempt == retries:
-                    outcome.failed, outcome.error = shard, f"{type(exc).__name__}: {exc}"
-                    return outcome
+        rows = _tries(job, shard, task, retries)
+        if isinstance(rows, _Failed):
+            outcome.failed, outcome.error = shard, rows.error
+            return outcome
+        outcome.rows.extend(rows)
         if progress:
             progress(done, len(shards), time.perf_counter() - started)
     return outcome
 
 
-def _remote(job: Job, shard: Shard, task: Task) -> list[dict[str, Any]]:
-    """A shard on a Ray worker: one torch thread per worker (a worker is one CPU's share)."""
+def _tries(job: Job, shard: Shard, task: Task, retries: int) -> list[dict[str, Any]] | _Failed:
+    """The shard's rows, tried up to 1 + retries times; what it raised last if every try did."""
+    error = ""
+    for _ in range(retries + 1):
+        try:
+            return task(job, shard)
+        except Exception as exc:  # a shard's failure, whatever it is, is retried
+            error = f"{type(exc).__name__}: {exc}"
+    return _Failed(error)
+
+
+def _remote(job: Job, shard: Shard, task: Task, retries: int) -> list[dict[str, Any]] | _Failed:
+    """A shard on a Ray worker: one torch thread per worker (a worker is one CPU's share). An
+    exception is retried here and comes back as `_Failed` (Ray would print each retry's remote
+    traceback to the terminal); Ray itself retries only a worker that died."""
     torch.set_num_threads(1)
-    return task(job, shard)
+    return _tries(job, shard, task, retries)
 
 
 def _on_ray(
@@ -137,19 +160,22 @@ def _collect(
     ray: Any, job: Job, shards: list[Shard], retries: int, progress: Progress | None, task: Task
 ) -> Outcome:
     outcome, started = Outcome(), time.perf_counter()
-    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(_remote)
+    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_remote)
     shared = ray.put(job)
-    pending = {remote.remote(shared, shard, task): shard for shard in shards}
+    pending = {remote.remote(shared, shard, task, retries): shard for shard in shards}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         shard = pending.pop(ready[0])
         try:
-            outcome.rows.extend(ray.get(ready[0]))
-        except ray.exceptions.RayError as exc:
-            outcome.failed, outcome.error = shard, _cause(exc)
+            rows = ray.get(ready[0])
+        except ray.exceptions.RayError as exc:  # the worker died on every try
+            rows = _Failed(_cause(exc))
+        if isinstance(rows, _Failed):
+            outcome.failed, outcome.error = shard, rows.error
             for ref in pending:
                 ray.cancel(ref, force=True)
             return outcome
+        outcome.rows.extend(rows)
         if progress:
             progress(len(shards) - len(pending), len(shards), time.perf_counter() - started)
     return outcome
@@ -174,7 +200,8 @@ def check_reachable(address: str) -> None:
         if address is None:
             return
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 host: [::1]:6379
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise PrimecError(
             f"bad --ray-address {address!r}",
             hint="give HOST:PORT of the cluster's head (e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001)",
