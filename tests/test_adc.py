@@ -128,6 +128,12 @@ def test_the_cli_calibrates_and_refuses_a_bad_percentile(program, tmp_path: Path
     assert len(json.loads(report.read_text())["tiles"]) == len(
         [i for i in program.instrs if isinstance(i, Read)]
     )
+    assert json.loads(report.read_text())["unread_tiles"] == [] and "warning" not in result.output
+    np.savez(data, x=np.zeros_like(load_split("train")[0][:4], dtype=np.float32))
+    dark = CliRunner().invoke(main, [*args, "--force"])
+    assert dark.exit_code == 0, dark.output
+    assert "tiles read no current on these samples" in dark.output
+    assert "keep the target's range (100 uA)" in dark.output
     bad = CliRunner().invoke(main, [*args, "--force", "--percentile", "20"])
     assert bad.exit_code == 2 and bad.output.count("error:") == 1
     assert "--percentile must be between 50 and 100" in bad.output

@@ -392,3 +392,30 @@ def test_a_shard_that_keeps_failing_stops_the_sweep_keeping_finished_rows(
     partial = json.loads((out / "sweep.partial.json").read_text())
     assert partial["complete"] is False and len(partial["rows"]) == 2
     assert partial["failed_shard"] == "point 1, chips 0-1"
+    # The partial tables have the complete tables' columns, the unfinished point's empty.
+    points = (out / "sweep.partial.csv").read_text().splitlines()
+    chips = (out / "sweep-chips.partial.csv").read_text().splitlines()
+    assert points[0].split(",")[:8] == [
+        "point", "program", "chips", "accuracy_mean", "accuracy_std", "ci95_low", "ci95_high",
+        "avg_timesteps",
+    ]  # fmt: skip
+    assert points[2].startswith("1,0.1,0,,,,,")
+    assert chips[0] == "point,program,chip,accuracy,avg_timesteps,energy_per_inference_j"
+
+
+def test_a_sweep_whose_first_shard_fails_writes_partial_tables_with_their_columns(
+    files, tmp_path, monkeypatch
+) -> None:
+    def failing(*args, **kwargs):
+        raise PrimecError("simulated device failure")
+
+    monkeypatch.setattr(sweep_module, "Simulator", failing)
+    out = tmp_path / "out"
+    result = sweep_cli(files, out, "--grid", "stuck_repair=0,1", "--noise", "stuck=0.01")
+    assert result.exit_code == 2 and "the 0 finished rows" in result.output, result.output
+    chips = (out / "sweep-chips.partial.csv").read_text()
+    assert chips == "point,stuck_repair,chip,accuracy,avg_timesteps,energy_per_inference_j," + (
+        "pairs_repaired\n"
+    )
+    points = (out / "sweep.partial.csv").read_text().splitlines()
+    assert "accuracy_mean" in points[0] and points[1].startswith("0,0,0,,,,,")

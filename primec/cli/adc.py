@@ -72,6 +72,15 @@ def calibrate_adc(
     calibrated, summary = calibrate(program, data.x, percentile, per)
     atomic_write_bytes(output, backend.encode(calibrated))
     write_report(report, summary)
+    unread = [summary["tiles"][k]["tile"] for k in summary["unread_tiles"]]
+    if unread:
+        click.echo(
+            f"warning: {len(unread)} of {len(summary['tiles'])} tiles read no current on these "
+            f"samples ({', '.join(unread[:3])}{', ...' if len(unread) > 3 else ''}) and keep the "
+            f"target's range ({summary['target_full_scale_ua']:g} uA); calibrate on data that "
+            "drives them (e.g. the train split)",
+            err=True,
+        )
     ranges = ", ".join(f"{t['full_scale_ua']:.3g}" for t in summary["tiles"])
     columns = [t["column_full_scale_ua"] for t in summary["tiles"] if "column_full_scale_ua" in t]
     if columns:

@@ -126,6 +126,8 @@ def calibrate_adc(
             {"read": k, "tile": ins.rows.removesuffix(".rows"), "full_scale_ua": float(fs)}
             for k, (ins, fs) in enumerate(zip(reads, scales, strict=True))
         ],
+        # Tiles that read no current on these samples: they keep the target's range.
+        "unread_tiles": [k for k, histogram in enumerate(counts.values()) if not histogram.sum()],
     }
     if columns is not None:
         tables |= column_tables(program, columns, percentile, scales)

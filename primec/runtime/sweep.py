@@ -249,8 +249,11 @@ def run_shard(job: Job, shard: Shard) -> list[dict[str, Any]]:
     return rows
 
 
-def summarise(points: list[dict[str, float]], rows: list[dict[str, Any]]) -> list[dict]:
-    """Per point: chips, accuracy mean, std over chips, 95% CI of the mean, timesteps, energy."""
+def summarise(
+    points: list[dict[str, float]], rows: list[dict[str, Any]], labelled: bool = True
+) -> list[dict]:
+    """Per point: chips, accuracy mean, std over chips, 95% CI of the mean, timesteps, energy.
+    A point without finished chips (a partial sweep) has the same columns, empty."""
     table = []
     for p, point in enumerate(points):
         mine = [row for row in rows if row["point"] == p]
@@ -258,6 +261,8 @@ def summarise(points: list[dict[str, float]], rows: list[dict[str, Any]]) -> lis
         if mine and "accuracy" in mine[0]:
             accuracy = np.array([row["accuracy"] for row in mine])
             entry |= _mean_ci(accuracy, "accuracy", (0.0, 1.0))
+        elif labelled and not mine:
+            entry |= dict.fromkeys(("accuracy_mean", "accuracy_std", "ci95_low", "ci95_high"))
         entry["avg_timesteps"] = _mean(mine, "avg_timesteps")
         entry["energy_per_inference_j"] = _mean(mine, "energy_per_inference_j")
         if mine and "pairs_repaired" in mine[0]:
@@ -279,7 +284,7 @@ def sweep_report(
         "noise_source": noise_source,
         "grid": {"axes": [[name, list(levels)] for name, levels in grid.axes], "chips": grid.chips},
         "early_exit": job.early_exit and job.program.exit_table is not None,
-        "points": summarise(list(job.points), rows),
+        "points": summarise(list(job.points), rows, data.y is not None),
     }
 
 
@@ -304,9 +309,10 @@ def _mean_ci(
     return {f"{key}_mean": mean, f"{key}_std": std, "ci95_low": low, "ci95_high": high}
 
 
-def csv_text(rows: list[dict[str, Any]]) -> str:
-    """Rows as CSV: columns in first-seen order, floats as Python writes them, None empty."""
-    columns: list[str] = []
+def csv_text(rows: list[dict[str, Any]], first: list[str] | None = None) -> str:
+    """Rows as CSV: the `first` columns, then any other in first-seen order; floats as Python
+    writes them, None empty."""
+    columns: list[str] = list(first or [])
     for row in rows:
         columns += [key for key in row if key not in columns]
     lines = [",".join(columns)]
@@ -327,6 +333,15 @@ def table_names(suffix: str = "") -> list[str]:
     return [f"sweep{suffix}.csv", f"sweep-chips{suffix}.csv", f"sweep{suffix}.json"]
 
 
+def chip_columns(report: dict[str, Any]) -> list[str]:
+    """The per-chip table's columns (`run_shard`'s rows), known even when no chip finished."""
+    names = [name for name, _ in report["grid"]["axes"]]
+    labelled = bool(report["points"]) and "accuracy_mean" in report["points"][0]
+    columns = ["point", *names, "chip", *(["accuracy"] if labelled else [])]
+    columns += ["avg_timesteps", "energy_per_inference_j"]
+    return columns + (["pairs_repaired"] if "stuck_repair" in names else [])
+
+
 def write_tables(folder: Path, report: dict[str, Any], rows: list[dict[str, Any]]) -> list[Path]:
     """The per-point table (sweep.csv), the per-chip rows (sweep-chips.csv) and the report with
     both (sweep.json). An incomplete sweep writes only `.partial` files, never the complete
@@ -334,7 +349,7 @@ def write_tables(folder: Path, report: dict[str, Any], rows: list[dict[str, Any]
     names = table_names("" if report["complete"] else ".partial")
     texts = (
         csv_text(report["points"]),
-        csv_text(rows),
+        csv_text(rows, chip_columns(report)),
         json.dumps(report | {"rows": rows}, indent=2) + "\n",
     )
     files = {folder / name: text for name, text in zip(names, texts, strict=True)}
