@@ -74,14 +74,18 @@ def _head(path: str | Path) -> bytes:
         raise PrimecError(f"cannot read artefact: {exc}", where=str(path)) from exc
 
 
-def artefact_kind(path: str | Path) -> str | None:
-    """`pbc` or `pmac` for a file that starts with that artefact's magic, else None. A macro
-    file's magic is a zip's, which other files share (PyTorch's .pt and .pt2): a zip counts
-    only when it is named .pmac."""
+def magic_kind(path: str | Path) -> str | None:
+    """`pbc` or `pmac`: the artefact whose magic the file starts with (as `read_artefact`
+    decodes it), else None."""
     backend = backend_of(_head(path))
-    if backend is None or (backend.magic.startswith(b"PK") and Path(path).suffix != ".pmac"):
-        return None
-    return backend.suffix.lstrip(".")
+    return None if backend is None else backend.suffix.lstrip(".")
+
+
+def artefact_kind(path: str | Path) -> str | None:
+    """`magic_kind`, where that makes the file an artefact: a macro file's magic is a zip's,
+    which other files share (PyTorch's .pt and .pt2), so a zip counts only when named .pmac."""
+    kind = magic_kind(path)
+    return None if kind == "pmac" and Path(path).suffix != ".pmac" else kind
 
 
 def read_artefact(path: str | Path) -> Program:

@@ -44,6 +44,7 @@ LAYER_FIELDS: dict[str, Callable[[Any], bool]] = {
 
 
 def layer_problem(layer: Any) -> str | None:
+    """What is wrong with one record of the meta's layer table, or None."""
     if not isinstance(layer, dict):
         return "not an object"
     bad = next((k for k, ok in LAYER_FIELDS.items() if k not in layer or not ok(layer[k])), None)
@@ -51,12 +52,15 @@ def layer_problem(layer: Any) -> str | None:
 
 
 def is_str(value: Any) -> bool:
+    """A string."""
     return isinstance(value, str)
 
 
 def is_int(value: Any) -> bool:
+    """An int (not a bool, which Python counts as one)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

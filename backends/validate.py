@@ -33,6 +33,7 @@ from primec.backends.shapes import SHAPES, no_shape
 from primec.core.ops import OPS, attr_type_ok
 from primec.core.verify import MAX_TIMESTEPS
 from primec.errors import PrimecError
+from primec.hardware.devicemap import G_MAX_SLACK
 from primec.hardware.driftmodel import drift_from_entry
 from primec.hardware.energy import energy_meta
 from primec.hardware.target import parameter_fields, parameter_problem
@@ -175,8 +176,9 @@ class _Checker:
                 )
             if not np.isfinite(cells).all() or cells.min(initial=0.0) < 0:
                 raise self.fail(f"{at}: conductances must be finite and non-negative (uS)")
-            # Compiled, device-map and stuck cells all lie within the target's range.
-            if cells.max(initial=0.0) > params["cells.g_max_us"]:
+            # Compiled, device-map and stuck cells all lie within the target's range (a device
+            # map's float32 cells within its rounding: `devicemap.G_MAX_SLACK`).
+            if cells.max(initial=0.0) > params["cells.g_max_us"] * G_MAX_SLACK:
                 raise self.fail(
                     f"{at}: a conductance of {cells.max():g} uS is above the target's "
                     f"cells.g_max_us ({params['cells.g_max_us']:g} uS)"

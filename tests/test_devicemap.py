@@ -4,6 +4,7 @@ compile-time check that the model's weights are its cells, stuck-cell avoidance.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,7 @@ def write_map(path: Path, **changes) -> Path:
         ({"target": np.array("other-chip")}, "made for target 'other-chip'"),
         ({"g": None}, "missing g"),
         ({"version": np.array(9)}, "version 9"),
+        ({"g": np.full((1, 1, 512, 512), 150.0, np.float32)}, "150 uS is above the target.s maximum"),
     ],
 )
 def test_bad_device_maps_are_refused(tmp_path: Path, changes, message) -> None:
@@ -163,3 +165,16 @@ def test_max_macros_and_device_map_limit_the_target(chip: DeviceMap, tmp_path: P
     assert limit == (1, "the device map's 1 macro(s)")
     target, choices = resolve_target("prime-40nm-256k", None, max_macros=3)
     assert (choices.macro_limit(target), choices.limit_reason(target)) == (3, "--max-macros 3")
+
+
+def test_a_map_at_float32s_rounding_of_g_max_is_the_target_s_maximum(tmp_path: Path) -> None:
+    """Maps hold float32: a cell at g_max of a target whose g_max float32 cannot hold exactly
+    (99.9 uS rounds up) is at the maximum, not above it; the artefact validator agrees."""
+    target = replace(TARGET, cells=replace(TARGET.cells, g_max_us=99.9))
+    assert float(np.float32(99.9)) > 99.9
+    g = np.full((1, 1, 512, 512), 25.0, np.float32)
+    g[0, 0, 0, 0] = 99.9
+    assert load(write_map(tmp_path / "edge.npz", g=g), target).g.max() == np.float32(99.9)
+    g[0, 0, 0, 0] = 99.91
+    with pytest.raises(PrimecError, match="above the target's maximum"):
+        load(write_map(tmp_path / "over.npz", g=g), target)

@@ -419,3 +419,4 @@ def test_a_sweep_whose_first_shard_fails_writes_partial_tables_with_their_column
     )
     points = (out / "sweep.partial.csv").read_text().splitlines()
     assert "accuracy_mean" in points[0] and points[1].startswith("0,0,0,,,,,")
+    assert points[0].endswith(",pairs_repaired_mean")

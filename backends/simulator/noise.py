@@ -20,7 +20,8 @@ __all__ = ["ADC_RANGES", "LIMITS", "Noise", "Normals", "chip_cells", "stream_see
 # Each setting's lowest and highest value (None: no bound but a finite one), the one range that
 # `--noise` and a sweep's `--grid` check. A relative std above 1 (100%) would make conductances
 # negative more often than not (they are clipped at 0): not a device, and it overflows the
-# exact-sum grid. Converters and drivers of more than 16 bits are refused, as in the artefact.
+# exact-sum grid. Converters and drivers take at most 16 bits here, as in a sweep's grid (a
+# target may declare more; its own setting runs as it is).
 LIMITS: dict[str, tuple[float, float | None]] = {
     "program": (0.0, 1.0),
     "read": (0.0, 1.0),

@@ -46,7 +46,7 @@ def check(model: str, arch: str | None, trust_pickle: bool, **nir: Any) -> None:
       primec check model.pt --arch prime-nmnist
       primec check model.pmac
     """
-    from primec.backends import artefact_kind, read_artefact
+    from primec.backends import artefact_kind, magic_kind, read_artefact
     from primec.core.verify import verify
     from primec.pipeline import frontend
 
@@ -55,7 +55,7 @@ def check(model: str, arch: str | None, trust_pickle: bool, **nir: Any) -> None:
     if kind is not None or Path(model).suffix in (".pbc", ".pmac"):
         program = read_artefact(model)  # reading validates structure, checksums, cross-references
         click.echo(
-            f"ok: {artefact_kind(model)} artefact {program.name} for {program.meta['target']}: {len(program.instrs)} instructions, {len(program.arrays)} arrays"
+            f"ok: {magic_kind(model)} artefact {program.name} for {program.meta['target']}: {len(program.instrs)} instructions, {len(program.arrays)} arrays"
         )
         return
     # Loading, export and import each report all of their problems in one error.

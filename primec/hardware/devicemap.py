@@ -39,6 +39,9 @@ from primec.hardware.target import Target, load_target
 FORMAT = "primec-devicemap"
 VERSION = 1
 UNITS = "uS"
+# Cells may exceed the target's g_max by float32's rounding of it (maps store float32), no more:
+# the artefact validator allows the same.
+G_MAX_SLACK = 1 + 2.0**-20
 HEALTHY, STUCK_LOW, STUCK_HIGH = 0, 1, 2
 MEASURED_SEED = -1
 KEYS = ("format", "version", "target", "units", "seed", "g", "fault")
@@ -197,6 +200,13 @@ def _check_values(device_map: DeviceMap, target: Target, where: str) -> None:
         )
     if not np.isfinite(g).all() or g.min() < 0:
         raise PrimecError("device map conductances must be finite and non-negative", where=where)
+    if float(g.max(initial=0.0)) > cells.g_max_us * G_MAX_SLACK:
+        raise PrimecError(
+            f"device map conductance {float(g.max()):g} uS is above the target's maximum "
+            f"cells.g_max_us ({cells.g_max_us:g} uS)",
+            where=where,
+            hint="use a target whose cells.g_max_us covers the chip's cells, or clip the map to it",
+        )
     if float(np.median(g)) < cells.g_off_us:
         raise PrimecError(
             f"device map conductances (median {float(np.median(g)):.3g}) lie below the target's "

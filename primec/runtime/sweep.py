@@ -268,6 +268,8 @@ def summarise(
         if mine and "pairs_repaired" in mine[0]:
             counts = [row["pairs_repaired"] for row in mine]
             entry["pairs_repaired_mean"] = None if None in counts else float(np.mean(counts))
+        elif "stuck_repair" in point and not mine:
+            entry["pairs_repaired_mean"] = None
         table.append(entry)
     return table
 
