@@ -82,7 +82,10 @@ def write_map(path: Path, **changes) -> Path:
         ({"target": np.array("other-chip")}, "made for target 'other-chip'"),
         ({"g": None}, "missing g"),
         ({"version": np.array(9)}, "version 9"),
-        ({"g": np.full((1, 1, 512, 512), 150.0, np.float32)}, "150 uS is above the target.s maximum"),
+        (
+            {"g": np.full((1, 1, 512, 512), 150.0, np.float32)},
+            "150 uS is above the target.s maximum",
+        ),
     ],
 )
 def test_bad_device_maps_are_refused(tmp_path: Path, changes, message) -> None:

@@ -103,19 +103,34 @@ def _number(key: str, raw: str, kind: str) -> float | int:
     """One `--noise` value, checked against `LIMITS`; an age may carry a unit (`1d`)."""
     if key == "age":
         return seconds(raw)
-    low, high = LIMITS[key]
-    bounds = f"{low}..{high}"
+    words = "an integer" if kind == "int" else "a number"
+    return checked_number(
+        key,
+        raw,
+        (int if kind == "int" else float, *LIMITS[key]),
+        "noise setting",
+        (f"give {key} as {words} in {{bounds}}", f"give {key} in {{bounds}}, e.g. read=0.02,adc=8"),
+    )
+
+
+def checked_number(
+    key: str, raw: str, spec: tuple[type, float, float | None], what: str, hints: tuple[str, str]
+) -> float | int:
+    """raw read as spec's type, finite and within its lowest and highest (None: no highest),
+    else one error naming `what` (a noise setting, a sweep level) with hints[0] (not a number)
+    or hints[1] (out of range), in which {bounds} stands for the range."""
+    kind, low, high = spec
+    bounds = f"{low}..{high}" if high is not None else f">= {low}"
     try:
-        value = int(raw) if kind == "int" else float(raw)
+        value = kind(raw)
     except ValueError:
+        words = "n integer" if kind is int else " number"
         raise PrimecError(
-            f"noise setting {key}={raw!r} is not a{'n integer' if kind == 'int' else ' number'}",
-            hint=f"give {key} as a{'n integer' if kind == 'int' else ' number'} in {bounds}",
+            f"{what} {key}={raw!r} is not a{words}", hint=hints[0].format(bounds=bounds)
         ) from None
     if not (math.isfinite(value) and low <= value and (high is None or value <= high)):
         raise PrimecError(
-            f"noise setting {key}={raw} is out of range ({bounds})",
-            hint=f"give {key} in {bounds}, e.g. read=0.02,adc=8",
+            f"{what} {key}={raw} is out of range ({bounds})", hint=hints[1].format(bounds=bounds)
         )
     return value
 

@@ -31,10 +31,10 @@ def describe(path: Path) -> str:
 
 
 def _artefact(path: Path) -> str:
-    from primec.backends import artefact_kind, macrofile, read_artefact
+    from primec.backends import macrofile, magic_kind, read_artefact
 
     program = read_artefact(path)
-    if artefact_kind(path) == "pmac":
+    if magic_kind(path) == "pmac":  # the format read_artefact decoded
         return macrofile.summary(path) + "\n"
     table = program.exit_table
     header = [

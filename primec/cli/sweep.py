@@ -194,26 +194,29 @@ def _grid(grid_specs: tuple[str, ...], ages: str | None, chips: int) -> Any:
     return Grid.parse([*grid_specs, f"age={ages}"], chips)
 
 
-def _clear_earlier(folder: Path) -> None:
-    """Remove what an earlier sweep wrote into folder (its tables, partial tables and plots),
-    so that it holds this sweep's outputs only; files of other names are never touched."""
+def _sweep_files() -> list[str]:
+    """Every name a sweep writes into --out: its tables, partial tables and plots."""
     from primec.apps.sweepplots import plot_names
     from primec.runtime.sweep import table_names
 
-    for name in [*table_names(), *table_names(".partial"), *plot_names()]:
+    return [*table_names(), *table_names(".partial"), *plot_names()]
+
+
+def _clear_earlier(folder: Path) -> None:
+    """Remove what an earlier sweep wrote into folder (`_sweep_files`), so that it holds this
+    sweep's outputs only; files of other names are never touched."""
+    for name in _sweep_files():
         (folder / name).unlink(missing_ok=True)
 
 
 def _check_outputs(folder: Path, force: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise PrimecError(f"--out {folder} is a file, not a folder", hint="give a folder name")
-    from primec.apps.sweepplots import plot_names
     from primec.fileio import check_writable_folder
     from primec.runtime.sweep import table_names
 
     check_writable_folder("--out", folder)
-    outputs = [*table_names(), *table_names(".partial"), *plot_names()]
-    folders = [name for name in outputs if (folder / name).is_dir()]
+    folders = [name for name in _sweep_files() if (folder / name).is_dir()]
     if folders:
         raise PrimecError(
             f"--out {folder} holds a folder named like a sweep's output ({folders[0]})",

@@ -26,7 +26,7 @@ from scipy import stats
 from primec.backends.program import Program
 from primec.backends.simulator import Noise, Simulator
 from primec.backends.simulator.ages import age_text, seconds
-from primec.backends.simulator.noise import LIMITS
+from primec.backends.simulator.noise import LIMITS, checked_number
 from primec.backends.simulator.verify import VerifiedSimulator
 from primec.errors import PrimecError
 from primec.fileio import atomic_write_text
@@ -141,25 +141,20 @@ def _axis(spec: str) -> tuple[str, tuple[float, ...]]:
 
 def _level(name: str, raw: str) -> float:
     kind, low, high, _ = PARAMETERS[name]
-    example = f"e.g. --grid {name}={EXAMPLES[name]}"
     if name == "age":
         return seconds(raw)
-    try:
-        value = kind(raw.strip())
-    except ValueError:
-        raise PrimecError(
-            f"sweep level {name}={raw.strip()!r} is not a"
-            f"{'n integer' if kind is int else ' number'}",
-            hint=f"give {name} as comma-separated {'integers' if kind is int else 'numbers'}, "
-            f"{example}",
-        ) from None
-    if not math.isfinite(value) or value < low or (high is not None and value > high):
-        bounds = f"{low}..{high}" if high is not None else f">= {low}"
-        raise PrimecError(
-            f"sweep level {name}={raw.strip()} is out of range ({bounds})",
-            hint=f"give {name} levels in {bounds}, {example}",
-        )
-    return value
+    example = f"e.g. --grid {name}={EXAMPLES[name]}"
+    words = "integers" if kind is int else "numbers"
+    return checked_number(
+        name,
+        raw.strip(),
+        (kind, low, high),
+        "sweep level",
+        (
+            f"give {name} as comma-separated {words}, {example}",
+            f"give {name} levels in {{bounds}}, {example}",
+        ),
+    )
 
 
 @dataclass(frozen=True)
