@@ -8,8 +8,10 @@ uS, float64); the backend only reads them.
     as_formed   the formed weight *is* G+ - G- in uS (us_per_unit = 1): kept pairs keep their
                 as-formed cells, nothing is programmed. Without a device map the cells are
                 centred on the formed mean, G+/- = formed_mean_us +/- w/2 (G+ - G- = w exactly
-                in float64); with one, `place` puts in the measured cells the pair lands on. A
-                weight beyond the pair window g_max_us - g_off_us fits no pair and is refused.
+                in float64), the centre moved towards the middle of [g_off_us, g_max_us] just
+                enough for a large |w| to keep both cells in range; with one, `place` puts in
+                the measured cells the pair lands on. A weight beyond the pair window g_max_us -
+                g_off_us fits no pair and is refused.
     programmed  weights are scaled so that the largest |w| fills as much of the window as a
                 power-of-two scale allows: us_per_unit = 2^floor(log2((g_max_us - g_off_us) /
                 max |w|)); G+ = g_off + max(w, 0) us_per_unit, G- alike.
@@ -61,12 +63,24 @@ def pair_conductances(
     w = weights.astype(np.float64)
     off = target.cells.g_off_us
     if mode == "as_formed":
-        centre = target.cells.formed_mean_us
+        centre = as_formed_centres(w, target)
         g_pos, g_neg = centre + w / 2, centre - w / 2
     else:
         g_pos = off + np.maximum(w, 0.0) * us_per_unit
         g_neg = off + np.maximum(-w, 0.0) * us_per_unit
     return np.where(mask, g_pos, off), np.where(mask, g_neg, off)
+
+
+def as_formed_centres(w: np.ndarray, target: Target) -> np.ndarray:
+    """Each as-formed pair's centre: the formed mean, moved just enough to keep both cells in range.
+
+    A pair centred on the formed mean holds |w| up to twice the mean's distance to the nearer end
+    of [g_off_us, g_max_us]; a larger weight (still within the pair window) moves its centre to
+    g_off_us + |w|/2 or g_max_us - |w|/2, so that one cell sits at the end and G+ - G- stays w.
+    """
+    cells = target.cells
+    half = np.abs(w) / 2
+    return np.clip(cells.formed_mean_us, cells.g_off_us + half, cells.g_max_us - half)
 
 
 def _scale(node: Node, window: float) -> float:

@@ -109,6 +109,44 @@ def test_map_pairs_decides_the_conductances_by_hand(mode, scale, g_pos, g_neg) -
     np.testing.assert_array_equal(node.attr("g_neg_us").array(), g_neg)
 
 
+@pytest.mark.parametrize(
+    "w,g_pos,g_neg",
+    [
+        # 25 +/- 30 would put G- at -5 uS: the centre moves up to g_off + |w|/2 = 30.5.
+        (60.0, 60.5, 0.5),
+        (-60.0, 0.5, 60.5),
+        # the widest pair the window holds: one cell at each end.
+        (99.5, 100.0, 0.5),
+        # 48 still fits around the mean (G- = 1 uS): unchanged.
+        (48.0, 49.0, 1.0),
+    ],
+)
+def test_large_as_formed_weights_move_their_pair_centre_into_range(w, g_pos, g_neg) -> None:
+    text = HAND.format(mode="as_formed").replace("[0.5, -0.25", f"[{w}, -0.25")
+    (node,) = PASSES["map-pairs"](verify(parse_graph(text)), load_target(DEFAULT_TARGET)).nodes
+    assert node.attr("g_pos_us").array()[0, 0] == g_pos
+    assert node.attr("g_neg_us").array()[0, 0] == g_neg
+    assert g_pos - g_neg == w
+
+
+def test_an_as_formed_weight_far_from_the_mean_compiles(tmp_path) -> None:
+    """A 60 uS weight used to fail lowering as an ill-formed program (G- = -5 uS)."""
+    (tmp_path / "hand.pir").write_text(
+        HAND.format(mode="as_formed").replace("[0.5, -0.25", "[60.0, -0.25")
+    )
+    compiled = compile_model(
+        tmp_path / "hand.pir", log=lambda _: None, backend=BackendOptions(("bytecode", "macro"))
+    )
+    assert compiled.artefacts["macro"]
+    assert compiled.artefacts["bytecode"]
+    program = compiled.program
+    (ins,) = [i for i in program.instrs if type(i).__name__ == "Read"]
+    row = ins.row0 + list(program.tensors[ins.rows]).index(0)
+    col = ins.col0 + 2 * list(program.tensors[ins.cols]).index(0)
+    g_pos, g_neg = program.arrays[(ins.macro, ins.array)][row, col : col + 2]
+    assert (g_pos, g_neg) == (60.5, 0.5)
+
+
 def test_lower_copies_the_carried_conductances() -> None:
     """Lowering reads each pair's cells from the IR; it derives nothing from the weights."""
     graph = read_ir(GOLDEN / "small_conv_snn.in.pir")
