@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from primec.datasets import SPLITS, load_split, make_ndigits, save_npz, split_indices
+from primec.datasets import SPLITS, load_split, make_ndigits, ndigits, save_npz, split_indices
 
 sys.path.insert(0, str(Path(__file__).parent))
 import prime_reference  # noqa: E402
 
 SAMPLES = 1797
+# make_ndigits keeps its last set; these tests make theirs afresh, and leave that set alone.
+made_afresh = ndigits._full_set.__wrapped__
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +33,10 @@ def test_shape_and_dtype(seed0):
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(seed0):
     x, y = seed0
-    again_x, again_y = make_ndigits(seed=0)
+    again_x, again_y = made_afresh(0, 10)
     assert x.tobytes() == again_x.tobytes()
     assert y.tobytes() == again_y.tobytes()
-    other_x, other_y = make_ndigits(seed=1)
+    other_x, other_y = made_afresh(1, 10)
     assert x.tobytes() != other_x.tobytes()
     # Only the sensor's randomness changes with the seed, never the labels.
     assert np.array_equal(y, other_y)
@@ -63,7 +65,7 @@ def test_every_timestep_sees_events(seed0):
 
 def test_timesteps_rebin_the_same_events(seed0):
     x, _ = seed0
-    coarse, _ = make_ndigits(seed=0, timesteps=5)
+    coarse, _ = made_afresh(0, 5)
     assert coarse.shape == (SAMPLES, 5, 2, 34, 34)
     assert np.array_equal(coarse.sum(axis=1), x.sum(axis=1))
 
@@ -91,6 +93,17 @@ def test_load_split_takes_its_samples_from_the_full_set(seed0):
     chosen = split_indices(y, seed=0)["test"]
     assert np.array_equal(test_x, x[chosen])
     assert np.array_equal(test_y, y[chosen])
+
+
+def test_every_call_gets_arrays_of_its_own(seed0):
+    """The kept set is never handed out: writing into one result changes no later one."""
+    x, y = make_ndigits(seed=0)
+    split, _ = load_split("test")
+    assert x.flags.writeable and split.flags.writeable
+    x[:], y[:], split[:] = -1, -1, -1
+    assert np.array_equal(make_ndigits(seed=0)[0], seed0[0])
+    assert np.array_equal(make_ndigits(seed=0)[1], seed0[1])
+    assert np.array_equal(load_split("test")[0], seed0[0][split_indices(seed0[1])["test"]])
 
 
 def test_unknown_split_names_the_known_ones():

@@ -23,6 +23,7 @@ non-zero, counts up to about 8. Labels never influence the events.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,7 +51,27 @@ BICUBIC_A = -0.75
 
 
 def make_ndigits(seed: int = 0, timesteps: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """All 1797 N-Digits samples: x float32 [N, T, 2, 34, 34] event counts, y int64 [N]."""
+    """All 1797 N-Digits samples: x float32 [N, T, 2, 34, 34] event counts, y int64 [N].
+
+    Fresh arrays of the caller's own; the process keeps the last set made (166 MB at T = 10),
+    so asking again for the same seed and T costs a copy instead of about 3 s.
+    """
+    x, y = _full_set(seed, timesteps)
+    return x.copy(), y.copy()
+
+
+def load_split(split: str, seed: int = 0, timesteps: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """One split of N-Digits: train 1078, calibration 360, test 359 samples (stratified)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known splits: {', '.join(SPLITS)}")
+    x, y = _full_set(seed, timesteps)
+    indices = split_indices(y, seed)[split]
+    return x[indices], y[indices]
+
+
+@functools.lru_cache(maxsize=1)
+def _full_set(seed: int, timesteps: int) -> tuple[np.ndarray, np.ndarray]:
+    """make_ndigits's arrays, made once per (seed, timesteps) and read-only: callers copy."""
     if timesteps < 1:
         raise ValueError(f"timesteps must be >= 1, got {timesteps}")
     images, labels = _load_digits()
@@ -63,16 +84,9 @@ def make_ndigits(seed: int = 0, timesteps: int = 10) -> tuple[np.ndarray, np.nda
     # One sub-step at a time keeps memory small: the whole path in float64 would be ~0.5 GB.
     screens = (BLACK_LEVEL + 1.0 - _render(ink, origin + offset) for offset in _path_offsets())
     events = _sense((np.log(screen) for screen in screens), thresholds, phase)
-    return _bin_events(events, timesteps), labels
-
-
-def load_split(split: str, seed: int = 0, timesteps: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """One split of N-Digits: train 1078, calibration 360, test 359 samples (stratified)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; known splits: {', '.join(SPLITS)}")
-    x, y = make_ndigits(seed, timesteps)
-    indices = split_indices(y, seed)[split]
-    return x[indices], y[indices]
+    x = _bin_events(events, timesteps)
+    x.flags.writeable = labels.flags.writeable = False
+    return x, labels
 
 
 def split_indices(labels: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
